@@ -1,0 +1,5 @@
+"""Entry point for ``python -m spacetail``."""
+
+from spacetail.cli import main
+
+raise SystemExit(main())
