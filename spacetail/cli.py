@@ -1,0 +1,304 @@
+"""Command-line parsing only: one function per subcommand turns arguments into plain values and
+calls the code that acts (client.py, manager.py, install.py), which never sees argparse."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from spacetail import __version__
+from spacetail.errors import ConfigError, SpacetailError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _say(message: str) -> None:
+    print(f"spacetail: {message}", file=sys.stderr, flush=True)
+
+
+def _paths(args: argparse.Namespace) -> Any:
+    from spacetail.paths import Paths
+
+    env = dict(os.environ)
+    if args.dir:
+        env["SPACETAIL_DIR"] = args.dir
+    return Paths.from_env(env)
+
+
+def _timeout(raw: str | None, name: str = "--timeout") -> float | None:
+    if raw is None:
+        return None
+    from spacetail.config import parse_seconds
+
+    return parse_seconds(name, raw)
+
+
+def _up_flags(args: argparse.Namespace) -> dict[str, str | None]:
+    def flag(value: bool | None) -> str | None:
+        return None if value is None else str(value).lower()
+
+    return {
+        "timeout": args.timeout,
+        "hostname": args.hostname,
+        "tags": args.tags,
+        "accept-routes": flag(args.accept_routes),
+        "accept-dns": flag(args.accept_dns),
+        "exit-node": args.exit_node,
+        "login-server": args.login_server,
+        "ephemeral": flag(args.ephemeral),
+        "socks5-server": args.socks5_server,
+        "http-proxy": args.http_proxy,
+        "log-upload": flag(args.log_upload),
+        "node-state": args.node_state,
+        "peer": ",".join(args.peer) if args.peer else None,
+        "watch-shell": "false" if args.no_watch else None,
+        "watch-pid": args.watch_pid,
+        "max-lifetime": args.max_lifetime,
+    }
+
+
+def _config(args: argparse.Namespace, *, need_auth: bool = True) -> Any:
+    from spacetail import config
+
+    return config.load(os.environ, _up_flags(args), need_auth=need_auth)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from spacetail import client
+
+    cfg = _config(args)
+    paths = _paths(args)
+    reply = client.up(cfg, paths, os.environ, wait=not args.no_wait)
+    if cfg.peers and not args.no_wait:
+        import time
+
+        client.wait_for_peers(reply, cfg.peers, time.monotonic() + cfg.timeout)
+        _say(f"peers answer: {', '.join(cfg.peers)}")
+    if args.env:
+        from spacetail.proxyenv import export_lines
+
+        sys.stdout.write(export_lines(reply["proxies"]))
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from spacetail import client
+
+    done = client.down(_paths(args), os.environ, logout=not args.no_logout)
+    _say("; ".join(done) if done else "nothing was running")
+    if args.env:
+        from spacetail.proxyenv import unset_lines
+
+        sys.stdout.write(unset_lines())
+    return 0
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    from spacetail import client
+    from spacetail.config import DEFAULT_TIMEOUT
+
+    timeout = _timeout(args.timeout) or DEFAULT_TIMEOUT
+    reply = client.wait(_paths(args), timeout, tuple(args.peer or ()))
+    ips = ", ".join(reply.get("tailscale_ips") or [])
+    _say(f"the tailnet is usable ({reply.get('hostname')}, {ips})")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from spacetail import client
+
+    result = client.status(_paths(args))
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+        return 0
+    if not result.get("running"):
+        print(f"not running (state folder {result['state_dir']})")
+        for key in ("stale", "problem"):
+            if result.get(key):
+                print(f"  {key}: {result[key]}")
+        return 0
+    ips = ", ".join(result.get("tailscale_ips") or []) or "-"
+    proxies = result.get("proxies") or {}
+    lines = [
+        f"{result.get('backend_state') or 'starting'} as {result.get('hostname')} ({ips})",
+        f"  manager pid {result.get('manager_pid')}, tailscaled pid {result.get('tailscaled_pid')}"
+        f", phase {result.get('phase')}, up {result.get('uptime')}s",
+        f"  proxies: HTTP {proxies.get('http')}  SOCKS5 {proxies.get('socks5')}",
+    ]
+    if result.get("restarts"):
+        lines.append(f"  restarts: {result['restarts']} (last: {result.get('last_exit')})")
+    if result.get("reason"):
+        lines.append(f"  problem: {result['reason']}")
+    for item in result.get("health") or []:
+        lines.append(f"  health: {item}")
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from spacetail import client
+    from spacetail.proxyenv import export_lines, unset_lines
+
+    if args.unset:
+        sys.stdout.write(unset_lines())
+        return 0
+    result = client.status(_paths(args))
+    proxies = result.get("proxies")
+    if not proxies:
+        cfg = _config(args, need_auth=False)
+        proxies = cfg.proxies
+        _say("no manager runs here: these are the addresses `spacetail up` would use")
+    sys.stdout.write(export_lines(proxies))
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from spacetail.log import tail
+
+    paths = _paths(args)
+    path = paths.tailscaled_log if args.tailscaled else paths.manager_log
+    text = tail(path, args.lines, max_bytes=max(16384, args.lines * 400))
+    if not text:
+        _say(f"no log at {path}")
+        return 1
+    print(text)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from spacetail import runner
+
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise ConfigError("run: no command given; use spacetail run -- COMMAND [ARGS...]")
+    return runner.run(_config(args), _paths(args), os.environ, command)
+
+
+def cmd_manager(args: argparse.Namespace) -> int:
+    from spacetail import runner
+
+    cfg = _config(args)
+    return runner.foreground(cfg, _paths(args), os.environ)
+
+
+def cmd_install_tailscale(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from spacetail import install
+
+    dest = Path(args.dest) if args.dest else install.default_install_dir()
+    folder = install.install_tailscale(
+        args.version or install.DEFAULT_VERSION,
+        args.base_url or install.DEFAULT_BASE_URL,
+        dest,
+        log=_say,
+    )
+    print(folder)
+    return 0
+
+
+def _add_up_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("tailscale options (each also an environment variable)")
+    g.add_argument("--timeout", metavar="SECONDS", help="how long to wait for Running (60)")
+    g.add_argument("--hostname", help="node name (TS_HOSTNAME)")
+    g.add_argument("--tags", help="comma-separated tags, e.g. tag:ci (SPACETAIL_TAGS)")
+    g.add_argument("--accept-routes", action=argparse.BooleanOptionalAction, default=None,
+                   help="use subnet routes (TS_ACCEPT_ROUTES, default on)")  # fmt: skip
+    g.add_argument("--accept-dns", action=argparse.BooleanOptionalAction, default=None,
+                   help="use the tailnet's DNS settings (TS_ACCEPT_DNS, default off)")  # fmt: skip
+    g.add_argument("--exit-node", help="exit node (TS_EXIT_NODE)")
+    g.add_argument("--login-server", help="control server URL (TS_LOGIN_SERVER)")
+    g.add_argument("--ephemeral", action=argparse.BooleanOptionalAction, default=None,
+                   help="OAuth nodes are ephemeral (SPACETAIL_EPHEMERAL, default on)")  # fmt: skip
+    g.add_argument("--socks5-server", metavar="ADDR", help="SOCKS5 proxy (TS_SOCKS5_SERVER)")
+    g.add_argument("--http-proxy", metavar="ADDR",
+                   help="HTTP proxy (TS_OUTBOUND_HTTP_PROXY_LISTEN)")  # fmt: skip
+    g.add_argument("--log-upload", action=argparse.BooleanOptionalAction, default=None,
+                   help="upload tailscaled's logs (SPACETAIL_LOG_UPLOAD, default off)")  # fmt: skip
+    g.add_argument("--node-state", choices=("memory", "workspace"),
+                   help="where the node's state lives (SPACETAIL_NODE_STATE)")  # fmt: skip
+    g.add_argument("--peer", action="append", metavar="HOST",
+                   help="also wait until this peer answers a ping (repeatable)")  # fmt: skip
+    g.add_argument("--no-watch", action="store_true",
+                   help="outlive the calling shell (SPACETAIL_WATCH_SHELL=0)")  # fmt: skip
+    g.add_argument("--watch-pid", metavar="PID", help="stop when this process exits")
+    g.add_argument("--max-lifetime", metavar="SECONDS",
+                   help="stop after this long, 0 = never (SPACETAIL_MAX_LIFETIME)")  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spacetail",
+        description="A Tailscale tailnet inside Spacelift runs, as a non-root user.",
+    )
+    parser.add_argument("--version", action="version", version=f"spacetail {__version__}")
+    parser.add_argument("--dir", help="state folder (SPACETAIL_DIR)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = add("up", cmd_up, "start tailscaled and log in; returns once connected")
+    p.add_argument("--no-wait", action="store_true", help="return once tailscaled answers")
+    p.add_argument("--env", action="store_true", help="print the proxy exports on stdout")
+    _add_up_options(p)
+
+    p = add("down", cmd_down, "log out, stop everything, remove the files")
+    p.add_argument("--env", action="store_true", help="print the proxy unsets on stdout")
+    p.add_argument("--no-logout", action="store_true", help="keep the node registered")
+
+    p = add("wait", cmd_wait, "wait until the tailnet is usable")
+    p.add_argument("--timeout", metavar="SECONDS", help="give up after this long (60)")
+    p.add_argument("--peer", action="append", metavar="HOST", help="also wait for this peer")
+
+    p = add("status", cmd_status, "show what runs")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+
+    p = add("env", cmd_env, "print the proxy exports (or unsets) for eval")
+    p.add_argument("--unset", action="store_true", help="print the unset line instead")
+    _add_up_options(p)
+
+    p = add("logs", cmd_logs, "show the manager's (or tailscaled's) log")
+    p.add_argument("--tailscaled", action="store_true", help="tailscaled's log")
+    p.add_argument("-n", "--lines", type=int, default=40, help="how many lines (40)")
+
+    p = add("run", cmd_run, "up, run a command with the proxy environment, down")
+    _add_up_options(p)
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+
+    p = add("manager", cmd_manager, "run the manager in the foreground (systemd, terminals)")
+    _add_up_options(p)
+
+    p = add("install-tailscale", cmd_install_tailscale, "download and verify tailscale")
+    p.add_argument("--version", dest="version", metavar="V", help="tailscale version")
+    p.add_argument("--base-url", metavar="URL", help="package server or mirror")
+    p.add_argument("--dest", metavar="DIR", help="install folder")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on bad usage, as we want
+        return int(exc.code or 0)
+    try:
+        code: int = args.handler(args)
+        return code
+    except SpacetailError as exc:
+        lines = str(exc).splitlines() or [""]
+        _say(f"error: {lines[0]}")
+        for line in lines[1:]:
+            print(line, file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 130

@@ -1,0 +1,120 @@
+"""Starting the manager in the background (PEP 3143's checklist: double fork with setsid between,
+no inherited descriptors, a known working folder and umask) and in the foreground with systemd
+socket activation."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+SD_LISTEN_FDS_START = 3
+
+
+def close_fds(keep: Sequence[int]) -> None:
+    """Close every descriptor above 2 except KEEP (the caller's pipes must reach end-of-file)."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(3, 1024))
+    for fd in fds:
+        if fd > 2 and fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _redirect_stdio(log_path: Path | None) -> None:
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    out = devnull
+    if log_path is not None:
+        with contextlib.suppress(OSError):
+            out = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    for fd in {devnull, out}:
+        if fd > 2:
+            os.close(fd)
+
+
+def spawn(
+    run: Callable[[int], int],
+    keep: Sequence[int],
+    log_path: Path | None,
+    ready_timeout: float,
+) -> tuple[int | None, str]:
+    """Run RUN(ready_fd) in a detached grandchild; return (its pid, its readiness line).
+
+    The grandchild writes one line on ready_fd ("READY <pid>"); an empty line means it died
+    before that (end-of-file on the pipe).
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # first child: a new session, then fork again so we can never get a terminal
+        code = 1
+        try:
+            os.close(r)
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            os.chdir("/")
+            os.umask(0o077)
+            _redirect_stdio(log_path)
+            close_fds([*keep, w])
+            for fd in keep:
+                os.set_inheritable(fd, False)
+            code = run(w)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                traceback.print_exc()
+        finally:
+            os._exit(code)
+    os.close(w)
+    os.waitpid(pid, 0)
+    line = _read_line(r, ready_timeout)
+    os.close(r)
+    parts = line.split()
+    manager_pid = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+    return manager_pid, line
+
+
+def _read_line(fd: int, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    data = b""
+    while b"\n" not in data:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if not ready:
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode("utf-8", "replace").strip()
+
+
+def activated_listener(env: Mapping[str, str]) -> socket.socket | None:
+    """The listening socket systemd passed us (LISTEN_FDS/LISTEN_PID), if any."""
+    if env.get("LISTEN_PID", "") != str(os.getpid()):
+        return None
+    try:
+        count = int(env.get("LISTEN_FDS", "0"))
+    except ValueError:
+        return None
+    if count < 1:
+        return None
+    sock = socket.socket(fileno=SD_LISTEN_FDS_START)
+    sock.set_inheritable(False)
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    return sock

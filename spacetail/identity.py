@@ -1,0 +1,236 @@
+"""Who a process is (boot, PID namespace, container, PID, start time), so a PID read from a file is
+never trusted on its own: in a fresh container the same number belongs to someone else."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def boot_id() -> str:
+    return _read("/proc/sys/kernel/random/boot_id").strip()
+
+
+def pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def container_id() -> str:
+    """The mount namespace plus the hostname: each Spacelift phase container has its own."""
+    try:
+        mnt = os.readlink("/proc/self/ns/mnt")
+    except OSError:
+        mnt = ""
+    return f"{socket.gethostname()}/{mnt}"
+
+
+def start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat (clock ticks after boot), or None if there is no such process."""
+    stat = _read(f"/proc/{pid}/stat")
+    if not stat:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rfind(")") + 2 :].split()
+    if fields and fields[0] in ("Z", "X"):
+        return None  # a zombie has exited; only its parent's wait() is missing
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def parent_pid(pid: int) -> int | None:
+    stat = _read(f"/proc/{pid}/stat")
+    if not stat:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    try:
+        return int(fields[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def session_id(pid: int) -> int | None:
+    stat = _read(f"/proc/{pid}/stat")
+    fields = stat[stat.rfind(")") + 2 :].split() if stat else []
+    try:
+        return int(fields[3])
+    except (IndexError, ValueError):
+        return None
+
+
+def command_name(pid: int) -> str:
+    return _read(f"/proc/{pid}/comm").strip()
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    pid: int
+    start_time: int
+    boot_id: str
+    pid_ns: str
+    container: str
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessIdentity | None:
+        """The identity of a live process in our PID namespace, or None."""
+        started = start_time(pid)
+        if started is None:
+            return None
+        return cls(pid, started, boot_id(), pid_namespace(), container_id())
+
+    @classmethod
+    def from_json(cls, data: Any) -> ProcessIdentity | None:
+        if not isinstance(data, dict):
+            return None
+        try:
+            ident = cls(
+                pid=int(data["pid"]),
+                start_time=int(data["start_time"]),
+                boot_id=str(data["boot_id"]),
+                pid_ns=str(data["pid_ns"]),
+                container=str(data["container"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+        return ident if ident.pid > 1 else None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def same_world(self) -> bool:
+        """Written on this boot, in this PID namespace: only then does the PID mean anything."""
+        return self.boot_id == boot_id() and self.pid_ns == pid_namespace()
+
+    def alive(self) -> bool:
+        """True only if this exact process still runs (not a later one with the same PID)."""
+        return self.same_world() and start_time(self.pid) == self.start_time
+
+    def why_not_alive(self) -> str:
+        if self.boot_id != boot_id():
+            return "written before a reboot"
+        if self.pid_ns != pid_namespace():
+            return f"written in another container ({self.container})"
+        current = start_time(self.pid)
+        if current is None:
+            return f"pid {self.pid} has exited"
+        if current != self.start_time:
+            return f"pid {self.pid} now belongs to another process"
+        return "alive"
+
+
+class ProvenProcess:
+    """A handle on a process whose identity was proven; signals go through a pidfd when the kernel
+    has them, so the PID cannot be recycled between the proof and the signal."""
+
+    def __init__(self, ident: ProcessIdentity) -> None:
+        self.ident = ident
+        self._pidfd: int | None = None
+        if hasattr(os, "pidfd_open"):
+            try:
+                self._pidfd = os.pidfd_open(ident.pid)
+            except OSError:
+                self._pidfd = None
+
+    @classmethod
+    def open(cls, ident: ProcessIdentity) -> ProvenProcess | None:
+        if not ident.alive():
+            return None
+        handle = cls(ident)
+        # Proof after opening the pidfd: if the start time still matches, the fd is that process.
+        if not ident.alive():
+            handle.close()
+            return None
+        return handle
+
+    @property
+    def pidfd(self) -> int | None:
+        return self._pidfd
+
+    def signal(self, signum: int) -> bool:
+        try:
+            if self._pidfd is not None:
+                signal.pidfd_send_signal(self._pidfd, signum)
+            elif self.ident.alive():
+                os.kill(self.ident.pid, signum)
+            else:
+                return False
+        except ProcessLookupError:
+            return False
+        return True
+
+    def exited(self) -> bool:
+        return not self.ident.alive() or start_time(self.ident.pid) is None
+
+    def wait(self, timeout: float) -> bool:
+        """Wait until the process has exited; True if it did within TIMEOUT."""
+        import select
+        import time
+
+        deadline = time.monotonic() + timeout
+        if self._pidfd is not None:
+            poller = select.poll()
+            poller.register(self._pidfd, select.POLLIN)
+            while True:
+                remaining = deadline - time.monotonic()
+                if poller.poll(max(0, int(remaining * 1000))):
+                    return True
+                if remaining <= 0:
+                    return False
+        while time.monotonic() < deadline:
+            if self.exited():
+                return True
+            time.sleep(0.01)
+        return self.exited()
+
+    def close(self) -> None:
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
+    def __enter__(self) -> ProvenProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh", "ksh", "mksh", "fish", "busybox"})
+
+
+def phase_shell(start: int | None = None) -> int:
+    """The process whose exit ends the phase: the outermost shell among our ancestors in our
+    session, else our parent.
+
+    Spacelift runs a phase as one shell command that chains the hooks; a hook may call spacetail
+    through a wrapper script, a subshell or another program, each a descendant of that shell. The
+    worker (the container's PID 1) is not a shell, so the walk stops below it.
+    """
+    me = os.getpid()
+    parent = parent_pid(me) if start is None else start
+    if parent is None:
+        return os.getppid()
+    sid = session_id(me)
+    found: int | None = None
+    pid: int | None = parent
+    while pid is not None and pid > 1:
+        if session_id(pid) != sid:
+            break
+        if command_name(pid) in SHELLS:
+            found = pid
+        pid = parent_pid(pid)
+    return found if found is not None else parent

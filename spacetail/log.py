@@ -1,0 +1,61 @@
+"""The manager's log file: timestamped lines with every secret redacted."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+_SECRETS = re.compile(
+    r"tskey-[A-Za-z0-9]+-[A-Za-z0-9_-]+(?:\?[^\s\"']*)?"  # auth keys and OAuth client secrets
+    r"|eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"  # JWTs (ID tokens)
+)
+
+
+def redact(text: str) -> str:
+    return _SECRETS.sub(lambda m: m.group(0)[:11] + "…[redacted]", text)
+
+
+class Log:
+    """Append-only, line-buffered; writes never raise (a full disk must not kill the manager)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._file = open(path, "a", encoding="utf-8", buffering=1) if path else None  # noqa: SIM115
+
+    def _write(self, level: str, message: str) -> None:
+        if self._file is None:
+            return
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        try:
+            self._file.write(f"{stamp} {level} {redact(message)}\n")
+        except OSError:
+            pass
+
+    def info(self, message: str) -> None:
+        self._write("info", message)
+
+    def error(self, message: str) -> None:
+        self._write("error", message)
+
+    @staticmethod
+    def redact(text: str) -> str:
+        return redact(text)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def tail(path: Path, lines: int = 12, max_bytes: int = 16384) -> str:
+    """The last LINES lines of a log file, redacted; empty if there is none."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return redact("\n".join(data.splitlines()[-lines:]))

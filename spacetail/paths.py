@@ -1,0 +1,164 @@
+"""Where spacetail keeps its files, and the checks that make that folder safe to use."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from spacetail.errors import ConfigError, OperationFailed
+
+# sockaddr_un.sun_path is 108 bytes including the terminating NUL.
+SOCKET_PATH_MAX = 107
+
+
+def state_dir(env: Mapping[str, str]) -> Path:
+    """SPACETAIL_DIR, else the Spacelift workspace, else the per-user runtime folder."""
+    explicit = env.get("SPACETAIL_DIR", "").strip()
+    if explicit:
+        return Path(explicit).absolute()
+    workspace = env.get("TF_VAR_spacelift_workspace_root", "").strip()
+    if workspace:
+        return Path(workspace).absolute() / ".spacetail"
+    return runtime_dir(env) / "state"
+
+
+def runtime_dir(env: Mapping[str, str]) -> Path:
+    """A per-user folder local to this machine or container (never the shared workspace)."""
+    xdg = env.get("XDG_RUNTIME_DIR", "").strip()
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "spacetail"
+    # platformdirs falls back to /tmp/runtime-<uid>; importing it costs more than this line.
+    return Path(f"/tmp/runtime-{os.getuid()}") / "spacetail"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every file of one spacetail instance, derived from its state folder."""
+
+    root: Path
+    runtime: Path
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Paths:
+        return cls(state_dir(env), runtime_dir(env))
+
+    @property
+    def ctl_lock(self) -> Path:
+        """Held by up and down while they change things: serializes them."""
+        return self.root / "spacetail.lock"
+
+    @property
+    def manager_lock(self) -> Path:
+        """Held by the live manager for its whole life: free means no manager."""
+        return self.root / "manager.lock"
+
+    @property
+    def record(self) -> Path:
+        return self.root / "manager.json"
+
+    @property
+    def manager_log(self) -> Path:
+        return self.root / "manager.log"
+
+    @property
+    def tailscaled_log(self) -> Path:
+        return self.root / "tailscaled.log"
+
+    @property
+    def node_state_dir(self) -> Path:
+        return self.root / "tailscaled"
+
+    @property
+    def socket_dir(self) -> Path:
+        """The state folder, or a short private folder when socket paths would be too long."""
+        if len(os.fsencode(self.root / "tailscaled.sock")) <= SOCKET_PATH_MAX:
+            return self.root
+        digest = hashlib.sha256(os.fsencode(self.root)).hexdigest()[:16]
+        short = self.runtime / f"s-{digest}"
+        if len(os.fsencode(short / "tailscaled.sock")) <= SOCKET_PATH_MAX:
+            return short
+        return Path(f"/tmp/spacetail-{os.getuid()}") / digest
+
+    @property
+    def control_socket(self) -> Path:
+        return self.socket_dir / "control.sock"
+
+    @property
+    def tailscaled_socket(self) -> Path:
+        return self.socket_dir / "tailscaled.sock"
+
+    @property
+    def secrets_dir(self) -> Path:
+        """Secrets go to container-local storage, never to the workspace that outlives the phase."""
+        digest = hashlib.sha256(os.fsencode(self.root)).hexdigest()[:16]
+        return self.runtime / f"k-{digest}"
+
+    def private_dirs(self) -> list[Path]:
+        dirs = [self.root, self.secrets_dir]
+        if self.socket_dir != self.root:
+            dirs.append(self.socket_dir)
+        return dirs
+
+
+def ensure_private_dir(path: Path, setting: str = "SPACETAIL_DIR") -> None:
+    """Create PATH 0700 if missing; refuse one we do not own or that others can write."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise _unusable(path, setting, exc) from exc
+    check_private_dir(path, setting)
+
+
+def check_private_dir(path: Path, setting: str = "SPACETAIL_DIR") -> None:
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        raise _unusable(path, setting, exc) from exc
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(
+            f"{setting}: {path} is not a plain folder (a symlink or a file); "
+            "remove it or point SPACETAIL_DIR elsewhere"
+        )
+    if st.st_uid != os.getuid():
+        raise ConfigError(
+            f"{setting}: {path} belongs to uid {st.st_uid}, not to you (uid {os.getuid()}); "
+            "point SPACETAIL_DIR at a folder of your own"
+        )
+    if st.st_mode & 0o022:
+        raise ConfigError(
+            f"{setting}: {path} is writable by other users (mode {stat.S_IMODE(st.st_mode):o}); "
+            f"run: chmod 700 {path}"
+        )
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        # Ours and not writable by others: tightening it is safe and makes sockets private.
+        os.chmod(path, 0o700)
+
+
+def _unusable(path: Path, setting: str, exc: OSError) -> ConfigError | OperationFailed:
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return ConfigError(
+            f"{setting}: cannot create {path} ({exc.strerror}); "
+            "point SPACETAIL_DIR at a writable folder"
+        )
+    if exc.errno == errno.ENOSPC:
+        return OperationFailed(f"{setting}: no space left to create {path}; free some disk space")
+    return OperationFailed(f"{setting}: cannot use {path}: {exc.strerror or exc}")
+
+
+def remove_file(path: Path) -> bool:
+    """Unlink PATH if it exists (never following a symlink); True when something was removed."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    except IsADirectoryError:
+        return False
+    return True

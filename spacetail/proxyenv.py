@@ -1,0 +1,88 @@
+"""The proxy environment a phase needs, as shell lines, and its removal from Spacelift's saved
+environment so that a dead proxy never leaks into a later phase."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+
+# Go programs (terraform, providers) read HTTP(S)_PROXY; curl-likes read ALL_PROXY. NO_PROXY is
+# left as the user set it: Go never proxies loopback, and the user's exceptions keep working.
+HTTP_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
+SOCKS_NAMES = ("ALL_PROXY", "all_proxy")
+NAMES = HTTP_NAMES + SOCKS_NAMES
+
+
+def proxy_variables(proxies: Mapping[str, str]) -> dict[str, str]:
+    """Variable -> value, from the manager's proxies ({"http": ..., "socks5": ...})."""
+    http = proxies["http"]
+    # socks5h: curl resolves names at the proxy, so MagicDNS names work.
+    socks = "socks5h://" + proxies["socks5"].split("://", 1)[-1]
+    values = dict.fromkeys(HTTP_NAMES, http)
+    values.update(dict.fromkeys(SOCKS_NAMES, socks))
+    return values
+
+
+def export_lines(proxies: Mapping[str, str]) -> str:
+    return "".join(
+        f"export {name}={shlex.quote(value)}\n" for name, value in proxy_variables(proxies).items()
+    )
+
+
+def unset_lines() -> str:
+    return "unset " + " ".join(NAMES) + "\n"
+
+
+_ASSIGNMENT = re.compile(
+    r"^\s*(?:export\s+|declare\s+-x\s+|typeset\s+-x\s+)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*?)\s*$"
+)
+
+
+def _unquote(value: str) -> str:
+    try:
+        parts = shlex.split(value)
+    except ValueError:
+        return value
+    return parts[0] if len(parts) == 1 else value
+
+
+def saved_env_files(env: Mapping[str, str]) -> list[Path]:
+    """Spacelift's saved shell environment (carried from one phase to the next)."""
+    root = env.get("TF_VAR_spacelift_workspace_root", "").strip()
+    if not root:
+        return []
+    return sorted(Path(root).glob(".env_hooks_*"))
+
+
+def clean_saved_env(path: Path, proxies: Mapping[str, str]) -> int:
+    """Remove the lines that set our proxy variables to our proxies; keep every other line as is.
+    Returns the number of lines removed."""
+    ours = set(proxy_variables(proxies).values())
+    try:
+        st = os.lstat(path)
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.readlines()
+    except OSError:
+        return 0
+    if not os.path.isfile(path) or os.path.islink(path):
+        return 0
+    kept = []
+    for line in lines:
+        m = _ASSIGNMENT.match(line)
+        if m and m.group("name") in NAMES and _unquote(m.group("value")) in ours:
+            continue
+        kept.append(line)
+    removed = len(lines) - len(kept)
+    if removed:
+        tmp = path.with_name(f".{path.name}.spacetail.tmp")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, st.st_mode & 0o777)
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.writelines(kept)
+        os.rename(tmp, path)
+    return removed

@@ -1,0 +1,85 @@
+"""`spacetail run -- CMD` (up, the command with the proxy environment, down, whatever happens)
+and the manager in the foreground (a terminal or a systemd unit, with socket activation)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from types import FrameType
+
+from spacetail import client
+from spacetail.config import Config
+from spacetail.errors import OperationFailed
+from spacetail.paths import Paths
+from spacetail.proxyenv import proxy_variables
+
+
+def run(cfg: Config, paths: Paths, env: Mapping[str, str], command: Sequence[str]) -> int:
+    """Exit with COMMAND's status; the manager watches this process, so even a SIGKILL of
+    `spacetail run` cannot leave it behind."""
+    reply = client.up(replace(cfg, watch_shell=False), paths, env, watch_pid=os.getpid())
+    if cfg.peers:
+        import time
+
+        client.wait_for_peers(reply, cfg.peers, time.monotonic() + cfg.timeout)
+    child_env = dict(env)
+    child_env.update(proxy_variables(reply["proxies"]))
+    received: list[int] = []
+    try:
+        proc = subprocess.Popen(list(command), env=child_env)
+    except OSError as exc:
+        client.down(paths, env)
+        raise OperationFailed(f"run: cannot start {command[0]}: {exc.strerror or exc}") from exc
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+        proc.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = proc.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        done = client.down(paths, env)
+        client.say(sys.stderr, "; ".join(done) if done else "nothing was running")
+    if code < 0:
+        return 128 - code
+    return code
+
+
+def foreground(cfg: Config, paths: Paths, env: Mapping[str, str]) -> int:
+    """The manager in this process; takes a listening socket from systemd when given one."""
+    from spacetail import control, daemon
+    from spacetail.manager import serve
+    from spacetail.tailscale import find_binaries
+
+    binaries = find_binaries(env)
+    client.prepare_dirs(paths)
+    listener = daemon.activated_listener(env)
+    if listener is None:
+        lock = client.ctl_lock(paths)
+        try:
+            p = client.probe(paths)
+            if p.answering or p.lock_held:
+                raise OperationFailed(f"a manager already runs for {paths.root}")
+            client.clean_stale(paths, p)
+            listener = control.bind_listener(paths.control_socket)
+        finally:
+            lock.release()
+    watch = cfg.watch_pid
+    pidfd = os.pidfd_open(watch) if watch else None
+    return serve(
+        replace(cfg, watch_shell=False),
+        paths,
+        binaries,
+        listener,
+        env=dict(env),
+        ready_fd=None,
+        watch_pidfd=pidfd,
+        watch_pid=watch,
+    )

@@ -1,0 +1,310 @@
+"""What spacetail knows about tailscale: where the binaries are, the command lines it builds, the
+LocalAPI over the unix socket, and how to read tailscale's own error text."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spacetail.config import Config
+from spacetail.errors import ConfigError
+from spacetail.paths import Paths
+
+PROXY_VARIABLES = (
+    "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "FTP_PROXY",
+    "http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy",
+)  # fmt: skip
+
+# ipn.State values as they appear in watch-ipn-bus notifications.
+STATES = {
+    0: "NoState",
+    1: "InUseOtherUser",
+    2: "NeedsLogin",
+    3: "NeedsMachineAuth",
+    4: "Stopped",
+    5: "Starting",
+    6: "Running",
+}
+NOTIFY_INITIAL_STATE = 2
+
+
+@dataclass(frozen=True)
+class Binaries:
+    tailscale: Path
+    tailscaled: Path
+
+
+def find_binaries(env: Mapping[str, str]) -> Binaries:
+    """tailscale and tailscaled from PATH, else from `spacetail install-tailscale`'s folder."""
+    path = env.get("PATH", os.defpath)
+    found = [shutil.which(name, path=path) for name in ("tailscale", "tailscaled")]
+    if found[0] and found[1]:
+        return Binaries(Path(found[0]), Path(found[1]))
+    try:
+        from spacetail.install import find_installed
+
+        folder = find_installed()
+    except ImportError:  # pragma: no cover - install.py ships with the package
+        folder = None
+    if folder is not None:
+        return Binaries(folder / "tailscale", folder / "tailscaled")
+    missing = " and ".join(
+        n for n, f in zip(("tailscale", "tailscaled"), found, strict=True) if not f
+    )
+    raise ConfigError(
+        f"PATH: {missing} not found; use the spacetail runner image, or run "
+        "`spacetail install-tailscale` in a before_init hook"
+    )
+
+
+def clean_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment for tailscaled: no proxy variables (it would try to reach the control
+    server through its own, not yet running, proxy) and no secrets of ours."""
+    drop = set(PROXY_VARIABLES) | {
+        "TS_AUTHKEY", "TS_AUTH_KEY", "TS_CLIENT_SECRET", "TS_ID_TOKEN", "SPACELIFT_OIDC_TOKEN",
+    }  # fmt: skip
+    return {k: v for k, v in env.items() if k not in drop}
+
+
+def tailscaled_argv(binaries: Binaries, cfg: Config, paths: Paths) -> list[str]:
+    argv = [
+        str(binaries.tailscaled),
+        "--tun=userspace-networking",
+        f"--socket={paths.tailscaled_socket}",
+        f"--statedir={paths.node_state_dir}",
+        f"--socks5-server={cfg.socks5}",
+        f"--outbound-http-proxy-listen={cfg.http_proxy}",
+    ]
+    if cfg.persist_node:
+        argv.append(f"--state={paths.node_state_dir / 'tailscaled.state'}")
+    else:
+        argv.append("--state=mem:")
+    if not cfg.log_upload:
+        argv.append("--no-logs-no-support")
+    argv.extend(cfg.tailscaled_extra_args)
+    return argv
+
+
+def up_argv(
+    binaries: Binaries, cfg: Config, paths: Paths, secret_file: Path | None, attempt_timeout: float
+) -> list[str]:
+    """`tailscale up`, with every secret passed as file: so none is on a command line."""
+    argv = [
+        str(binaries.tailscale),
+        f"--socket={paths.tailscaled_socket}",
+        "up",
+        f"--hostname={cfg.hostname}",
+        f"--accept-routes={str(cfg.accept_routes).lower()}",
+        f"--accept-dns={str(cfg.accept_dns).lower()}",
+        f"--timeout={max(1, int(attempt_timeout))}s",
+        "--reset",
+    ]
+    if cfg.tags:
+        argv.append(f"--advertise-tags={','.join(cfg.tags)}")
+    if cfg.exit_node:
+        argv.append(f"--exit-node={cfg.exit_node}")
+    if cfg.login_server:
+        argv.append(f"--login-server={cfg.login_server}")
+    auth = cfg.auth
+    if auth is not None and secret_file is not None:
+        if auth.kind == "wif":
+            argv.append(f"--client-id={auth.client_id}")
+            argv.append(f"--id-token=file:{secret_file}")
+            if auth.audience:
+                argv.append(f"--audience={auth.audience}")
+        else:
+            argv.append(f"--auth-key=file:{secret_file}")
+    argv.extend(cfg.extra_args)
+    return argv
+
+
+def secret_payload(cfg: Config) -> str | None:
+    """What goes into the 0600 file that `tailscale up` reads."""
+    auth = cfg.auth
+    if auth is None:
+        return None
+    value = auth.secret.read()
+    # An OAuth secret mints a key; without these the node would be neither ephemeral nor
+    # preauthorized (tailscale's defaults: ephemeral=true, preauthorized=false).
+    if (auth.kind == "oauth" or value.startswith("tskey-client-")) and "?" not in value:
+        value += f"?ephemeral={str(cfg.ephemeral).lower()}&preauthorized=true"
+    return value
+
+
+def logout_argv(binaries: Binaries, paths: Paths) -> list[str]:
+    return [str(binaries.tailscale), f"--socket={paths.tailscaled_socket}", "logout"]
+
+
+def ping_argv(binaries: Binaries, socket_path: Path, peer: str, timeout: float) -> list[str]:
+    return [
+        str(binaries.tailscale), f"--socket={socket_path}", "ping", "--c=1",
+        f"--timeout={max(1, int(timeout))}s", peer,
+    ]  # fmt: skip
+
+
+# --- LocalAPI -------------------------------------------------------------------------------
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__("local-tailscaled.sock", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(os.fsencode(self._path))
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class LocalAPIError(Exception):
+    pass
+
+
+class LocalAPI:
+    """tailscaled's HTTP API over its unix socket (the same one the tailscale CLI uses)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _request(self, method: str, url: str, timeout: float) -> tuple[int, bytes]:
+        conn = _UnixHTTPConnection(self.path, timeout)
+        try:
+            conn.request(method, url, headers={"Host": "local-tailscaled.sock"})
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise LocalAPIError(str(exc)) from exc
+        finally:
+            conn.close()
+
+    def status(self, timeout: float = 2.0) -> dict[str, Any]:
+        code, body = self._request("GET", "/localapi/v0/status", timeout)
+        if code != 200:
+            raise LocalAPIError(f"status: HTTP {code}")
+        data = json.loads(body)
+        if not isinstance(data, dict):
+            raise LocalAPIError("status: not a JSON object")
+        return data
+
+    def ping(self, timeout: float = 1.0) -> bool:
+        try:
+            self.status(timeout)
+        except (LocalAPIError, ValueError):
+            return False
+        return True
+
+    def watch(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """Notifications from watch-ipn-bus, the first one carrying the current state."""
+        conn = _UnixHTTPConnection(self.path, timeout or 3600.0)
+        try:
+            conn.request(
+                "GET",
+                f"/localapi/v0/watch-ipn-bus?mask={NOTIFY_INITIAL_STATE}",
+                headers={"Host": "local-tailscaled.sock"},
+            )
+            resp = conn.getresponse()
+            if resp.status != 200:
+                raise LocalAPIError(f"watch-ipn-bus: HTTP {resp.status}")
+            while True:
+                line = resp.readline()
+                if not line:
+                    return
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    data = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(data, dict):
+                    yield data
+        except (OSError, http.client.HTTPException) as exc:
+            raise LocalAPIError(str(exc)) from exc
+        finally:
+            conn.close()
+
+
+def summarize(status: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of `tailscale status --json` that spacetail reports."""
+    self_ = status.get("Self") or {}
+    ips = status.get("TailscaleIPs") or self_.get("TailscaleIPs") or []
+    health = status.get("Health") or []
+    return {
+        "backend_state": status.get("BackendState"),
+        "tailscale_ips": [str(ip) for ip in ips],
+        "hostname": self_.get("HostName") or None,
+        "dns_name": (self_.get("DNSName") or "").rstrip(".") or None,
+        "health": [str(h) for h in health],
+        "version": status.get("Version"),
+    }
+
+
+# --- reading tailscale's errors ---------------------------------------------------------------
+
+_LOGIN_ERROR = re.compile(r"last login error was: (.+)$", re.IGNORECASE)
+# Permanent: retrying the same credentials cannot help.
+_PERMANENT = re.compile(
+    r"invalid key|not valid|expired|revoked|has been deleted|unauthorized|not authorized|"
+    r"requested tags .* (?:are )?invalid|not permitted|tags? .*not allowed|"
+    r"oauth authkeys require|invalid hostname|not a valid|unknown attribute|"
+    r"id token|audience|client.id|flag provided but not defined|invalid argument",
+    re.IGNORECASE,
+)
+# Transient: the control server could not be reached or answered with a server error.
+_TRANSIENT = re.compile(
+    r"connection refused|connection reset|timed? ?out|timeout|no such host|"
+    r"temporary failure|network is unreachable|eof|tls handshake|i/o timeout|"
+    r"\b5\d\d\b|bad gateway|service unavailable|fetch control key|context deadline",
+    re.IGNORECASE,
+)
+
+
+def login_error(health: list[str]) -> str | None:
+    for item in health:
+        m = _LOGIN_ERROR.search(item)
+        if m:
+            return m.group(1).strip()
+    return None
+
+
+def classify(text: str) -> str:
+    """'permanent', 'transient' or 'unknown', from tailscale's own words."""
+    if _PERMANENT.search(text):
+        return "permanent"
+    if _TRANSIENT.search(text):
+        return "transient"
+    return "unknown"
+
+
+def advice(text: str) -> str:
+    """What a person should do about a login error."""
+    lower = text.lower()
+    if "expired" in lower:
+        return "the auth key has expired: create a new one and update TS_AUTHKEY"
+    if "revoked" in lower or "deleted" in lower:
+        return "the auth key was revoked: create a new one and update TS_AUTHKEY"
+    if "tag" in lower and ("permit" in lower or "invalid" in lower or "allowed" in lower):
+        return "the key or OAuth client may not assign these tags: fix SPACETAIL_TAGS or the ACL"
+    if "oauth authkeys require" in lower:
+        return "set SPACETAIL_TAGS to tags the OAuth client owns"
+    if "invalid key" in lower or "not valid" in lower:
+        return "the auth key is wrong: check TS_AUTHKEY (keys start with tskey-auth-)"
+    if classify(text) == "transient":
+        return (
+            "the control server could not be reached: check TS_LOGIN_SERVER and the network, "
+            "or raise --timeout"
+        )
+    return "see the tailscaled log below"
