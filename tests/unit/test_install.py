@@ -1,0 +1,578 @@
+"""Unit tests for spacetail.install against a package mirror served on the loopback address."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import platform
+import socket
+import stat
+import tarfile
+import threading
+import urllib.parse
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+from spacetail import install
+from spacetail.errors import ConfigError, OperationFailed
+
+VERSION = install.DEFAULT_VERSION
+ARCH = "amd64"
+PKG = f"tailscale_{VERSION}_{ARCH}.tgz"
+PREFIX = f"tailscale_{VERSION}_{ARCH}"
+PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+Member = tuple[tarfile.TarInfo, bytes | None]
+
+
+def member(
+    name: str,
+    data: bytes = b"",
+    *,
+    kind: bytes = tarfile.REGTYPE,
+    linkname: str = "",
+    mode: int = 0o755,
+) -> Member:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.mode = mode
+    info.linkname = linkname
+    if kind == tarfile.REGTYPE:
+        info.size = len(data)
+        return info, data
+    return info, None
+
+
+def script(text: str) -> bytes:
+    return f"#!/bin/sh\necho {text}\n".encode()
+
+
+def standard_members(version: str = VERSION, arch: str = ARCH) -> list[Member]:
+    prefix = f"tailscale_{version}_{arch}"
+    return [
+        member(prefix, kind=tarfile.DIRTYPE),
+        member(f"{prefix}/tailscale", script(f"tailscale {version}")),
+        member(f"{prefix}/tailscaled", script(f"tailscaled {version}")),
+        member(f"{prefix}/systemd", kind=tarfile.DIRTYPE),
+        member(f"{prefix}/systemd/tailscaled.service", b"[Unit]\n", mode=0o644),
+        member(f"{prefix}/systemd/tailscaled.defaults", b"PORT=41641\n", mode=0o644),
+    ]
+
+
+def build_package(members: list[Member]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buffer.getvalue()
+
+
+def sha256_line(data: bytes) -> bytes:
+    return hashlib.sha256(data).hexdigest().encode() + b"\n"
+
+
+class Mirror:
+    """A package mirror on 127.0.0.1 that serves files from a dict and counts requests."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.requests: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        mirror = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                # A proxied request carries an absolute URL; a direct one only a path.
+                path = urllib.parse.urlsplit(self.path).path
+                with mirror.lock:
+                    mirror.requests[path] += 1
+                    body = mirror.files.get(path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/stable"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def publish(self, version: str, arch: str, package: bytes, sha: bytes | None = None) -> None:
+        name = f"/stable/tailscale_{version}_{arch}.tgz"
+        self.files[name] = package
+        self.files[name + ".sha256"] = sha256_line(package) if sha is None else sha
+
+    def package_requests(self, name: str = PKG) -> int:
+        return self.requests[f"/stable/{name}"]
+
+
+@pytest.fixture
+def mirror(monkeypatch: pytest.MonkeyPatch) -> Iterator[Mirror]:
+    for var in PROXY_VARS:
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.upper(), raising=False)
+    served = Mirror()
+    served.thread.start()
+    try:
+        yield served
+    finally:
+        served.server.shutdown()
+        served.server.server_close()
+        served.thread.join(timeout=10)
+
+
+class Log:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def leftovers(dest: Path) -> list[str]:
+    if not dest.exists():
+        return []
+    return sorted(p.name for p in dest.iterdir() if p.name != ".install.lock")
+
+
+# --- arch, version, URL ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("machine", "expected"),
+    [
+        ("x86_64", "amd64"),
+        ("AMD64", "amd64"),
+        ("aarch64", "arm64"),
+        ("arm64", "arm64"),
+        ("armv7l", "arm"),
+        ("i686", "386"),
+    ],
+)
+def test_arch_from_machine(monkeypatch: pytest.MonkeyPatch, machine: str, expected: str) -> None:
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    assert install.tailscale_arch() == expected
+
+
+def test_unknown_machine_names_the_arch_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(platform, "machine", lambda: "s390x")
+    with pytest.raises(ConfigError) as excinfo:
+        install.tailscale_arch()
+    message = str(excinfo.value)
+    assert message.startswith("--arch:")
+    assert "s390x" in message
+    assert "amd64" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("arch", ["amd64", "arm64", "arm", "386"])
+def test_explicit_arch_is_kept(arch: str) -> None:
+    assert install.tailscale_arch(arch) == arch
+
+
+def test_explicit_machine_name_is_mapped() -> None:
+    assert install.tailscale_arch("x86_64") == "amd64"
+    assert install.tailscale_arch("aarch64") == "arm64"
+
+
+@pytest.mark.parametrize("arch", ["mips", "", "amd64 ", "../amd64"])
+def test_unsupported_explicit_arch(arch: str) -> None:
+    with pytest.raises(ConfigError, match=r"^--arch: .* use one of 386, amd64, arm, arm64$"):
+        install.tailscale_arch(arch)
+
+
+@pytest.mark.parametrize("version", ["1.96.4", "1.0.0", "1.97.123"])
+def test_good_versions(version: str) -> None:
+    assert install.validate_version(version) == version
+
+
+@pytest.mark.parametrize(
+    "version", ["1.9x", "", "v1.96.4", "1.96", "1.96.4\n", "1.96.4/../..", "1.96.4-pre", " 1.96.4"]
+)
+def test_bad_versions(version: str) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        install.validate_version(version)
+    assert str(excinfo.value) == (
+        f'--version: "{version}" is not a tailscale version like {install.DEFAULT_VERSION}'
+    )
+
+
+def test_exact_version_message() -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        install.validate_version("1.9x")
+    assert str(excinfo.value) == '--version: "1.9x" is not a tailscale version like 1.96.4'
+
+
+def test_package_urls() -> None:
+    assert install.package_urls("1.96.4", "https://pkgs.tailscale.com/stable/", "arm64") == (
+        "https://pkgs.tailscale.com/stable/tailscale_1.96.4_arm64.tgz",
+        "https://pkgs.tailscale.com/stable/tailscale_1.96.4_arm64.tgz.sha256",
+    )
+    assert install.package_urls("1.96.4", install.DEFAULT_BASE_URL, "amd64")[0] == (
+        "https://pkgs.tailscale.com/stable/tailscale_1.96.4_amd64.tgz"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "pkgs.tailscale.com/stable",
+        "ftp://example.test/x",
+        "file:///srv/x",
+        "http://",
+        "http://example.test:port/stable",
+        "http://example.test:99999/stable",
+        "https://example.test/stable?x=1",
+    ],
+)
+def test_bad_base_urls(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"^--base-url: ") as excinfo:
+        install.validate_base_url(url)
+    assert "\n" not in str(excinfo.value)
+
+
+def test_default_version_is_a_version() -> None:
+    assert install.validate_version(install.DEFAULT_VERSION) == install.DEFAULT_VERSION
+
+
+def test_default_install_dir_in_spacelift(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TF_VAR_spacelift_workspace_root", str(tmp_path / "workspace"))
+    assert install.default_install_dir() == (
+        tmp_path / "workspace" / ".spacetail-cache" / "tailscale"
+    )
+
+
+def test_default_install_dir_elsewhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("TF_VAR_spacelift_workspace_root", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert install.default_install_dir() == tmp_path / "cache" / "spacetail" / "tailscale"
+
+
+# --- installing -----------------------------------------------------------------------------
+
+
+def test_install_unpacks_only_the_executables(mirror: Mirror, tmp_path: Path) -> None:
+    mirror.publish(VERSION, ARCH, build_package(standard_members()))
+    log = Log()
+    dest = tmp_path / "dest"
+    folder = install.install_tailscale(VERSION, mirror.base_url, dest, ARCH, log=log)
+    assert folder == dest / VERSION
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
+        "tailscale",
+        "tailscaled",
+    ]
+    for name in ("tailscale", "tailscaled"):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o755
+        assert (folder / name).read_bytes() == script(f"{name} {VERSION}")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+    assert leftovers(dest) == [VERSION]
+    assert f"downloaded tailscale {VERSION} ({ARCH}, " in log.text()
+    assert f"sha256 verified, installed in {folder}" in log.text()
+    assert all(line.startswith("spacetail: ") for line in log.lines)
+
+
+def test_default_log_goes_to_stderr(
+    mirror: Mirror, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mirror.publish(VERSION, ARCH, build_package(standard_members()))
+    install.install_tailscale(VERSION, mirror.base_url, tmp_path, ARCH)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "sha256 verified" in captured.err
+
+
+def test_checksum_file_with_file_name(mirror: Mirror, tmp_path: Path) -> None:
+    package = build_package(standard_members())
+    sha = hashlib.sha256(package).hexdigest().upper().encode() + f"  {PKG}\n".encode()
+    mirror.publish(VERSION, ARCH, package, sha)
+    folder = install.install_tailscale(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    assert (folder / "tailscaled").is_file()
+
+
+def test_install_is_idempotent(mirror: Mirror, tmp_path: Path) -> None:
+    mirror.publish(VERSION, ARCH, build_package(standard_members()))
+    first = install.install_tailscale(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    inode = (first / "tailscaled").stat().st_ino
+    log = Log()
+    second = install.install_tailscale(VERSION, mirror.base_url, tmp_path, ARCH, log=log)
+    assert second == first
+    assert (second / "tailscaled").stat().st_ino == inode
+    assert mirror.package_requests() == 1
+    assert "already installed" in log.text()
+
+
+def test_changed_executable_is_reinstalled(mirror: Mirror, tmp_path: Path) -> None:
+    mirror.publish(VERSION, ARCH, build_package(standard_members()))
+    folder = install.install_tailscale(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    (folder / "tailscaled").write_bytes(b"#!/bin/sh\necho tampered\n")
+    install.install_tailscale(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    assert mirror.package_requests() == 2
+    assert (folder / "tailscaled").read_bytes() == script(f"tailscaled {VERSION}")
+    assert leftovers(tmp_path) == [VERSION]
+
+
+def test_other_arch_in_the_same_folder_is_replaced(mirror: Mirror, tmp_path: Path) -> None:
+    mirror.publish(VERSION, ARCH, build_package(standard_members()))
+    mirror.publish(VERSION, "arm64", build_package(standard_members(arch="arm64")))
+    install.install_tailscale(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    install.install_tailscale(VERSION, mirror.base_url, tmp_path, "arm64", log=Log())
+    assert mirror.package_requests(f"tailscale_{VERSION}_arm64.tgz") == 1
+    assert leftovers(tmp_path) == [VERSION]
+
+
+def test_checksum_mismatch_installs_nothing(mirror: Mirror, tmp_path: Path) -> None:
+    package = build_package(standard_members())
+    wrong = "0" * 64
+    mirror.publish(VERSION, ARCH, package, wrong.encode() + b"\n")
+    dest = tmp_path / "dest"
+    with pytest.raises(OperationFailed) as excinfo:
+        install.install_tailscale(VERSION, mirror.base_url, dest, ARCH, log=Log())
+    actual = hashlib.sha256(package).hexdigest()
+    assert str(excinfo.value) == (
+        f"checksum mismatch for {PKG}: expected {wrong}, got {actual}; nothing was installed"
+    )
+    assert leftovers(dest) == []
+    assert install.find_installed(dest) is None
+
+
+def test_checksum_file_without_digest(mirror: Mirror, tmp_path: Path) -> None:
+    mirror.publish(VERSION, ARCH, build_package(standard_members()), b"<html>oops</html>\n")
+    with pytest.raises(OperationFailed, match=r"does not hold a sha256 digest"):
+        install.install_tailscale(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    assert leftovers(tmp_path) == []
+
+
+def refused(mirror: Mirror, tmp_path: Path, members: list[Member]) -> str:
+    mirror.publish(VERSION, ARCH, build_package(members))
+    dest = tmp_path / "dest"
+    with pytest.raises(OperationFailed) as excinfo:
+        install.install_tailscale(VERSION, mirror.base_url, dest, ARCH, log=Log())
+    assert leftovers(dest) == []
+    assert not (tmp_path / "evil").exists()
+    return str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    "name", ["../../evil", f"{PREFIX}/../../evil", "/evil", f"{PREFIX}/../{PREFIX}/tailscale"]
+)
+def test_path_traversal_is_refused(mirror: Mirror, tmp_path: Path, name: str) -> None:
+    message = refused(mirror, tmp_path, [*standard_members(), member(name, b"x")])
+    assert "unsafe path" in message
+    assert message.endswith("nothing was installed")
+
+
+@pytest.mark.parametrize("kind", [tarfile.SYMTYPE, tarfile.LNKTYPE])
+def test_linked_executable_is_refused(mirror: Mirror, tmp_path: Path, kind: bytes) -> None:
+    members = [m for m in standard_members() if not m[0].name.endswith("/tailscaled")] + [
+        member(f"{PREFIX}/tailscaled", kind=kind, linkname="/bin/sh")
+    ]
+    message = refused(mirror, tmp_path, members)
+    assert "is not a regular file" in message
+
+
+def test_directory_in_place_of_executable_is_refused(mirror: Mirror, tmp_path: Path) -> None:
+    members = [m for m in standard_members() if not m[0].name.endswith("/tailscale")]
+    members.append(member(f"{PREFIX}/tailscale", kind=tarfile.DIRTYPE))
+    assert "is not a regular file" in refused(mirror, tmp_path, members)
+
+
+def test_duplicate_executable_is_refused(mirror: Mirror, tmp_path: Path) -> None:
+    members = [*standard_members(), member(f"{PREFIX}/tailscale", b"second")]
+    assert "twice" in refused(mirror, tmp_path, members)
+
+
+def test_missing_executable_is_refused(mirror: Mirror, tmp_path: Path) -> None:
+    members = [m for m in standard_members() if not m[0].name.endswith("/tailscaled")]
+    assert f"does not hold {PREFIX}/tailscaled" in refused(mirror, tmp_path, members)
+
+
+def test_symlink_elsewhere_is_not_followed(mirror: Mirror, tmp_path: Path) -> None:
+    link = member(f"{PREFIX}/systemd/link", kind=tarfile.SYMTYPE, linkname="/etc/passwd")
+    mirror.publish(VERSION, ARCH, build_package([*standard_members(), link]))
+    folder = install.install_tailscale(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    assert not (folder / "systemd").exists()
+    assert not (folder / "link").exists()
+
+
+def test_not_a_tarball(mirror: Mirror, tmp_path: Path) -> None:
+    mirror.publish(VERSION, ARCH, b"not a tarball at all")
+    with pytest.raises(OperationFailed, match=r"cannot be unpacked.*nothing was installed"):
+        install.install_tailscale(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    assert leftovers(tmp_path) == []
+
+
+def test_missing_package_gives_http_status(mirror: Mirror, tmp_path: Path) -> None:
+    with pytest.raises(OperationFailed) as excinfo:
+        install.install_tailscale("1.2.3", mirror.base_url, tmp_path, ARCH, log=Log())
+    message = str(excinfo.value)
+    assert "HTTP 404" in message
+    assert "tailscale_1.2.3_amd64.tgz.sha256" in message
+    assert "--version" in message
+    assert leftovers(tmp_path) == []
+
+
+def test_oversized_download_is_cut(
+    mirror: Mirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(install, "MAX_PACKAGE_BYTES", 100)
+    mirror.publish(VERSION, ARCH, build_package(standard_members()))
+    with pytest.raises(OperationFailed, match=r"larger than 100 bytes"):
+        install.install_tailscale(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    assert leftovers(tmp_path) == []
+
+
+def test_unreachable_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in PROXY_VARS:
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.upper(), raising=False)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # Nothing listens on the port any more: the connection is refused.
+    with pytest.raises(OperationFailed, match=r"^cannot download http://127\.0\.0\.1:\d+/"):
+        install.install_tailscale(VERSION, f"http://127.0.0.1:{port}", tmp_path, ARCH, log=Log())
+    assert leftovers(tmp_path) == []
+
+
+def test_silent_mirror_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in PROXY_VARS:
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.upper(), raising=False)
+    monkeypatch.setattr(install, "REQUEST_TIMEOUT", 0.3)
+    with socket.socket() as silent:
+        # The kernel accepts the connection into the backlog; nobody ever answers.
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        port = silent.getsockname()[1]
+        with pytest.raises(OperationFailed, match=r"timed out"):
+            install.install_tailscale(
+                VERSION, f"http://127.0.0.1:{port}", tmp_path, ARCH, log=Log()
+            )
+    assert leftovers(tmp_path) == []
+
+
+def test_proxy_variables_are_honoured(
+    mirror: Mirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mirror.publish(VERSION, ARCH, build_package(standard_members()))
+    # The mirror doubles as the proxy; the .invalid name is never resolved by anyone.
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{mirror.port}")
+    folder = install.install_tailscale(
+        VERSION, "http://mirror.invalid/stable", tmp_path, ARCH, log=Log()
+    )
+    assert (folder / "tailscale").is_file()
+    assert mirror.package_requests() == 1
+
+
+def test_stale_partial_folder_is_removed(mirror: Mirror, tmp_path: Path) -> None:
+    stale = tmp_path / ".partial-killed"
+    (stale / "out").mkdir(parents=True)
+    (stale / "out" / "tailscale").write_bytes(b"half")
+    mirror.publish(VERSION, ARCH, build_package(standard_members()))
+    install.install_tailscale(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    assert leftovers(tmp_path) == [VERSION]
+
+
+def test_concurrent_installs_download_once(mirror: Mirror, tmp_path: Path) -> None:
+    mirror.publish(VERSION, ARCH, build_package(standard_members()))
+    dest = tmp_path / "dest"
+    workers = 4
+    barrier = threading.Barrier(workers)
+    results: list[Path] = []
+    errors: list[BaseException] = []
+    guard = threading.Lock()
+
+    def run() -> None:
+        try:
+            barrier.wait(timeout=30)
+            folder = install.install_tailscale(VERSION, mirror.base_url, dest, ARCH, log=Log())
+        except BaseException as exc:
+            with guard:
+                errors.append(exc)
+        else:
+            with guard:
+                results.append(folder)
+
+    threads = [threading.Thread(target=run) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+    assert results == [dest / VERSION] * workers
+    assert mirror.package_requests() == 1
+    assert leftovers(dest) == [VERSION]
+
+
+# --- finding an install ---------------------------------------------------------------------
+
+
+def fake_install(
+    root: Path, version: str, names: tuple[str, ...] = ("tailscale", "tailscaled")
+) -> Path:
+    folder = root / version
+    folder.mkdir(parents=True)
+    for name in names:
+        (folder / name).write_bytes(script(name))
+        (folder / name).chmod(0o755)
+    return folder
+
+
+def test_find_installed_prefers_default_version(tmp_path: Path) -> None:
+    fake_install(tmp_path, "1.0.0")
+    fake_install(tmp_path, "99.0.0")
+    default = fake_install(tmp_path, install.DEFAULT_VERSION)
+    assert install.find_installed(tmp_path) == default
+
+
+def test_find_installed_takes_newest_otherwise(tmp_path: Path) -> None:
+    fake_install(tmp_path, "1.9.0")
+    newest = fake_install(tmp_path, "1.10.0")
+    fake_install(tmp_path, "2.0.0", names=("tailscale",))
+    (tmp_path / ".partial-x").mkdir()
+    (tmp_path / "notes").mkdir()
+    assert install.find_installed(tmp_path) == newest
+
+
+def test_find_installed_skips_non_executables(tmp_path: Path) -> None:
+    folder = fake_install(tmp_path, "1.2.3")
+    (folder / "tailscaled").chmod(0o644)
+    if os.geteuid() == 0:
+        # root may execute anything with any x bit; with none it still may not.
+        assert not os.access(folder / "tailscaled", os.X_OK)
+    assert install.find_installed(tmp_path) is None
+
+
+def test_find_installed_without_folder(tmp_path: Path) -> None:
+    assert install.find_installed(tmp_path / "missing") is None
+
+
+def test_find_installed_uses_default_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TF_VAR_spacelift_workspace_root", str(tmp_path))
+    assert install.find_installed() is None
+    folder = fake_install(install.default_install_dir(), install.DEFAULT_VERSION)
+    assert install.find_installed() == folder
+
+
+def test_find_installed_after_install(mirror: Mirror, tmp_path: Path) -> None:
+    mirror.publish(VERSION, ARCH, build_package(standard_members()))
+    folder = install.install_tailscale(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    assert install.find_installed(tmp_path) == folder
