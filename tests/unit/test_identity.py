@@ -1,0 +1,102 @@
+"""Process identity: a PID from a file is only trusted with the same boot, namespace and start."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+from spacetail import identity
+
+
+def test_identity_of_self_is_alive() -> None:
+    me = identity.ProcessIdentity.of(os.getpid())
+    assert me is not None and me.alive()
+    assert me.why_not_alive() == "alive"
+
+
+def test_round_trip_and_garbage() -> None:
+    me = identity.ProcessIdentity.of(os.getpid())
+    assert me is not None
+    assert identity.ProcessIdentity.from_json(me.to_json()) == me
+    for junk in (None, 3, "x", {}, {"pid": "a"}, {**me.to_json(), "pid": 1}):
+        assert identity.ProcessIdentity.from_json(junk) is None
+
+
+def test_recycled_pid_is_not_the_same_process() -> None:
+    me = identity.ProcessIdentity.of(os.getpid())
+    assert me is not None
+    other = replace(me, start_time=me.start_time - 1)
+    assert not other.alive()
+    assert "another process" in other.why_not_alive()
+    assert identity.ProvenProcess.open(other) is None
+
+
+def test_other_container_or_boot_is_never_alive() -> None:
+    me = identity.ProcessIdentity.of(os.getpid())
+    assert me is not None
+    assert not replace(me, pid_ns="pid:[1]").alive()
+    assert "another container" in replace(me, pid_ns="pid:[1]").why_not_alive()
+    assert not replace(me, boot_id="0000").alive()
+
+
+def test_exited_process() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    ident = identity.ProcessIdentity.of(proc.pid)
+    proc.wait()
+    assert ident is None or not ident.alive()
+
+
+def test_proven_process_signal_and_wait() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        ident = identity.ProcessIdentity.of(proc.pid)
+        assert ident is not None
+        handle = identity.ProvenProcess.open(ident)
+        assert handle is not None
+        with handle:
+            assert not handle.wait(0.05)
+            assert handle.signal(15)
+            proc.wait(5)
+            assert handle.wait(5)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_zombie_counts_as_exited() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    ident = identity.ProcessIdentity.of(proc.pid)
+    # Not reaped yet: a zombie until wait(); it must not count as running.
+    os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+    assert identity.start_time(proc.pid) is None
+    assert ident is None or not ident.alive()
+    proc.wait()
+
+
+def test_phase_shell_is_the_outermost_shell() -> None:
+    script = (
+        "import os, sys; sys.path.insert(0, os.environ['REPO']); "
+        "from spacetail.identity import phase_shell; print(phase_shell())"
+    )
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    # outer sh -> inner bash (a "wrapper") -> python: the outer shell is the phase's shell.
+    out = subprocess.run(
+        ["sh", "-c", 'echo $$; bash -c "$PY -c \\"$SCRIPT\\"; true"; true'],
+        env={**os.environ, "PY": sys.executable, "SCRIPT": script, "REPO": repo},
+        capture_output=True, text=True, check=True, start_new_session=True,
+    )  # fmt: skip
+    outer, found = out.stdout.split()
+    assert found == outer
+
+
+def test_phase_shell_without_any_shell_is_the_parent() -> None:
+    script = "from spacetail.identity import phase_shell; import os; print(phase_shell(), os.getppid())"
+    out = subprocess.run(
+        [sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {script!r}])"],
+        capture_output=True, text=True, check=True, start_new_session=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    )  # fmt: skip
+    found, parent = out.stdout.split()
+    assert found == parent
