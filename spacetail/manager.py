@@ -166,6 +166,11 @@ class Manager:
         self.exit_code = 0
         self.shutdown_on_failure = True  # a login that never succeeded leaves nothing running
         self._socket_ino = self._inode(paths.control_socket)
+        # Without a pidfd (old kernels), the shell is checked by its start time twice a second.
+        self._shell_ident = (
+            ProcessIdentity.of(watch_pid) if watch_pid and watch_pidfd is None else None
+        )
+        self._next_shell_check = self.clock() if self._shell_ident else None
         self._signals: list[int] = []
         self._preexec = _pdeathsig_preexec(os.getpid())
 
@@ -262,6 +267,7 @@ class Manager:
                 self.restart_at,
                 self.next_health_poll,
                 self.lifetime_deadline,
+                self._next_shell_check,
                 self.login_deadline
                 if self.state.phase in ("starting", "login", "backoff")
                 else None,
@@ -305,6 +311,11 @@ class Manager:
             self.stop(
                 f"reached its max lifetime ({self.cfg.max_lifetime:.0f}s, SPACETAIL_MAX_LIFETIME)"
             )
+        if self._next_shell_check is not None and now >= self._next_shell_check:
+            self._next_shell_check = now + 0.5
+            if self._shell_ident is not None and not self._shell_ident.alive():
+                self._next_shell_check = None
+                self.stop(f"the phase's shell (pid {self.watch_pid}) exited")
         if self.restart_at is not None and now >= self.restart_at:
             self.restart_at = None
             self.start_tailscaled()
@@ -568,7 +579,7 @@ class Manager:
         self.state.reason = text
         backoff = min(10.0, 2.0 ** (attempt.number - 1))
         delay = random.uniform(0.5 * backoff, backoff)  # jitter: runs started together spread out
-        if self.clock() + delay + 1.0 >= self.login_deadline:
+        if self.clock() + delay + 0.5 >= self.login_deadline:
             self.fail_login(text)
             return
         self.state.phase = "backoff"
@@ -803,8 +814,19 @@ class Manager:
         for path in (self.paths.tailscaled_socket, self.paths.record):
             remove_file(path)
         clear_secrets(self.paths)
+        self._clean_saved_env()
         self.note(f"manager {os.getpid()} stopped: {self.stop_reason}")
         # down's connections close when this process exits: that is its "all gone" signal.
+
+    def _clean_saved_env(self) -> None:
+        """When the phase failed, no after hook ran `down --env`: take our dead proxies out of
+        Spacelift's saved environment ourselves, so the next phase does not inherit them."""
+        from spacetail.proxyenv import clean_saved_env, saved_env_files
+
+        for path in saved_env_files(self.env):
+            with contextlib.suppress(OSError):
+                if clean_saved_env(path, self.cfg.proxies):
+                    self.note(f"removed our proxy lines from {path}")
 
 
 def _output(proc: Any) -> str:

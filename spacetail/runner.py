@@ -21,35 +21,39 @@ from spacetail.proxyenv import proxy_variables
 def run(cfg: Config, paths: Paths, env: Mapping[str, str], command: Sequence[str]) -> int:
     """Exit with COMMAND's status; the manager watches this process, so even a SIGKILL of
     `spacetail run` cannot leave it behind."""
-    reply = client.up(replace(cfg, watch_shell=False), paths, env, watch_pid=os.getpid())
-    if cfg.peers:
-        import time
-
-        client.wait_for_peers(reply, cfg.peers, time.monotonic() + cfg.timeout)
-    child_env = dict(env)
-    child_env.update(proxy_variables(reply["proxies"]))
     received: list[int] = []
-    try:
-        proc = subprocess.Popen(list(command), env=child_env)
-    except OSError as exc:
-        client.down(paths, env)
-        raise OperationFailed(f"run: cannot start {command[0]}: {exc.strerror or exc}") from exc
+    child: list[subprocess.Popen[bytes]] = []
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         received.append(signum)
-        proc.send_signal(signum)
+        for proc in child:
+            proc.send_signal(signum)
 
+    # Installed before up: a signal that comes while connecting still ends in down.
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        code = proc.wait()
+        reply = client.up(replace(cfg, watch_shell=False), paths, env, watch_pid=os.getpid())
+        if cfg.peers and not received:
+            import time
+
+            client.wait_for_peers(reply, cfg.peers, time.monotonic() + cfg.timeout)
+        if received:
+            return 128 + received[0]
+        child_env = dict(env)
+        child_env.update(proxy_variables(reply["proxies"]))
+        try:
+            child.append(subprocess.Popen(list(command), env=child_env))
+        except OSError as exc:
+            raise OperationFailed(f"run: cannot start {command[0]}: {exc.strerror or exc}") from exc
+        for signum in received:  # arrived while the child was being started
+            child[0].send_signal(signum)
+        code = child[0].wait()
+        return 128 - code if code < 0 else code
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
         done = client.down(paths, env)
         client.say(sys.stderr, "; ".join(done) if done else "nothing was running")
-    if code < 0:
-        return 128 - code
-    return code
 
 
 def foreground(cfg: Config, paths: Paths, env: Mapping[str, str]) -> int:

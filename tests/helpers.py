@@ -95,7 +95,7 @@ def build_userland(base: Path) -> Userland:
     os.symlink(python, root / "bin" / "python3")
     if FAKES.is_dir():
         shutil.copytree(FAKES, root / "fakes", ignore=shutil.ignore_patterns("__pycache__"))
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirs, filenames in os.walk(root):
         os.chmod(dirpath, 0o755)
         for name in filenames:
             path = Path(dirpath) / name
@@ -139,9 +139,7 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     """Run spacetail as UID (the Spacelift user by default); output captured through pipes, so a
     manager that kept them open would make this time out."""
-    kwargs: dict[str, object] = {}
-    if uid is not None and os.getuid() == 0:
-        kwargs = {"user": uid, "group": uid, "extra_groups": []}
+    as_user = uid if uid is not None and os.getuid() == 0 else None
     return subprocess.run(
         [str(userland.spacetail), *args],
         env=dict(env),
@@ -151,7 +149,9 @@ def run(
         stdin=stdin,
         check=False,
         cwd="/",
-        **kwargs,  # type: ignore[arg-type]
+        user=as_user,
+        group=as_user,
+        extra_groups=[] if as_user is not None else None,
     )
 
 

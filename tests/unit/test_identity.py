@@ -92,9 +92,12 @@ def test_phase_shell_is_the_outermost_shell() -> None:
 
 
 def test_phase_shell_without_any_shell_is_the_parent() -> None:
-    script = "from spacetail.identity import phase_shell; import os; print(phase_shell(), os.getppid())"
+    script = (
+        "from spacetail.identity import phase_shell; import os; print(phase_shell(), os.getppid())"
+    )
+    outer = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {script!r}])"
     out = subprocess.run(
-        [sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {script!r}])"],
+        [sys.executable, "-c", outer],
         capture_output=True, text=True, check=True, start_new_session=True,
         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
     )  # fmt: skip

@@ -12,8 +12,8 @@ from spacetail.errors import ConfigError
 
 
 def test_state_dir_precedence(tmp_path: Path) -> None:
-    assert p.state_dir({"SPACETAIL_DIR": str(tmp_path / "x"),
-                        "TF_VAR_spacelift_workspace_root": "/mnt/workspace"}) == tmp_path / "x"  # fmt: skip
+    both = {"SPACETAIL_DIR": str(tmp_path / "x"), "TF_VAR_spacelift_workspace_root": "/mnt/ws"}
+    assert p.state_dir(both) == tmp_path / "x"
     ws = {"TF_VAR_spacelift_workspace_root": "/mnt/workspace"}
     assert p.state_dir(ws) == Path("/mnt/workspace/.spacetail")
     assert p.state_dir({"XDG_RUNTIME_DIR": "/run/user/7"}) == Path("/run/user/7/spacetail/state")
