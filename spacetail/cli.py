@@ -88,7 +88,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     from spacetail import client
 
-    done = client.down(_paths(args), os.environ, logout=not args.no_logout)
+    done = client.down(_paths(args), os.environ, logout=args.logout)
     _say("; ".join(done) if done else "nothing was running")
     if args.env:
         from spacetail.proxyenv import unset_lines
@@ -253,7 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("down", cmd_down, "log out, stop everything, remove the files")
     p.add_argument("--env", action="store_true", help="print the proxy unsets on stdout")
-    p.add_argument("--no-logout", action="store_true", help="keep the node registered")
+    p.add_argument("--logout", action=argparse.BooleanOptionalAction, default=None,
+                   help="remove the node from the tailnet (default: yes, except with "
+                   "SPACETAIL_NODE_STATE=workspace)")  # fmt: skip
 
     p = add("wait", cmd_wait, "wait until the tailnet is usable")
     p.add_argument("--timeout", metavar="SECONDS", help="give up after this long (60)")

@@ -314,7 +314,7 @@ def _indent(text: str, n: int = 2) -> str:
 # --- down ---------------------------------------------------------------------------------
 
 
-def _stop_manager(paths: Paths, p: Probe, *, logout: bool, out: TextIO) -> bool:
+def _stop_manager(paths: Paths, p: Probe, *, logout: bool | None, out: TextIO) -> bool:
     """Ask an answering manager to stop and wait until it has exited."""
     assert p.status is not None
     pid = int(p.status["manager_pid"])
@@ -353,7 +353,7 @@ def _stop_unanswering(paths: Paths, p: Probe, out: TextIO) -> None:
 
 
 def down(
-    paths: Paths, env: Mapping[str, str], *, logout: bool = True, out: TextIO = sys.stderr
+    paths: Paths, env: Mapping[str, str], *, logout: bool | None = None, out: TextIO = sys.stderr
 ) -> list[str]:
     """Stop the manager and tailscaled and clean up; returns what was done, for the report."""
     from spacetail.proxyenv import clean_saved_env, saved_env_files
@@ -368,10 +368,7 @@ def down(
             proxies = (p.status or p.record or {}).get("proxies")
             if p.answering and p.status is not None:
                 _stop_manager(paths, p, logout=logout, out=out)
-                done.append(
-                    f"stopped manager pid {p.status['manager_pid']} and tailscaled"
-                    + (" (logged out)" if logout else "")
-                )
+                done.append(f"stopped manager pid {p.status['manager_pid']} and tailscaled")
                 p = probe(paths)
             if p.lock_held:
                 _stop_unanswering(paths, p, out)

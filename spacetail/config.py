@@ -293,6 +293,11 @@ def _auth(env: Mapping[str, str], tags: tuple[str, ...]) -> Auth | None:
         return Auth("oauth", secret_from("TS_CLIENT_SECRET", raw))
     client_id = env.get("TS_CLIENT_ID", "").strip()
     if client_id:
+        if not tags:
+            raise ConfigError(
+                "TS_CLIENT_ID: workload identity needs tags; set SPACETAIL_TAGS=tag:ci "
+                "(tags the federated identity may assign)"
+            )
         audience = env.get("TS_AUDIENCE", "").strip() or None
         token = env.get("TS_ID_TOKEN", "").strip()
         if token:

@@ -684,7 +684,9 @@ class Manager:
             if not self._try_answer(waiter):
                 self.waiters.append(waiter)
         elif cmd == "down":
-            self.logout_on_stop = bool(request.get("logout", not self.cfg.persist_node))
+            logout = request.get("logout")
+            # In workspace node-state mode the node outlives the phase unless asked otherwise.
+            self.logout_on_stop = (not self.cfg.persist_node) if logout is None else bool(logout)
             self._reply(conn, {"ok": True, "stopping": True, "pid": os.getpid()}, close=False)
             self.down_conns.append(conn)
             self.stop("asked to stop (spacetail down)")

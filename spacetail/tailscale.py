@@ -145,8 +145,10 @@ def logout_argv(binaries: Binaries, paths: Paths) -> list[str]:
 
 def ping_argv(binaries: Binaries, socket_path: Path, peer: str, timeout: float) -> list[str]:
     return [
+        # --until-direct=false: a relayed (DERP) answer proves the peer is reachable; with the
+        # default, one DERP pong makes `tailscale ping --c=1` exit 1.
         str(binaries.tailscale), f"--socket={socket_path}", "ping", "--c=1",
-        f"--timeout={max(1, int(timeout))}s", peer,
+        "--until-direct=false", f"--timeout={max(1, int(timeout))}s", peer,
     ]  # fmt: skip
 
 

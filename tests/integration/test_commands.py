@@ -61,7 +61,8 @@ def test_up_status_down(userland: Userland, fake_env: dict[str, str]) -> None:
     assert (Path(fake_env["SPACETAIL_DIR"]).stat().st_mode & 0o777) == 0o700
     down = st(userland, fake_env, "down")
     assert down.returncode == 0, down.stderr
-    assert "logged out" in down.stderr
+    assert "stopped manager" in down.stderr
+    assert "logged out: the node is removed" in st(userland, fake_env, "logs").stdout
     assert not helpers.processes_with_marker(fake_env[helpers.MARKER])
     assert not sock.exists()
     after = status(userland, fake_env)

@@ -80,7 +80,10 @@ def test_tags_from_extra_args() -> None:
 
 
 def test_workload_identity_prefers_ts_id_token_then_spacelift(tmp_path: Path) -> None:
-    env = {"TS_CLIENT_ID": "cid", "TS_ID_TOKEN": "tok1", "SPACELIFT_OIDC_TOKEN": "tok2"}
+    with pytest.raises(ConfigError, match=r"^TS_CLIENT_ID: workload identity needs tags"):
+        load({"TS_CLIENT_ID": "cid", "TS_ID_TOKEN": "tok1"})
+    env = {"TS_CLIENT_ID": "cid", "TS_ID_TOKEN": "tok1", "SPACELIFT_OIDC_TOKEN": "tok2",
+           "SPACETAIL_TAGS": "tag:ci"}  # fmt: skip
     cfg = load(env)
     assert cfg.auth is not None and cfg.auth.kind == "wif"
     assert cfg.auth.secret.read() == "tok1" and cfg.auth.client_id == "cid"
@@ -89,11 +92,11 @@ def test_workload_identity_prefers_ts_id_token_then_spacelift(tmp_path: Path) ->
     assert cfg.auth is not None and cfg.auth.secret.read() == "tok2"
     (tmp_path / "spacelift.oidc").write_text("tok3")
     cfg = load({"TS_CLIENT_ID": "cid", "TF_VAR_spacelift_workspace_root": str(tmp_path),
-                "TS_AUDIENCE": "aud"})  # fmt: skip
+                "TS_AUDIENCE": "aud", "SPACETAIL_TAGS": "tag:ci"})  # fmt: skip
     assert cfg.auth is not None and cfg.auth.secret.read() == "tok3"
     assert cfg.auth.audience == "aud"
     with pytest.raises(ConfigError, match=r"^TS_CLIENT_ID: .*no ID token"):
-        load({"TS_CLIENT_ID": "cid"})
+        load({"TS_CLIENT_ID": "cid", "SPACETAIL_TAGS": "tag:ci"})
 
 
 @pytest.mark.parametrize(
