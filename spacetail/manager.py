@@ -576,12 +576,16 @@ class Manager:
         if kind == "permanent":
             self.fail_login(text)
             return
+        if text.startswith("timeout waiting"):
+            text = self._timeout_reason()  # tailscale's CLI only says it timed out
         self.state.reason = text
         backoff = min(10.0, 2.0 ** (attempt.number - 1))
         delay = random.uniform(0.5 * backoff, backoff)  # jitter: runs started together spread out
-        if self.clock() + delay + 0.5 >= self.login_deadline:
+        remaining = self.login_deadline - self.clock()
+        if remaining < 1.0:
             self.fail_login(text)
             return
+        delay = min(delay, remaining - 1.0)  # leave the last attempt at least a second
         self.state.phase = "backoff"
         self.retry_at = self.clock() + delay
         self.note(f"retrying login in {delay:.1f}s")
@@ -592,7 +596,7 @@ class Manager:
         base = f"not Running after {self.cfg.timeout:g}s (state {state})"
         if err:
             return f"{base}; the last login error was: {err}"
-        if self.state.reason:
+        if self.state.reason and not self.state.reason.startswith("not Running"):
             return f"{base}; {self.state.reason}"
         return base
 

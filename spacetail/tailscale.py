@@ -104,7 +104,7 @@ def up_argv(
         f"--hostname={cfg.hostname}",
         f"--accept-routes={str(cfg.accept_routes).lower()}",
         f"--accept-dns={str(cfg.accept_dns).lower()}",
-        f"--timeout={max(1, int(attempt_timeout))}s",
+        f"--timeout={max(1000, int(attempt_timeout * 1000))}ms",
         "--reset",
     ]
     if cfg.tags:
@@ -303,7 +303,10 @@ def advice(text: str) -> str:
     if "oauth authkeys require" in lower:
         return "set SPACETAIL_TAGS to tags the OAuth client owns"
     if "invalid key" in lower or "not valid" in lower:
-        return "the auth key is wrong: check TS_AUTHKEY (keys start with tskey-auth-)"
+        return (
+            "the control server refused the auth key (wrong, expired, revoked, or a single-use "
+            "key already used): create a new one and update TS_AUTHKEY"
+        )
     if classify(text) == "transient":
         return (
             "the control server could not be reached: check TS_LOGIN_SERVER and the network, "

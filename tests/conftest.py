@@ -85,3 +85,17 @@ def no_process_left(test_id: str) -> Iterator[None]:
     if leftovers:
         listing = "\n".join(f"  {pid}: {cmd}" for pid, cmd in leftovers)
         pytest.fail(f"the test left processes behind:\n{listing}", pytrace=False)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The suite as a whole fails if any test's process outlived it."""
+    leftovers = helpers.processes_with_marker(None)
+    for pid, _ in leftovers:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if leftovers:
+        listing = "\n".join(f"  {pid}: {cmd}" for pid, cmd in leftovers)
+        print(f"\nspacetail tests left processes behind:\n{listing}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

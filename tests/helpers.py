@@ -155,9 +155,10 @@ def run(
     )
 
 
-def processes_with_marker(test_id: str) -> list[tuple[int, str]]:
-    """Live (not zombie) processes whose environment carries this test's marker."""
-    needle = f"{MARKER}={test_id}".encode()
+def processes_with_marker(test_id: str | None) -> list[tuple[int, str]]:
+    """Live (not zombie) processes whose environment carries this test's marker (any test's
+    marker when TEST_ID is None)."""
+    needle = f"{MARKER}={test_id or ''}".encode()
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -173,25 +174,8 @@ def processes_with_marker(test_id: str) -> list[tuple[int, str]]:
         except OSError:
             continue
         state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
-        if needle in environ.split(b"\0") and state not in (b"Z", b"X"):
+        entries = environ.split(b"\0")
+        mine = needle in entries if test_id else any(e.startswith(needle) for e in entries)
+        if mine and state not in (b"Z", b"X") and pid != os.getpid():
             found.append((pid, cmdline))
     return found
-
-
-def reap_zombie_children() -> None:
-    """Orphans re-parented to the test process (a subreaper) are reaped here, one by one."""
-    me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 1 and fields[0] == b"Z" and int(fields[1]) == me:
-            try:
-                os.waitpid(int(entry), os.WNOHANG)
-            except ChildProcessError:
-                pass
