@@ -300,7 +300,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"error: {lines[0]}")
         for line in lines[1:]:
             print(line, file=sys.stderr)
-        return exc.exit_code
+        code = exc.exit_code
     except KeyboardInterrupt:
         _say("interrupted")
-        return 130
+        code = 130
+    _fail_the_eval(args)
+    return code
+
+
+def _fail_the_eval(args: argparse.Namespace) -> None:
+    """`eval "$(spacetail up --env)"` must fail the hook when up fails: eval of nothing succeeds,
+    and Spacelift's && chain would run terraform without the tailnet. `down --env` still unsets."""
+    if not getattr(args, "env", False):
+        return
+    if args.command == "down":
+        from spacetail.proxyenv import unset_lines
+
+        sys.stdout.write(unset_lines())
+    sys.stdout.write("false\n")
+    sys.stdout.flush()

@@ -800,6 +800,9 @@ class Manager:
             self.note(f"logout failed ({exc}); stopping anyway")
 
     def shutdown(self) -> None:
+        # A node that never logged in has nothing to log out (and the control server may be
+        # the very thing that is unreachable).
+        never_ran = self.state.phase == "failed" and self.state.running_since is None
         self.state.phase = "stopping"
         with contextlib.suppress(KeyError, ValueError):
             self.sel.unregister(self.listener)
@@ -811,7 +814,7 @@ class Manager:
             self._abort_attempt("stopping")
             _wait(self.attempt.proc, 1.0)
             self._clear_secret()
-        if self.logout_on_stop and self.state.phase != "failed":
+        if self.logout_on_stop and not never_ran:
             self._logout()
         self._stop_tailscaled()
         for client in list(self.clients.values()):
