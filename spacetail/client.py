@@ -245,7 +245,7 @@ def _start_manager(
         listener.close()
         if shell_fd is not None:
             os.close(shell_fd)
-    if not line.startswith("READY") or pid is None:
+    if not line.startswith("READY ") or pid is None:
         remove_file(paths.control_socket)
         remove_file(paths.record)
         detail = line.removeprefix("ERROR ").strip() or "it exited before it was ready"

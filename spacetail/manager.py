@@ -228,7 +228,12 @@ class Manager:
         self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
         if self.watch_pidfd is not None:
             self.sel.register(self.watch_pidfd, selectors.EVENT_READ, "shell")
-        self.write_record()
+        try:
+            self.write_record()
+        except OSError as exc:  # a full or read-only workspace: say so, start nothing
+            self._signal_ready(f"ERROR cannot write {self.paths.record}: {exc.strerror or exc}")
+            self.listener.close()
+            return 1
         self.note(
             f"manager {os.getpid()} started (spacetail {__version__}); watching "
             + (f"shell pid {self.watch_pid}" if self.watch_pid else "no shell")
@@ -238,7 +243,7 @@ class Manager:
                 else ", no max lifetime"
             )
         )
-        self._signal_ready("READY")
+        self._signal_ready(f"READY {os.getpid()}")
         try:
             self.start_tailscaled()
             while self.stop_reason is None:
@@ -250,11 +255,12 @@ class Manager:
         self.shutdown()
         return self.exit_code
 
-    def _signal_ready(self, word: str) -> None:
+    def _signal_ready(self, line: str) -> None:
+        """One line on the readiness pipe (s6-style), then close it."""
         if self.ready_fd is None:
             return
         with contextlib.suppress(OSError):
-            os.write(self.ready_fd, f"{word} {os.getpid()}\n".encode())
+            os.write(self.ready_fd, f"{line}\n".encode())
             os.close(self.ready_fd)
         self.ready_fd = None
 
@@ -707,8 +713,11 @@ class Manager:
     def _try_answer(self, waiter: Waiter) -> bool:
         phase = self.state.phase
         api = self.tailscaled is not None and self.tailscaled.api_ready
-        if phase == "running" or (waiter.until == "api" and api) or phase in ("failed", "stopping"):
+        stopping = phase == "stopping" or self.stop_reason is not None
+        if phase == "running" or (waiter.until == "api" and api) or phase == "failed" or stopping:
             reply = self._wait_reply()
+            if stopping and not reply.get("reason"):
+                reply["reason"] = f"the manager is stopping: {self.stop_reason}"
             reply["ok"] = phase == "running" or (
                 waiter.until == "api" and api and phase != "failed"
             )
