@@ -4,14 +4,17 @@ calls the code that acts (client.py, manager.py, install.py), which never sees a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from spacetail import __version__
 from spacetail.errors import ConfigError, SpacetailError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -113,6 +116,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     result = client.status(_paths(args))
     if args.json:
+        import json
+
         print(json.dumps(result, indent=2, sort_keys=True))
         return 0
     if not result.get("running"):
@@ -232,62 +237,96 @@ def _add_up_options(p: argparse.ArgumentParser) -> None:
                    help="stop after this long, 0 = never (SPACETAIL_MAX_LIFETIME)")  # fmt: skip
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMANDS = {
+    "up": "start tailscaled and log in; returns once connected",
+    "down": "log out, stop everything, remove the files",
+    "wait": "wait until the tailnet is usable",
+    "status": "show what runs",
+    "env": "print the proxy exports (or unsets) for eval",
+    "logs": "show the manager's (or tailscaled's) log",
+    "run": "up, run a command with the proxy environment, down",
+    "manager": "run the manager in the foreground (systemd, terminals)",
+    "install-tailscale": "download and verify tailscale",
+}
+
+
+def _options(name: str, p: argparse.ArgumentParser) -> Handler:
+    """Add the options of command NAME to P; return its handler."""
+    if name == "up":
+        p.add_argument("--no-wait", action="store_true", help="return once tailscaled answers")
+        p.add_argument("--env", action="store_true", help="print the proxy exports on stdout")
+        _add_up_options(p)
+        return cmd_up
+    if name == "down":
+        p.add_argument("--env", action="store_true", help="print the proxy unsets on stdout")
+        p.add_argument("--logout", action=argparse.BooleanOptionalAction, default=None,
+                       help="remove the node from the tailnet (default: yes, except with "
+                       "SPACETAIL_NODE_STATE=workspace)")  # fmt: skip
+        return cmd_down
+    if name == "wait":
+        p.add_argument("--timeout", metavar="SECONDS", help="give up after this long (60)")
+        p.add_argument("--peer", action="append", metavar="HOST", help="also wait for this peer")
+        return cmd_wait
+    if name == "status":
+        p.add_argument("--json", action="store_true", help="one JSON object")
+        return cmd_status
+    if name == "env":
+        p.add_argument("--unset", action="store_true", help="print the unset line instead")
+        _add_up_options(p)
+        return cmd_env
+    if name == "logs":
+        p.add_argument("--tailscaled", action="store_true", help="tailscaled's log")
+        p.add_argument("-n", "--lines", type=int, default=40, help="how many lines (40)")
+        return cmd_logs
+    if name == "run":
+        _add_up_options(p)
+        p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+        return cmd_run
+    if name == "manager":
+        _add_up_options(p)
+        return cmd_manager
+    p.add_argument("--version", dest="version", metavar="V", help="tailscale version")
+    p.add_argument("--base-url", metavar="URL", help="package server or mirror")
+    p.add_argument("--dest", metavar="DIR", help="install folder")
+    return cmd_install_tailscale
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse asks shutil for the terminal width, and importing shutil (with bz2 and lzma)
+    costs every call of spacetail a few milliseconds; os alone can tell."""
+
+    def __init__(self, prog: str) -> None:
+        columns = os.environ.get("COLUMNS", "")
+        try:
+            width = os.get_terminal_size(sys.stdout.fileno()).columns
+        except (OSError, ValueError):
+            width = int(columns) if columns.isdigit() else 100
+        super().__init__(prog, width=max(40, width - 2))
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; only the subcommand named in ARGV gets its options (hooks run spacetail
+    several times a phase: building all of them would cost every call a few milliseconds)."""
     parser = argparse.ArgumentParser(
         prog="spacetail",
         description="A Tailscale tailnet inside Spacelift runs, as a non-root user.",
+        formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"spacetail {__version__}")
     parser.add_argument("--dir", help="state folder (SPACETAIL_DIR)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def add(name: str, handler: Handler, help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_)
-        p.set_defaults(handler=handler)
-        return p
-
-    p = add("up", cmd_up, "start tailscaled and log in; returns once connected")
-    p.add_argument("--no-wait", action="store_true", help="return once tailscaled answers")
-    p.add_argument("--env", action="store_true", help="print the proxy exports on stdout")
-    _add_up_options(p)
-
-    p = add("down", cmd_down, "log out, stop everything, remove the files")
-    p.add_argument("--env", action="store_true", help="print the proxy unsets on stdout")
-    p.add_argument("--logout", action=argparse.BooleanOptionalAction, default=None,
-                   help="remove the node from the tailnet (default: yes, except with "
-                   "SPACETAIL_NODE_STATE=workspace)")  # fmt: skip
-
-    p = add("wait", cmd_wait, "wait until the tailnet is usable")
-    p.add_argument("--timeout", metavar="SECONDS", help="give up after this long (60)")
-    p.add_argument("--peer", action="append", metavar="HOST", help="also wait for this peer")
-
-    p = add("status", cmd_status, "show what runs")
-    p.add_argument("--json", action="store_true", help="one JSON object")
-
-    p = add("env", cmd_env, "print the proxy exports (or unsets) for eval")
-    p.add_argument("--unset", action="store_true", help="print the unset line instead")
-    _add_up_options(p)
-
-    p = add("logs", cmd_logs, "show the manager's (or tailscaled's) log")
-    p.add_argument("--tailscaled", action="store_true", help="tailscaled's log")
-    p.add_argument("-n", "--lines", type=int, default=40, help="how many lines (40)")
-
-    p = add("run", cmd_run, "up, run a command with the proxy environment, down")
-    _add_up_options(p)
-    p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
-
-    p = add("manager", cmd_manager, "run the manager in the foreground (systemd, terminals)")
-    _add_up_options(p)
-
-    p = add("install-tailscale", cmd_install_tailscale, "download and verify tailscale")
-    p.add_argument("--version", dest="version", metavar="V", help="tailscale version")
-    p.add_argument("--base-url", metavar="URL", help="package server or mirror")
-    p.add_argument("--dest", metavar="DIR", help="install folder")
+    wanted = set(argv) & set(COMMANDS) if argv is not None else set(COMMANDS)
+    for name, help_ in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_, formatter_class=_Formatter)
+        if name in wanted:
+            p.set_defaults(handler=_options(name, p))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on bad usage, as we want

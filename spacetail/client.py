@@ -8,16 +8,19 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
 
 from spacetail import control
-from spacetail.config import Config
 from spacetail.errors import ConfigError, OperationFailed
 from spacetail.identity import ProcessIdentity, ProvenProcess, phase_shell
 from spacetail.log import tail
 from spacetail.paths import Paths, check_private_dir, ensure_private_dir, remove_file
+
+TYPE_CHECKING = False  # keeps typing and config out of `spacetail status`
+if TYPE_CHECKING:
+    from typing import Any, TextIO
+
+    from spacetail.config import Config
 
 LOCK_TIMEOUT = 120.0
 
@@ -29,14 +32,20 @@ def say(out: TextIO, message: str) -> None:
 # --- what is there ------------------------------------------------------------------------
 
 
-@dataclass
 class Probe:
     """What a look at the state folder found."""
 
-    status: dict[str, Any] | None  # the manager's answer, when one answered
-    record: dict[str, Any] | None
-    record_garbage: bool
-    lock_held: bool  # some live process holds manager.lock
+    def __init__(
+        self,
+        status: dict[str, Any] | None,  # the manager's answer, when one answered
+        record: dict[str, Any] | None,
+        record_garbage: bool,
+        lock_held: bool,  # some live process holds manager.lock
+    ) -> None:
+        self.status = status
+        self.record = record
+        self.record_garbage = record_garbage
+        self.lock_held = lock_held
 
     @property
     def answering(self) -> bool:

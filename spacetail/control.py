@@ -9,9 +9,13 @@ import socket
 import struct
 import time
 from pathlib import Path
-from typing import Any
 
 from spacetail.errors import OperationFailed
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 MAX_MESSAGE = 64 * 1024
 _PEERCRED = struct.Struct("3i")

@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from dataclasses import asdict, dataclass
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs `spacetail status` milliseconds; mypy still sees this block
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _read(path: str) -> str:
@@ -77,13 +79,36 @@ def command_name(pid: int) -> str:
     return _read(f"/proc/{pid}/comm").strip()
 
 
-@dataclass(frozen=True)
 class ProcessIdentity:
-    pid: int
-    start_time: int
-    boot_id: str
-    pid_ns: str
-    container: str
+    """Enough to tell one process from every other, across containers and reboots."""
+
+    __slots__ = ("boot_id", "container", "pid", "pid_ns", "start_time")
+
+    def __init__(
+        self, pid: int, start_time: int, boot_id: str, pid_ns: str, container: str
+    ) -> None:
+        self.pid = pid
+        self.start_time = start_time
+        self.boot_id = boot_id
+        self.pid_ns = pid_ns
+        self.container = container
+
+    def _fields(self) -> tuple[int, int, str, str, str]:
+        return (self.pid, self.start_time, self.boot_id, self.pid_ns, self.container)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ProcessIdentity) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return f"ProcessIdentity(pid={self.pid}, start_time={self.start_time}, {self.container})"
+
+    def replace(self, **changes: Any) -> ProcessIdentity:
+        data = self.to_json()
+        data.update(changes)
+        return ProcessIdentity(**data)
 
     @classmethod
     def of(cls, pid: int) -> ProcessIdentity | None:
@@ -110,7 +135,13 @@ class ProcessIdentity:
         return ident if ident.pid > 1 else None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "pid": self.pid,
+            "start_time": self.start_time,
+            "boot_id": self.boot_id,
+            "pid_ns": self.pid_ns,
+            "container": self.container,
+        }
 
     def same_world(self) -> bool:
         """Written on this boot, in this PID namespace: only then does the PID mean anything."""

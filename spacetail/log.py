@@ -6,14 +6,14 @@ import re
 import time
 from pathlib import Path
 
-_SECRETS = re.compile(
+_SECRETS = (
     r"tskey-[A-Za-z0-9]+-[A-Za-z0-9_-]+(?:\?[^\s\"']*)?"  # auth keys and OAuth client secrets
     r"|eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"  # JWTs (ID tokens)
 )
 
 
 def redact(text: str) -> str:
-    return _SECRETS.sub(lambda m: m.group(0)[:11] + "…[redacted]", text)
+    return re.sub(_SECRETS, lambda m: m.group(0)[:11] + "…[redacted]", text)
 
 
 class Log:

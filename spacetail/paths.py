@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from spacetail.errors import ConfigError, OperationFailed
@@ -36,12 +34,24 @@ def runtime_dir(env: Mapping[str, str]) -> Path:
     return Path(f"/tmp/runtime-{os.getuid()}") / "spacetail"
 
 
-@dataclass(frozen=True)
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(os.fsencode(path)).hexdigest()[:16]
+
+
 class Paths:
     """Every file of one spacetail instance, derived from its state folder."""
 
-    root: Path
-    runtime: Path
+    # A plain class, not a dataclass: `spacetail status` should not pay for importing dataclasses.
+    __slots__ = ("root", "runtime")
+
+    def __init__(self, root: Path, runtime: Path) -> None:
+        self.root = root
+        self.runtime = runtime
+
+    def __repr__(self) -> str:
+        return f"Paths({self.root!s}, {self.runtime!s})"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Paths:
@@ -78,7 +88,7 @@ class Paths:
         """The state folder, or a short private folder when socket paths would be too long."""
         if len(os.fsencode(self.root / "tailscaled.sock")) <= SOCKET_PATH_MAX:
             return self.root
-        digest = hashlib.sha256(os.fsencode(self.root)).hexdigest()[:16]
+        digest = _digest(self.root)
         short = self.runtime / f"s-{digest}"
         if len(os.fsencode(short / "tailscaled.sock")) <= SOCKET_PATH_MAX:
             return short
@@ -95,8 +105,7 @@ class Paths:
     @property
     def secrets_dir(self) -> Path:
         """Secrets go to container-local storage, never to the workspace that outlives the phase."""
-        digest = hashlib.sha256(os.fsencode(self.root)).hexdigest()[:16]
-        return self.runtime / f"k-{digest}"
+        return self.runtime / f"k-{_digest(self.root)}"
 
     def private_dirs(self) -> list[Path]:
         dirs = [self.root, self.secrets_dir]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from dataclasses import replace
 
 from spacetail import identity
 
@@ -27,7 +26,7 @@ def test_round_trip_and_garbage() -> None:
 def test_recycled_pid_is_not_the_same_process() -> None:
     me = identity.ProcessIdentity.of(os.getpid())
     assert me is not None
-    other = replace(me, start_time=me.start_time - 1)
+    other = me.replace(start_time=me.start_time - 1)
     assert not other.alive()
     assert "another process" in other.why_not_alive()
     assert identity.ProvenProcess.open(other) is None
@@ -36,9 +35,9 @@ def test_recycled_pid_is_not_the_same_process() -> None:
 def test_other_container_or_boot_is_never_alive() -> None:
     me = identity.ProcessIdentity.of(os.getpid())
     assert me is not None
-    assert not replace(me, pid_ns="pid:[1]").alive()
-    assert "another container" in replace(me, pid_ns="pid:[1]").why_not_alive()
-    assert not replace(me, boot_id="0000").alive()
+    assert not me.replace(pid_ns="pid:[1]").alive()
+    assert "another container" in me.replace(pid_ns="pid:[1]").why_not_alive()
+    assert not me.replace(boot_id="0000").alive()
 
 
 def test_exited_process() -> None:
