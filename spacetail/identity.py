@@ -40,39 +40,31 @@ def container_id() -> str:
     return f"{socket.gethostname()}/{mnt}"
 
 
+def _stat_field(pid: int, index: int) -> int | None:
+    """A numeric field of /proc/PID/stat, counted from the state (field 3 of proc(5)) as 0."""
+    stat = _read(f"/proc/{pid}/stat")
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rfind(")") + 2 :].split() if stat else []
+    try:
+        return int(fields[index])
+    except (IndexError, ValueError):
+        return None
+
+
 def start_time(pid: int) -> int | None:
     """Field 22 of /proc/PID/stat (clock ticks after boot), or None if there is no such process."""
     stat = _read(f"/proc/{pid}/stat")
-    if not stat:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    fields = stat[stat.rfind(")") + 2 :].split()
-    if fields and fields[0] in ("Z", "X"):
+    if stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] in ("Z", "X"):
         return None  # a zombie has exited; only its parent's wait() is missing
-    try:
-        return int(fields[19])
-    except (IndexError, ValueError):
-        return None
+    return _stat_field(pid, 19)
 
 
 def parent_pid(pid: int) -> int | None:
-    stat = _read(f"/proc/{pid}/stat")
-    if not stat:
-        return None
-    fields = stat[stat.rfind(")") + 2 :].split()
-    try:
-        return int(fields[1])
-    except (IndexError, ValueError):
-        return None
+    return _stat_field(pid, 1)
 
 
 def session_id(pid: int) -> int | None:
-    stat = _read(f"/proc/{pid}/stat")
-    fields = stat[stat.rfind(")") + 2 :].split() if stat else []
-    try:
-        return int(fields[3])
-    except (IndexError, ValueError):
-        return None
+    return _stat_field(pid, 3)
 
 
 def command_name(pid: int) -> str:

@@ -173,6 +173,8 @@ class Manager:
         self._next_shell_check = self.clock() if self._shell_ident else None
         self._signals: list[int] = []
         self._preexec = _pdeathsig_preexec(os.getpid())
+        # tailscaled keeps its log-policy files here rather than in $HOME.
+        self._extra_env = {"TS_LOGS_DIR": str(paths.node_state_dir)}
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -342,29 +344,11 @@ class Manager:
     # --- tailscaled -----------------------------------------------------------------------
 
     def start_tailscaled(self) -> None:
-        import sh
-
         remove_file(self.paths.tailscaled_socket)
         self.paths.node_state_dir.mkdir(mode=0o700, exist_ok=True)
         argv = tailscaled_argv(self.binaries, self.cfg, self.paths)
-        env = clean_env(self.env)
-        env.setdefault("TS_LOGS_DIR", str(self.paths.node_state_dir))
-        log_file = open(self.paths.tailscaled_log, "ab")  # noqa: SIM115 - handed to the child
-        try:
-            proc = sh.Command(argv[0])(
-                *argv[1:],
-                _bg=True,
-                _bg_exc=False,
-                _env=env,
-                _in=os.devnull,
-                _out=log_file,
-                _err_to_out=True,
-                _ok_code=_OK_CODES,
-                _preexec_fn=self._preexec,
-                _done=lambda cmd, _ok, code: self.post("tailscaled_exit", cmd, code),
-            )
-        finally:
-            log_file.close()
+        with open(self.paths.tailscaled_log, "ab") as log_file:
+            proc = self._spawn(argv, "tailscaled_exit", _out=log_file)
         self.tailscaled = Tailscaled(proc, ProcessIdentity.of(proc.pid), self.clock())
         self.state.phase = "starting"
         self.note(f"started tailscaled (pid {proc.pid}): {' '.join(argv[1:])}")
@@ -397,6 +381,24 @@ class Manager:
                     return
                 # The socket appears ~0.3 s after start; a short poll notices it at once.
                 time.sleep(0.01)
+
+    def _spawn(self, argv: list[str], exit_event: str, **options: Any) -> Any:
+        """Start ARGV in the background with sh: no proxy variables or secrets in its
+        environment, dying with the manager, its exit posted to the main loop as EXIT_EVENT."""
+        import sh
+
+        return sh.Command(argv[0])(
+            *argv[1:],
+            _bg=True,
+            _bg_exc=False,
+            _env=clean_env(self.env) | self._extra_env,
+            _in=os.devnull,
+            _err_to_out=True,
+            _ok_code=_OK_CODES,
+            _preexec_fn=self._preexec,
+            _done=lambda cmd, _ok, code: self.post(exit_event, cmd, code),
+            **options,
+        )
 
     def _current(self, proc: Any) -> bool:
         return self.tailscaled is not None and self.tailscaled.proc is proc
@@ -487,8 +489,6 @@ class Manager:
     # --- login ----------------------------------------------------------------------------
 
     def start_attempt(self) -> None:
-        import sh
-
         if self.tailscaled is None or not self.tailscaled.api_ready or self.attempt is not None:
             return
         self.state.phase = "login"
@@ -497,19 +497,7 @@ class Manager:
         secret = self._write_secret()
         argv = up_argv(self.binaries, self.cfg, self.paths, secret, min(remaining, 30.0))
         previous = self._health_login_error()
-        env = clean_env(self.env)
-        proc = sh.Command(argv[0])(
-            *argv[1:],
-            _bg=True,
-            _bg_exc=False,
-            _env=env,
-            _in=os.devnull,
-            _err_to_out=True,
-            _tty_out=False,
-            _ok_code=_OK_CODES,
-            _preexec_fn=self._preexec,
-            _done=lambda cmd, _ok, code: self.post("up_exit", cmd, code),
-        )
+        proc = self._spawn(argv, "up_exit", _tty_out=False)
         self.attempt = Attempt(self.state.attempts, self.clock(), proc, secret, previous)
         self.next_health_poll = self.clock() + HEALTH_POLL
         self.note(f"login attempt {self.state.attempts}: tailscale up (pid {proc.pid})")
