@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from spacetail.config import Config
 
 LOCK_TIMEOUT = 120.0
+STOPPING_GRACE = 5.0  # a manager's shutdown takes under 2 s (logout 1 s, SIGTERM grace 0.8 s)
 
 
 def say(out: TextIO, message: str) -> None:
@@ -274,7 +275,10 @@ def _await_manager(
             {"cmd": "wait", "until": until, "timeout": cfg.timeout + 5}, timeout=cfg.timeout + 10
         )
     except control.ControlUnavailable as exc:
+        detail = tail(paths.manager_log, 3)
         reply = {"ok": False, "reason": f"the manager stopped answering ({exc})"}
+        if detail:
+            reply["reason"] += f"; its log ends with:\n{_indent(detail, 4)}"
     if reply.get("ok"):
         _report_up(reply, time.monotonic() - started, wait=wait, out=out)
         return reply
@@ -357,6 +361,9 @@ def _stop_unanswering(paths: Paths, p: Probe, out: TextIO) -> None:
             "folder of this phase's own"
         )
     with handle:
+        # It may be in the middle of stopping (its socket is gone first): give it time.
+        if handle.wait(STOPPING_GRACE):
+            return
         say(out, f"manager pid {handle.ident.pid} does not answer; terminating it")
         _terminate(handle, 3.0)
 

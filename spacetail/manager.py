@@ -175,6 +175,7 @@ class Manager:
         self._preexec = _pdeathsig_preexec(os.getpid())
         # tailscaled keeps its log-policy files here rather than in $HOME.
         self._extra_env = {"TS_LOGS_DIR": str(paths.node_state_dir)}
+        self._log_offset = 0
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -348,6 +349,7 @@ class Manager:
         self.paths.node_state_dir.mkdir(mode=0o700, exist_ok=True)
         argv = tailscaled_argv(self.binaries, self.cfg, self.paths)
         with open(self.paths.tailscaled_log, "ab") as log_file:
+            self._log_offset = log_file.tell()
             proc = self._spawn(argv, "tailscaled_exit", _out=log_file)
         self.tailscaled = Tailscaled(proc, ProcessIdentity.of(proc.pid), self.clock())
         self.state.phase = "starting"
@@ -456,9 +458,24 @@ class Manager:
         self.tailscaled = None
         self.state.backend_state = None
         if self.state.phase in ("starting", "login", "backoff") and self.shutdown_on_failure:
-            self.fail_login(f"tailscaled {how} before the node was Running")
+            detail = self._tailscaled_said()
+            self.fail_login(f"tailscaled {how} before the node was Running" + detail)
             return
         self._tailscaled_failed(f"tailscaled {how}")
+
+    def _tailscaled_said(self) -> str:
+        """The line of this run's tailscaled output that says why it exited: a usage error is
+        its first line (no timestamp), a fatal log line its last."""
+        try:
+            with open(self.paths.tailscaled_log, "rb") as f:
+                f.seek(self._log_offset)
+                lines = [x for x in f.read(65536).decode("utf-8", "replace").splitlines() if x]
+        except OSError:
+            return ""
+        if not lines:
+            return ""
+        line = lines[0] if not lines[0][:4].isdigit() else lines[-1]
+        return f": {self.log.redact(line.strip())}"
 
     def _tailscaled_failed(self, why: str) -> None:
         """Supervision: restart tailscaled with backoff, a bounded number of times."""

@@ -124,3 +124,16 @@ def test_auth_key_on_no_command_line_and_in_no_file(
     for path in home.rglob("*"):
         if path.is_file() and not path.is_symlink():
             assert key.encode() not in path.read_bytes(), f"key found in {path}"
+
+
+def test_tailscaled_refusing_a_flag_fails_up_with_its_words(
+    userland: Userland, real_env: dict[str, str]
+) -> None:
+    env = {**real_env, "TS_TAILSCALED_EXTRA_ARGS": "--no-such-flag"}
+    started = time.monotonic()
+    up = helpers.run(userland, ["up", "--timeout", "20"], env)
+    assert up.returncode == 1
+    assert time.monotonic() - started < 10
+    assert "tailscaled exited with status 2" in up.stderr
+    assert "flag provided but not defined: -no-such-flag" in up.stderr
+    assert not helpers.processes_with_marker(env[helpers.MARKER])
