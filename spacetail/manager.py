@@ -9,7 +9,6 @@ handlers only record the signal (uvicorn's supervisors do the same).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import json
 import os
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from spacetail import __version__, control
+from spacetail.children import Child, ShChild, die_with_parent, prefetch_sh, run_sh
 from spacetail.config import Config
 from spacetail.identity import ProcessIdentity
 from spacetail.log import Log, tail
@@ -45,10 +45,6 @@ from spacetail.tailscale import (
     tailscaled_argv,
     up_argv,
 )
-
-# Exit codes above 128 are how a shell reports death by signal; sh reports it as -signum.
-_OK_CODES = list(range(-64, 256))
-PR_SET_PDEATHSIG = 1
 
 LOGOUT_TIMEOUT = 1.0
 TERM_GRACE = 0.8
@@ -105,20 +101,6 @@ class ManagerState:
     events: list[str] = field(default_factory=list)
 
 
-def _pdeathsig_preexec(parent: int) -> Callable[[], None]:
-    """Make the child die with the manager, even if the manager is killed with SIGKILL."""
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def preexec() -> None:
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        # The parent may have died before prctl: then nobody would ever send the signal.
-        if os.getppid() != parent:
-            os._exit(1)
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-
-    return preexec
-
-
 class Manager:
     def __init__(
         self,
@@ -172,7 +154,7 @@ class Manager:
         )
         self._next_shell_check = self.clock() if self._shell_ident else None
         self._signals: list[int] = []
-        self._preexec = _pdeathsig_preexec(os.getpid())
+        self._preexec = die_with_parent(os.getpid())
         # tailscaled keeps its log-policy files here rather than in $HOME.
         self._extra_env = {"TS_LOGS_DIR": str(paths.node_state_dir)}
         self._log_offset = 0
@@ -247,6 +229,7 @@ class Manager:
             )
         )
         self._signal_ready(f"READY {os.getpid()}")
+        prefetch_sh()
         try:
             self.start_tailscaled()
             while self.stop_reason is None:
@@ -350,7 +333,8 @@ class Manager:
         argv = tailscaled_argv(self.binaries, self.cfg, self.paths)
         with open(self.paths.tailscaled_log, "ab") as log_file:
             self._log_offset = log_file.tell()
-            proc = self._spawn(argv, "tailscaled_exit", _out=log_file)
+            on_exit = self._exit_poster("tailscaled_exit")
+            proc = Child(argv, self._child_env(), self._preexec, on_exit, stdout=log_file)
         self.tailscaled = Tailscaled(proc, ProcessIdentity.of(proc.pid), self.clock())
         self.state.phase = "starting"
         self.note(f"started tailscaled (pid {proc.pid}): {' '.join(argv[1:])}")
@@ -378,29 +362,19 @@ class Manager:
                 if connected:
                     self.post("bus_closed", proc, str(exc))
                     return
-                if self.clock() > connect_deadline or proc.process.exit_code is not None:
+                if self.clock() > connect_deadline or proc.exit_code is not None:
                     self.post("api_timeout", proc, str(exc))
                     return
                 # The socket appears ~0.3 s after start; a short poll notices it at once.
                 time.sleep(0.01)
 
-    def _spawn(self, argv: list[str], exit_event: str, **options: Any) -> Any:
-        """Start ARGV in the background with sh: no proxy variables or secrets in its
-        environment, dying with the manager, its exit posted to the main loop as EXIT_EVENT."""
-        import sh
+    def _child_env(self) -> dict[str, str]:
+        """No proxy variables (tailscaled would reach control through its own proxy) and no
+        secrets of ours."""
+        return clean_env(self.env) | self._extra_env
 
-        return sh.Command(argv[0])(
-            *argv[1:],
-            _bg=True,
-            _bg_exc=False,
-            _env=clean_env(self.env) | self._extra_env,
-            _in=os.devnull,
-            _err_to_out=True,
-            _ok_code=_OK_CODES,
-            _preexec_fn=self._preexec,
-            _done=lambda cmd, _ok, code: self.post(exit_event, cmd, code),
-            **options,
-        )
+    def _exit_poster(self, event: str) -> Callable[[Any, int], None]:
+        return lambda child, code: self.post(event, child, code)
 
     def _current(self, proc: Any) -> bool:
         return self.tailscaled is not None and self.tailscaled.proc is proc
@@ -429,6 +403,10 @@ class Manager:
     def _on_state(self, backend: str) -> None:
         previous = self.state.backend_state
         self.state.backend_state = backend
+        if backend in ("Starting", "Running"):
+            # `tailscale up` read the key before it asked tailscaled to start: the file has
+            # served its purpose, so it does not wait for the CLI to exit.
+            self._clear_secret()
         if backend != previous:
             self.log.info(f"tailscale state: {backend}")
         if backend == "Running" and self.state.phase in ("login", "backoff", "starting"):
@@ -514,7 +492,7 @@ class Manager:
         secret = self._write_secret()
         argv = up_argv(self.binaries, self.cfg, self.paths, secret, min(remaining, 30.0))
         previous = self._health_login_error()
-        proc = self._spawn(argv, "up_exit", _tty_out=False)
+        proc = ShChild(argv, self._child_env(), self._preexec, self._exit_poster("up_exit"))
         self.attempt = Attempt(self.state.attempts, self.clock(), proc, secret, previous)
         self.next_health_poll = self.clock() + HEALTH_POLL
         self.note(f"login attempt {self.state.attempts}: tailscale up (pid {proc.pid})")
@@ -783,35 +761,29 @@ class Manager:
         proc = td.proc
         with contextlib.suppress(Exception):
             proc.signal(signal.SIGTERM)
-        if not _wait(proc, TERM_GRACE):
+        if not proc.wait(TERM_GRACE):
             self.note(f"tailscaled did not stop within {TERM_GRACE}s of SIGTERM: SIGKILL")
-            with contextlib.suppress(Exception):
-                proc.signal(signal.SIGKILL)
-            _wait(proc, 5.0)
+            proc.signal(signal.SIGKILL)
+            proc.wait(5.0)
 
     def _logout(self) -> None:
-        import sh
-
         td = self.tailscaled
         if td is None or td.exited is not None or not td.api_ready:
             return
         try:
-            sh.Command(str(self.binaries.tailscale))(
-                *logout_argv(self.binaries, self.paths)[1:],
-                _env=clean_env(self.env),
-                _in=os.devnull,
-                _err_to_out=True,
-                _tty_out=False,
-                _ok_code=_OK_CODES,
-                _timeout=LOGOUT_TIMEOUT,
-                _timeout_signal=signal.SIGKILL,
-                _preexec_fn=self._preexec,
-            )
-            self.note("logged out: the node is removed from the tailnet")
-        except sh.TimeoutException:
-            self.note(f"logout did not finish within {LOGOUT_TIMEOUT}s; stopping anyway")
+            code, output = run_sh(
+                logout_argv(self.binaries, self.paths), self._child_env(), self._preexec,
+                LOGOUT_TIMEOUT,
+            )  # fmt: skip
         except Exception as exc:
             self.note(f"logout failed ({exc}); stopping anyway")
+            return
+        if code is None:
+            self.note(f"logout did not finish within {LOGOUT_TIMEOUT}s; stopping anyway")
+        elif code != 0:
+            self.note(f"logout failed ({self.log.redact(output.strip())}); stopping anyway")
+        else:
+            self.note("logged out: the node is removed from the tailnet")
 
     def shutdown(self) -> None:
         # A node that never logged in has nothing to log out (and the control server may be
@@ -826,7 +798,7 @@ class Manager:
         self._answer_waiters()
         if self.attempt is not None:
             self._abort_attempt("stopping")
-            _wait(self.attempt.proc, 1.0)
+            self.attempt.proc.wait(1.0)
             self._clear_secret()
         if self.logout_on_stop and not never_ran:
             self._logout()
@@ -853,23 +825,7 @@ class Manager:
 
 
 def _output(proc: Any) -> str:
-    try:
-        out = proc.stdout
-    except Exception:
-        return ""
-    return out.decode("utf-8", "replace") if isinstance(out, bytes) else str(out or "")
-
-
-def _wait(proc: Any, timeout: float) -> bool:
-    """Wait for an sh background command to exit; True if it did."""
-    deadline = time.monotonic() + timeout
-    while proc.process.exit_code is None:
-        if not proc.process.is_alive()[0]:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.01)
-    return True
+    return bytes(proc.output).decode("utf-8", "replace")
 
 
 def write_private_json(path: Path, data: dict[str, Any]) -> None:
