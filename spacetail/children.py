@@ -1,6 +1,5 @@
-"""The manager's child processes behind one small interface: tailscaled through subprocess (a
-long-lived daemon whose descriptors and death signal must be exact), the short tailscale CLI
-commands through sh. A thread reaps each child and reports its exit."""
+"""The manager's child processes: started with subprocess, dying with the manager
+(PR_SET_PDEATHSIG), each reaped by a thread that reports its exit the moment it happens."""
 
 from __future__ import annotations
 
@@ -11,13 +10,10 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping
-from typing import IO, Any
+from typing import IO
 
 PR_SET_PDEATHSIG = 1
 OUTPUT_LIMIT = 64 * 1024
-# Exit codes as sh reports them: -N for death by signal N. Accepting all of them means sh never
-# raises; the manager reads the code.
-_OK_CODES = list(range(-64, 256))
 
 ExitCallback = Callable[["Child", int], None]
 
@@ -34,12 +30,6 @@ def die_with_parent(parent: int) -> Callable[[], None]:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
     return preexec
-
-
-def prefetch_sh() -> None:
-    """Import sh in the background: it takes tens of milliseconds, and the first CLI command
-    is only needed once tailscaled answers."""
-    threading.Thread(target=lambda: __import__("sh"), daemon=True).start()
 
 
 class Child:
@@ -91,80 +81,13 @@ class Child:
         return self._exited.wait(timeout)
 
 
-class ShChild:
-    """The same interface over an sh background command (the tailscale CLI)."""
-
-    def __init__(
-        self,
-        argv: list[str],
-        env: Mapping[str, str],
-        preexec: Callable[[], None],
-        on_exit: ExitCallback,
-    ) -> None:
-        import sh
-
-        self._exited = threading.Event()
-        self._on_exit = on_exit
-        self.exit_code: int | None = None
-        self._cmd: Any = sh.Command(argv[0])(
-            *argv[1:],
-            _bg=True,
-            _bg_exc=False,
-            _env=dict(env),
-            _in=os.devnull,
-            _err_to_out=True,
-            _tty_out=False,
-            _ok_code=_OK_CODES,
-            _preexec_fn=preexec,
-            _done=lambda _cmd, _ok, code: self._done(code),
-        )
-        self.pid: int = self._cmd.pid
-
-    def _done(self, code: int) -> None:
-        self.exit_code = code
-        self._exited.set()
-        self._on_exit(self, code)  # type: ignore[arg-type]
-
-    @property
-    def output(self) -> bytes:
-        if self.exit_code is None:
-            return b""
-        try:
-            out = self._cmd.stdout
-        except Exception:
-            return b""
-        return out if isinstance(out, bytes) else str(out).encode()
-
-    def signal(self, signum: int) -> None:
-        if self.exit_code is None:
-            with contextlib.suppress(Exception):
-                self._cmd.signal(signum)
-
-    def wait(self, timeout: float) -> bool:
-        return self._exited.wait(timeout)
-
-
-def run_sh(argv: list[str], env: Mapping[str, str], preexec: Callable[[], None],
-           timeout: float) -> tuple[int | None, str]:  # fmt: skip
-    """Run a short CLI command with sh; (exit code, output), or (None, ...) on timeout."""
-    import sh
-
-    result: Any
-    try:
-        result = sh.Command(argv[0])(
-            *argv[1:],
-            _env=dict(env),
-            _in=os.devnull,
-            _err_to_out=True,
-            _tty_out=False,
-            _ok_code=_OK_CODES,
-            _timeout=timeout,
-            _timeout_signal=signal.SIGKILL,
-            _preexec_fn=preexec,
-            _return_cmd=True,
-        )
-    except sh.TimeoutException:
+def run(
+    argv: list[str], env: Mapping[str, str], preexec: Callable[[], None], timeout: float
+) -> tuple[int | None, str]:
+    """Run a short CLI command; (exit code, output), or (None, "") if it was killed at TIMEOUT."""
+    child = Child(argv, env, preexec, lambda _child, _code: None)
+    if not child.wait(timeout):
+        child.signal(signal.SIGKILL)
+        child.wait(1.0)
         return None, ""
-    out = result.stdout
-    text = out.decode("utf-8", "replace") if isinstance(out, bytes) else str(out)
-    return int(result.exit_code), text
+    return child.exit_code, child.output.decode("utf-8", "replace")

@@ -26,7 +26,8 @@ class Log:
     def _write(self, level: str, message: str) -> None:
         if self._file is None:
             return
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}"
         try:
             self._file.write(f"{stamp} {level} {redact(message)}\n")
         except OSError:

@@ -1,9 +1,9 @@
 """The manager: a small long-lived process that owns tailscaled, logs in, answers the control
 socket, and shuts everything down when asked, when the phase's shell exits, or at its deadline.
 
-One thread (the main loop) makes every decision. Other threads only report: sh's exit callbacks
-and the watch-ipn-bus reader put events on a queue and write a byte to a wake-up pipe. Signal
-handlers only record the signal (uvicorn's supervisors do the same).
+One thread (the main loop) makes every decision. Other threads only report: the reapers of the
+children and the watch-ipn-bus reader put events on a queue and write a byte to a wake-up pipe.
+Signal handlers only record the signal (uvicorn's supervisors do the same).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from spacetail import __version__, control
-from spacetail.children import Child, ShChild, die_with_parent, prefetch_sh, run_sh
+from spacetail.children import Child, die_with_parent, run
 from spacetail.config import Config
 from spacetail.identity import ProcessIdentity
 from spacetail.log import Log, tail
@@ -229,7 +229,6 @@ class Manager:
             )
         )
         self._signal_ready(f"READY {os.getpid()}")
-        prefetch_sh()
         try:
             self.start_tailscaled()
             while self.stop_reason is None:
@@ -492,7 +491,7 @@ class Manager:
         secret = self._write_secret()
         argv = up_argv(self.binaries, self.cfg, self.paths, secret, min(remaining, 30.0))
         previous = self._health_login_error()
-        proc = ShChild(argv, self._child_env(), self._preexec, self._exit_poster("up_exit"))
+        proc = Child(argv, self._child_env(), self._preexec, self._exit_poster("up_exit"))
         self.attempt = Attempt(self.state.attempts, self.clock(), proc, secret, previous)
         self.next_health_poll = self.clock() + HEALTH_POLL
         self.note(f"login attempt {self.state.attempts}: tailscale up (pid {proc.pid})")
@@ -771,7 +770,7 @@ class Manager:
         if td is None or td.exited is not None or not td.api_ready:
             return
         try:
-            code, output = run_sh(
+            code, output = run(
                 logout_argv(self.binaries, self.paths), self._child_env(), self._preexec,
                 LOGOUT_TIMEOUT,
             )  # fmt: skip

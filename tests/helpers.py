@@ -70,7 +70,6 @@ class Userland:
 def build_userland(base: Path) -> Userland:
     import filelock
     import platformdirs
-    import sh
 
     python = python_for_user(SPACELIFT_UID)
     root = Path(tempfile.mkdtemp(prefix="spacetail-userland-", dir=base))
@@ -81,11 +80,6 @@ def build_userland(base: Path) -> Userland:
     for module in (filelock, platformdirs):
         shutil.copytree(Path(module.__file__ or "").parent, site / module.__name__,
                         ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
-    sh_path = Path(sh.__file__ or "")
-    if sh_path.name == "__init__.py":
-        shutil.copytree(sh_path.parent, site / "sh", ignore=shutil.ignore_patterns("__pycache__"))
-    else:
-        shutil.copy(sh_path, site / "sh.py")
     (root / "bin").mkdir()
     launcher = root / "bin" / "spacetail"
     launcher.write_text(
@@ -155,10 +149,10 @@ def run(
     )
 
 
-def processes_with_marker(test_id: str | None) -> list[tuple[int, str]]:
-    """Live (not zombie) processes whose environment carries this test's marker (any test's
-    marker when TEST_ID is None)."""
-    needle = f"{MARKER}={test_id or ''}".encode()
+def processes_with_marker(test_id: str, *, prefix: bool = False) -> list[tuple[int, str]]:
+    """Live (not zombie) processes whose environment carries this test's marker (or, with
+    PREFIX, any marker starting with TEST_ID)."""
+    needle = f"{MARKER}={test_id}".encode()
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -175,7 +169,7 @@ def processes_with_marker(test_id: str | None) -> list[tuple[int, str]]:
             continue
         state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
         entries = environ.split(b"\0")
-        mine = needle in entries if test_id else any(e.startswith(needle) for e in entries)
+        mine = any(e.startswith(needle) for e in entries) if prefix else needle in entries
         if mine and state not in (b"Z", b"X") and pid != os.getpid():
             found.append((pid, cmdline))
     return found
