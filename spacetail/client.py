@@ -211,7 +211,6 @@ def _start_manager(
     cfg: Config, paths: Paths, env: Mapping[str, str], binaries: Any, watch_pid: int | None
 ) -> int:
     from spacetail import daemon
-    from spacetail.manager import serve
 
     shell_fd: int | None = None
     shell_pid: int | None = None
@@ -238,6 +237,8 @@ def _start_manager(
     env_copy = dict(env)
 
     def run(ready_fd: int) -> int:
+        from spacetail.manager import serve  # in the manager only: up itself never needs it
+
         return serve(
             cfg,
             paths,

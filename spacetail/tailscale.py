@@ -3,14 +3,11 @@ LocalAPI over the unix socket, and how to read tailscale's own error text."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
-import shutil
 import socket
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +33,29 @@ STATES = {
 NOTIFY_INITIAL_STATE = 2
 
 
-@dataclass(frozen=True)
 class Binaries:
-    tailscale: Path
-    tailscaled: Path
+    """Where the two executables are."""
+
+    __slots__ = ("tailscale", "tailscaled")
+
+    def __init__(self, tailscale: Path, tailscaled: Path) -> None:
+        self.tailscale = tailscale
+        self.tailscaled = tailscaled
+
+
+def _which(name: str, path: str) -> str | None:
+    # shutil.which, without importing shutil (and bz2 and lzma) before the manager starts.
+    for folder in path.split(os.pathsep):
+        candidate = os.path.join(folder or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 def find_binaries(env: Mapping[str, str]) -> Binaries:
     """tailscale and tailscaled from PATH, else from `spacetail install-tailscale`'s folder."""
     path = env.get("PATH", os.defpath)
-    found = [shutil.which(name, path=path) for name in ("tailscale", "tailscaled")]
+    found = [_which(name, path) for name in ("tailscale", "tailscaled")]
     if found[0] and found[1]:
         return Binaries(Path(found[0]), Path(found[1]))
     try:
@@ -155,20 +165,39 @@ def ping_argv(binaries: Binaries, socket_path: Path, peer: str, timeout: float) 
 # --- LocalAPI -------------------------------------------------------------------------------
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path, timeout: float) -> None:
-        super().__init__("local-tailscaled.sock", timeout=timeout)
-        self._path = path
+_connection_class: Any = None
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(os.fsencode(self._path))
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+
+def _connection(path: Path, timeout: float) -> Any:
+    """An HTTP connection over tailscaled's unix socket. http.client (and the email package it
+    pulls in) is imported on first use, in the watcher thread, not before tailscaled starts."""
+    global _connection_class
+    if _connection_class is None:
+        import http.client
+
+        class UnixHTTPConnection(http.client.HTTPConnection):
+            def __init__(self, path: Path, timeout: float) -> None:
+                super().__init__("local-tailscaled.sock", timeout=timeout)
+                self._path = path
+
+            def connect(self) -> None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(self.timeout)
+                try:
+                    sock.connect(os.fsencode(self._path))
+                except OSError:
+                    sock.close()
+                    raise
+                self.sock = sock
+
+        _connection_class = UnixHTTPConnection
+    return _connection_class(path, timeout)
+
+
+def _http_errors() -> tuple[type[Exception], ...]:
+    import http.client
+
+    return (OSError, http.client.HTTPException)
 
 
 class LocalAPIError(Exception):
@@ -182,12 +211,12 @@ class LocalAPI:
         self.path = path
 
     def _request(self, method: str, url: str, timeout: float) -> tuple[int, bytes]:
-        conn = _UnixHTTPConnection(self.path, timeout)
+        conn = _connection(self.path, timeout)
         try:
             conn.request(method, url, headers={"Host": "local-tailscaled.sock"})
             resp = conn.getresponse()
             return resp.status, resp.read()
-        except (OSError, http.client.HTTPException) as exc:
+        except _http_errors() as exc:
             raise LocalAPIError(str(exc)) from exc
         finally:
             conn.close()
@@ -210,7 +239,7 @@ class LocalAPI:
 
     def watch(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Notifications from watch-ipn-bus, the first one carrying the current state."""
-        conn = _UnixHTTPConnection(self.path, timeout or 3600.0)
+        conn = _connection(self.path, timeout or 3600.0)
         try:
             conn.request(
                 "GET",
@@ -233,7 +262,7 @@ class LocalAPI:
                     continue
                 if isinstance(data, dict):
                     yield data
-        except (OSError, http.client.HTTPException) as exc:
+        except _http_errors() as exc:
             raise LocalAPIError(str(exc)) from exc
         finally:
             conn.close()
