@@ -300,7 +300,7 @@ class _Formatter(argparse.HelpFormatter):
         try:
             width = os.get_terminal_size(sys.stdout.fileno()).columns
         except (OSError, ValueError):
-            width = int(columns) if columns.isdigit() else 100
+            width = int(columns) if columns.isascii() and columns.isdigit() else 100
         super().__init__(prog, width=max(40, width - 2))
 
 

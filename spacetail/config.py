@@ -23,6 +23,7 @@ DEFAULT_MAX_LIFETIME = 3600.0
 
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _TAG = re.compile(r"^tag:[a-zA-Z][a-zA-Z0-9-]*$")
+_DIGITS = re.compile(r"^[0-9]+$")  # str.isdigit() also accepts "²", which int() refuses
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -153,7 +154,7 @@ def parse_address(name: str, raw: str) -> str:
         valid_host = bool(inner) and ":" in inner
     else:
         valid_host = bool(host) and ":" not in host and " " not in host
-    if not sep or not valid_host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not valid_host or not _DIGITS.match(port) or not 0 < int(port) < 65536:
         raise ConfigError(f"{name}: {raw!r} is not an address host:port; use e.g. 127.0.0.1:1080")
     return f"{host}:{int(port)}"
 
@@ -202,7 +203,12 @@ def secret_from(name: str, raw: str, *, check_mode: bool = True) -> Secret:
     """A value, or `file:PATH` naming a file that exists and that others cannot read."""
     if not raw.startswith("file:"):
         return Secret(name, value=raw)
-    path = Path(raw[len("file:") :]).expanduser()
+    try:
+        path = Path(raw[len("file:") :]).expanduser()
+    except RuntimeError:  # ~user of a user that does not exist
+        raise ConfigError(
+            f"{name}: cannot expand {raw[len('file:') :]!r}; give the file's full path"
+        ) from None
     try:
         st = path.stat()
     except OSError:
@@ -394,7 +400,7 @@ def load(
     name, raw = get("watch-pid", "SPACETAIL_WATCH_PID")
     watch_pid = None
     if raw.strip():
-        if not raw.strip().isdigit() or int(raw) < 1:
+        if not _DIGITS.match(raw.strip()) or int(raw) < 1:
             raise ConfigError(f"{name}: {raw!r} is not a process id")
         watch_pid = int(raw)
     name, raw = get("max-lifetime", "SPACETAIL_MAX_LIFETIME")

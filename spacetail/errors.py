@@ -12,6 +12,11 @@ class ConfigError(SpacetailError):
 
     exit_code = 2
 
+    def __init__(self, message: str) -> None:
+        # One line, whatever a setting's value holds: a newline in a path must not forge a
+        # second line of output.
+        super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
+
 
 class OperationFailed(SpacetailError):
     """The operation was attempted and failed; everything it started has been stopped."""
