@@ -77,8 +77,15 @@ def read_record(path: Path) -> tuple[dict[str, Any] | None, bool]:
     return (data, False) if isinstance(data, dict) else (None, True)
 
 
+def unplant(path: Path) -> None:
+    """A symlink at one of our lock paths is not ours to follow: remove the link itself."""
+    if os.path.islink(path):
+        os.unlink(path)
+
+
 def manager_lock_held(paths: Paths) -> bool:
     """A non-blocking try of the manager's lock: only a live manager holds it."""
+    unplant(paths.manager_lock)
     if not paths.manager_lock.exists():
         return False
     from filelock import FileLock, Timeout
@@ -148,6 +155,7 @@ def _terminate(handle: ProvenProcess, grace: float) -> None:
 def ctl_lock(paths: Paths, timeout: float = LOCK_TIMEOUT) -> Any:
     from filelock import FileLock, Timeout
 
+    unplant(paths.ctl_lock)
     lock = FileLock(str(paths.ctl_lock), timeout=timeout, mode=0o600)
     try:
         lock.acquire()
@@ -413,7 +421,13 @@ def _default_proxies() -> dict[str, str]:
 
 def status(paths: Paths) -> dict[str, Any]:
     """One JSON-able object; works, and says so, when nothing runs."""
-    p = probe(paths) if paths.root.is_dir() else Probe(None, None, False, False)
+    try:
+        exists = paths.root.is_dir()
+    except PermissionError:
+        exists = True  # a folder we may not look into: check_private_dir says whose it is
+    if exists:
+        check_private_dir(paths.root)
+    p = probe(paths) if exists else Probe(None, None, False, False)
     if p.status is not None:
         result = dict(p.status)
         result.pop("ok", None)

@@ -84,7 +84,10 @@ def decode(line: bytes) -> dict[str, Any]:
     """Parse one request line; ValueError for anything that is not a JSON object with a cmd."""
     if len(line) > MAX_MESSAGE:
         raise ValueError("message too long")
-    data = json.loads(line.decode("utf-8"))
+    try:
+        data = json.loads(line.decode("utf-8"))
+    except RecursionError:  # "[[[[..." nested past the interpreter's limit: not a ValueError
+        raise ValueError("nested too deeply") from None
     if not isinstance(data, dict) or not isinstance(data.get("cmd"), str):
         raise ValueError("expected a JSON object with a string 'cmd'")
     return data
@@ -97,14 +100,22 @@ class ControlClient:
         self.path = path
 
     def connect(self, timeout: float) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        try:
-            sock.connect(os.fsencode(self.path))
-        except (FileNotFoundError, ConnectionRefusedError, TimeoutError, OSError) as exc:
-            sock.close()
-            raise ControlUnavailable(str(exc)) from exc
-        return sock
+        deadline = time.monotonic() + timeout
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            try:
+                sock.connect(os.fsencode(self.path))
+                return sock
+            except BlockingIOError as exc:
+                # A full listen backlog: a unix socket says EAGAIN at once instead of waiting.
+                sock.close()
+                if time.monotonic() >= deadline:
+                    raise ControlUnavailable(f"the manager is too busy ({exc})") from exc
+                time.sleep(0.01)
+            except OSError as exc:
+                sock.close()
+                raise ControlUnavailable(str(exc)) from exc
 
     def request(self, message: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
         """Send MESSAGE and return the first reply line."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 import time
 from pathlib import Path
@@ -16,12 +18,29 @@ def redact(text: str) -> str:
     return re.sub(_SECRETS, lambda m: m.group(0)[:11] + "…[redacted]", text)
 
 
+def open_append(path: Path) -> int:
+    """A descriptor appending to PATH (created 0600); a symlink planted at PATH is removed and
+    replaced by a file, never followed."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+    os.unlink(path)
+    return os.open(path, flags, 0o600)
+
+
 class Log:
     """Append-only, line-buffered; writes never raise (a full disk must not kill the manager)."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._file = open(path, "a", encoding="utf-8", buffering=1) if path else None  # noqa: SIM115
+        self._file = (
+            open(open_append(path), "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+            if path
+            else None
+        )
 
     def _write(self, level: str, message: str) -> None:
         if self._file is None:

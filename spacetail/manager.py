@@ -28,7 +28,7 @@ from spacetail import __version__, control
 from spacetail.children import Child, die_with_parent, run
 from spacetail.config import Config
 from spacetail.identity import ProcessIdentity
-from spacetail.log import Log, tail
+from spacetail.log import Log, open_append, tail
 from spacetail.paths import Paths, remove_file
 from spacetail.tailscale import (
     STATES,
@@ -330,7 +330,7 @@ class Manager:
         remove_file(self.paths.tailscaled_socket)
         self.paths.node_state_dir.mkdir(mode=0o700, exist_ok=True)
         argv = tailscaled_argv(self.binaries, self.cfg, self.paths)
-        with open(self.paths.tailscaled_log, "ab") as log_file:
+        with open(open_append(self.paths.tailscaled_log), "ab") as log_file:
             self._log_offset = log_file.tell()
             on_exit = self._exit_poster("tailscaled_exit")
             proc = Child(argv, self._child_env(), self._preexec, on_exit, stdout=log_file)
@@ -877,6 +877,8 @@ def serve(
     from filelock import FileLock, Timeout
 
     log = Log(paths.manager_log)
+    if os.path.islink(paths.manager_lock):
+        os.unlink(paths.manager_lock)  # planted: never followed
     # Created here, in the process that holds it: filelock refuses locks inherited over fork.
     lock = FileLock(str(paths.manager_lock), timeout=5, mode=0o600)
     try:
