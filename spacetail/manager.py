@@ -411,6 +411,9 @@ class Manager:
         if backend == "Running" and self.state.phase in ("login", "backoff", "starting"):
             self.state.phase = "running"
             self.state.running_since = self.clock()
+            # From now on a failure is reported by status and wait, not by stopping: the phase
+            # may still be using connections, and `up` replaces a failed manager.
+            self.shutdown_on_failure = False
             self.retry_at = None
             self.note(f"tailscale is Running as {self.cfg.hostname}")
             self._answer_waiters()
