@@ -15,9 +15,7 @@ from tests import helpers
 from tests.helpers import Userland
 
 
-def st(
-    userland: Userland, env: dict[str, str], *args: str
-) -> subprocess.CompletedProcess[str]:
+def st(userland: Userland, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return helpers.run(userland, list(args), env, timeout=90)
 
 

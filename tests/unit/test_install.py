@@ -208,8 +208,9 @@ def test_good_versions(version: str) -> None:
 def test_bad_versions(version: str) -> None:
     with pytest.raises(ConfigError) as excinfo:
         install.validate_version(version)
+    shown = version.replace("\n", "\\n")  # ConfigError keeps every message on one line
     assert str(excinfo.value) == (
-        f'--version: "{version}" is not a tailscale version like {install.DEFAULT_VERSION}'
+        f'--version: "{shown}" is not a tailscale version like {install.DEFAULT_VERSION}'
     )
 
 
