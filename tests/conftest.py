@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,25 +81,15 @@ def no_process_left(test_id: str) -> Iterator[None]:
     """Every process a test starts carries its marker; any still alive afterwards fails it."""
     yield
     leftovers = helpers.processes_with_marker(test_id)
-    for pid, _ in leftovers:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     if leftovers:
-        listing = "\n".join(f"  {pid}: {cmd}" for pid, cmd in leftovers)
+        listing = helpers.kill_all(leftovers)
         pytest.fail(f"the test left processes behind:\n{listing}", pytrace=False)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The suite as a whole fails if any test's process outlived it."""
     leftovers = helpers.processes_with_marker(SESSION + "-", prefix=True)
-    for pid, _ in leftovers:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     if leftovers:
-        listing = "\n".join(f"  {pid}: {cmd}" for pid, cmd in leftovers)
+        listing = helpers.kill_all(leftovers)
         print(f"\nspacetail tests left processes behind:\n{listing}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

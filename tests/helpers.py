@@ -3,8 +3,11 @@ environments that point at the fake or the real tailscale, and a process-leak ch
 
 from __future__ import annotations
 
+import json
 import os
+import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +15,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 FAKES = REPO / "tests" / "fakes" / "bin"
@@ -173,3 +177,58 @@ def processes_with_marker(test_id: str, *, prefix: bool = False) -> list[tuple[i
         if mine and state not in (b"Z", b"X") and pid != os.getpid():
             found.append((pid, cmdline))
     return found
+
+
+def st(
+    userland: Userland,
+    env: Mapping[str, str],
+    *args: str,
+    timeout: float = 60,
+    uid: int = SPACELIFT_UID,
+) -> subprocess.CompletedProcess[str]:
+    """`spacetail ARGS...` as the Spacelift user."""
+    return run(userland, list(args), env, uid=uid, timeout=timeout)
+
+
+def status(userland: Userland, env: Mapping[str, str]) -> dict[str, Any]:
+    """`spacetail status --json`, parsed."""
+    result = st(userland, env, "status", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert isinstance(data, dict)
+    return data
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    """True once PID has exited, woken by the exit itself through a pidfd (no polling)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
+
+
+def command_lines() -> list[str]:
+    """Every process's command line, as ps would show it."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                raw = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            out.append(raw.replace(b"\0", b" ").decode(errors="replace"))
+    return out
+
+
+def kill_all(leftovers: list[tuple[int, str]]) -> str:
+    """SIGKILL what a test left behind; the listing, for the failure message."""
+    for pid, _ in leftovers:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return "\n".join(f"  {pid}: {cmd}" for pid, cmd in leftovers)

@@ -12,7 +12,6 @@ import json
 import os
 import random
 import re
-import select
 import signal
 import subprocess
 import threading
@@ -28,30 +27,12 @@ from spacetail import control
 from spacetail.errors import OperationFailed
 from spacetail.identity import ProcessIdentity
 from tests import helpers
-from tests.helpers import MARKER, SPACELIFT_UID, Userland
+from tests.helpers import MARKER, SPACELIFT_UID, Userland, st, status, wait_gone
 
 T = TypeVar("T")
 OTHER_UID = 1984
 
 # --- helpers shared by the fault tests (imported by test_hostile and test_soak) --------------
-
-
-def st(
-    userland: Userland,
-    env: dict[str, str],
-    *args: str,
-    timeout: float = 60,
-    uid: int = SPACELIFT_UID,
-) -> subprocess.CompletedProcess[str]:
-    return helpers.run(userland, list(args), env, uid=uid, timeout=timeout)
-
-
-def status(userland: Userland, env: dict[str, str]) -> dict[str, Any]:
-    result = st(userland, env, "status", "--json")
-    assert result.returncode == 0, result.stderr
-    data = json.loads(result.stdout)
-    assert isinstance(data, dict)
-    return data
 
 
 def figure(name: str, value: float, unit: str = "s") -> None:
@@ -71,18 +52,6 @@ def poll(check: Callable[[], T | None], timeout: float, what: str | Callable[[],
                 f"not within {timeout:g}s: {what if isinstance(what, str) else what()}"
             )
         time.sleep(0.02)
-
-
-def wait_gone(pid: int, timeout: float) -> bool:
-    """True once PID has exited (woken by the exit itself through a pidfd)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], timeout)[0])
-    finally:
-        os.close(fd)
 
 
 def alive(pid: int) -> bool:

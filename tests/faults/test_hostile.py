@@ -27,12 +27,11 @@ from tests.faults.test_faults import (
     poll,
     sock_path,
     state_dir,
-    status,
     stopped_after,
     up_ok,
 )
-from tests.faults.test_faults import st as run_st
-from tests.helpers import Userland
+from tests.helpers import Userland, status
+from tests.helpers import st as run_st
 
 CLIENT_SNIPPET = """
 import json, socket, sys

@@ -3,8 +3,6 @@ Against the fake: only it can show each kind of control-server answer."""
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -12,28 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests import helpers
-from tests.helpers import Userland
-
-
-def st(userland: Userland, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return helpers.run(userland, list(args), env, timeout=90)
-
-
-def status(userland: Userland, env: dict[str, str]) -> dict[str, object]:
-    data = json.loads(st(userland, env, "status", "--json").stdout)
-    assert isinstance(data, dict)
-    return data
-
-
-def all_cmdlines() -> str:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                out.append(Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" "))
-            except OSError:
-                pass
-    return b"\n".join(out).decode(errors="replace")
+from tests.helpers import Userland, st, status
 
 
 def assert_secret_nowhere(secret: str, home: Path, *outputs: str) -> None:
@@ -74,7 +51,7 @@ def test_workload_identity_from_spacelift_oidc_token(
     try:
         saw_login = False
         while up.poll() is None:  # while logging in, no command line holds the token
-            lines = all_cmdlines()
+            lines = "\n".join(helpers.command_lines())
             assert token not in lines
             saw_login = saw_login or "--id-token=file:" in lines
         out, err = up.communicate()

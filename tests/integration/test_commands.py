@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -13,34 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests import helpers
-from tests.helpers import Userland
-
-
-def st(userland: Userland, env: dict[str, str], *args: str, timeout: float = 60
-       ) -> subprocess.CompletedProcess[str]:  # fmt: skip
-    return helpers.run(userland, list(args), env, timeout=timeout)
-
-
-def status(userland: Userland, env: dict[str, str]) -> dict[str, object]:
-    result = st(userland, env, "status", "--json")
-    assert result.returncode == 0, result.stderr
-    data = json.loads(result.stdout)
-    assert isinstance(data, dict)
-    return data
-
-
-def wait_gone(pid: int, timeout: float) -> bool:
-    """True once PID has exited (pidfd: woken by the exit itself, no polling)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        import select
-
-        return bool(select.select([fd], [], [], timeout)[0])
-    finally:
-        os.close(fd)
+from tests.helpers import Userland, st, status, wait_gone
 
 
 def test_up_status_down(userland: Userland, fake_env: dict[str, str]) -> None:

@@ -6,7 +6,6 @@ spacetail passes, the process tree, the proxies, the real login error, and clean
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 from pathlib import Path
@@ -24,19 +23,6 @@ def _uid_of(pid: int) -> int:
         if line.startswith("Uid:"):
             return int(line.split()[1])
     raise AssertionError("no Uid line")
-
-
-def _cmdlines() -> list[str]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                out.append(
-                    Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-                )
-            except OSError:
-                pass
-    return out
 
 
 def test_flags_accepted_runs_as_spacelift_user_and_down_stops_it(
@@ -113,7 +99,7 @@ def test_auth_key_on_no_command_line_and_in_no_file(
         deadline = time.monotonic() + 3
         seen_up = False
         while time.monotonic() < deadline:
-            lines = _cmdlines()
+            lines = helpers.command_lines()
             assert not [c for c in lines if key in c]
             seen_up = seen_up or any(" up " in c and "--auth-key=file:" in c for c in lines)
             if seen_up:
