@@ -270,3 +270,27 @@ def test_foreground_manager_with_socket_activation(
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_status_env_and_logs_for_a_person(userland: Userland, fake_env: dict[str, str]) -> None:
+    idle = st(userland, fake_env, "status")
+    assert idle.returncode == 0 and idle.stdout.startswith("not running (state folder ")
+    env_line = st(userland, fake_env, "env")
+    assert env_line.returncode == 0
+    assert (
+        f"export HTTP_PROXY=http://{fake_env['TS_OUTBOUND_HTTP_PROXY_LISTEN']}" in env_line.stdout
+    )
+    assert "no manager runs here" in env_line.stderr
+    assert st(userland, fake_env, "logs").returncode == 1  # nothing logged yet, and it says so
+    assert st(userland, fake_env, "up", "--no-watch").returncode == 0
+    try:
+        human = st(userland, fake_env, "status").stdout.splitlines()
+        assert human[0].startswith("Running as ") and "100.64.0.7" in human[0]
+        assert human[2].strip().startswith("proxies: HTTP http://127.0.0.1:")
+        tailscaled_log = st(userland, fake_env, "logs", "--tailscaled", "-n", "200").stdout
+        assert "Program starting" in tailscaled_log
+        assert fake_env["TS_AUTHKEY"] not in tailscaled_log
+    finally:
+        st(userland, fake_env, "down")
+    unset = st(userland, fake_env, "env", "--unset")
+    assert unset.stdout.startswith("unset HTTP_PROXY")
