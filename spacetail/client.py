@@ -455,8 +455,12 @@ def wait(paths: Paths, timeout: float, peers: tuple[str, ...] = ()) -> dict[str,
             {"cmd": "wait", "until": "running", "timeout": timeout}, timeout=timeout + 5
         )
     except control.ControlUnavailable:
+        record, garbage = read_record(paths.record)
+        stale = ""
+        if record is not None or garbage:
+            stale = f" (only stale {describe_stale(Probe(None, record, garbage, False))})"
         raise OperationFailed(
-            f"no manager runs for {paths.root}; run `spacetail up` first"
+            f"no manager runs for {paths.root}{stale}; run `spacetail up` first"
         ) from None
     if not reply.get("ok"):
         if reply.get("timed_out"):

@@ -192,9 +192,14 @@ def test_killed_container_then_down_and_up_in_fresh_containers(
     # A fresh container: its own processes now hold the recorded PIDs; down must not touch them.
     cleanup = run.phase(
         "applying",
-        f"{claim(manager_pid, tailscaled_pid)}; spacetail down; echo DOWN-EXIT=$?; {STRANGERS}",
+        f"{claim(manager_pid, tailscaled_pid)}; spacetail status; spacetail wait --timeout 1; "
+        f"echo WAIT-EXIT=$?; spacetail down; echo DOWN-EXIT=$?; {STRANGERS}",
     )
     assert cleanup.status == 0, cleanup.describe()
+    # status and wait see the earlier container's files for what they are, and touch nothing.
+    assert "stale: files of manager pid" in cleanup.log, cleanup.describe()
+    assert "WAIT-EXIT=1" in cleanup.log, cleanup.describe()
+    assert "no manager runs for /mnt/workspace/.spacetail (only stale files" in cleanup.log
     assert "DOWN-EXIT=0" in cleanup.log, cleanup.describe()
     assert "removed stale files of manager pid" in cleanup.log, cleanup.describe()
     assert "written in another container" in cleanup.log, cleanup.describe()
