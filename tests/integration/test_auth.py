@@ -126,7 +126,7 @@ def test_a_login_that_never_finishes_fails_at_the_timeout(
     up = st(userland, env, "up", "--no-watch", "--timeout", "3")
     elapsed = time.monotonic() - started
     assert up.returncode == 1
-    assert 2.5 < elapsed < 9
+    assert 2.5 < elapsed < 15  # never before the timeout; the upper bound only catches a hang
     assert "not Running after 3s (state Starting)" in up.stderr
 
 
