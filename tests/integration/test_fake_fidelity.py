@@ -681,18 +681,6 @@ def test_fake_ping(fake: Kit) -> None:
     assert res.stderr == "direct connection not established\n"
 
 
-def test_fake_cli_is_fast(fake: Kit) -> None:
-    d = fake.start()
-    best = min(_timed(lambda: fake.cli(f"--socket={d.sock}", "status", "--json")) for _ in range(3))
-    assert best < 0.5
-
-
-def _timed(fn: Callable[[], Any]) -> float:
-    t0 = time.monotonic()
-    fn()
-    return time.monotonic() - t0
-
-
 # --------------------------------------------------------------------------------------------
 # Fake alone: proxies
 
