@@ -66,6 +66,7 @@ class Client:
     conn: socket.socket
     deadline: float
     buf: bytes = b""
+    allowed: bool = True
 
 
 @dataclass
@@ -615,14 +616,10 @@ class Manager:
                 if exc.errno in (errno.EMFILE, errno.ENFILE):
                     self.log.error("too many open files: refusing a control client")
                 return
-            if not control.peer_allowed(conn):
-                with contextlib.suppress(OSError):
-                    conn.sendall(control.encode({"ok": False, "error": "permission denied"}))
-                conn.close()
-                self.log.info("refused a control client of another user")
-                continue
             conn.setblocking(False)
-            client = Client(conn, self.clock() + CLIENT_TIMEOUT)
+            # Another user's client is read like any other, then refused: answering before its
+            # request arrived would reset the connection and lose the refusal.
+            client = Client(conn, self.clock() + CLIENT_TIMEOUT, allowed=control.peer_allowed(conn))
             self.clients[conn.fileno()] = client
             self.sel.register(conn, selectors.EVENT_READ, client)
 
@@ -651,6 +648,10 @@ class Manager:
             return
         line = client.buf.split(b"\n", 1)[0]
         self._drop_client(client, close=False)
+        if not client.allowed:
+            self._reply(client.conn, {"ok": False, "error": "permission denied"})
+            self.log.info("refused a control client of another user")
+            return
         try:
             request = control.decode(line)
         except (ValueError, UnicodeDecodeError) as exc:
