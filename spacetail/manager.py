@@ -339,13 +339,16 @@ class Manager:
         self.state.phase = "starting"
         self.note(f"started tailscaled (pid {proc.pid}): {' '.join(argv[1:])}")
         self.write_record()
-        watcher = threading.Thread(
-            target=self._watch_bus, args=(proc, self.clock() + API_START_TIMEOUT), daemon=True
-        )
-        watcher.start()
+        self._start_watcher(proc)
 
-    def _watch_bus(self, proc: Any, connect_deadline: float) -> None:
+    def _start_watcher(self, proc: Any, delay: float = 0.0) -> None:
+        deadline = self.clock() + delay + API_START_TIMEOUT
+        threading.Thread(target=self._watch_bus, args=(proc, deadline, delay), daemon=True).start()
+
+    def _watch_bus(self, proc: Any, connect_deadline: float, delay: float) -> None:
         """Thread: wait for the LocalAPI, then stream state changes to the main loop."""
+        if delay:
+            time.sleep(delay)  # a reconnection: never a tight loop against a closing stream
         connected = False
         while True:
             try:
@@ -397,6 +400,11 @@ class Manager:
             self._tailscaled_failed(f"tailscaled's LocalAPI did not answer ({event[2]})")
         elif kind == "state" and self._current(event[1]):
             self._on_state(str(event[2]))
+        elif kind == "bus_closed" and self._current(event[1]):
+            assert self.tailscaled is not None
+            if self.tailscaled.exited is None:  # tailscaled lives on: follow it again
+                self.note(f"watch-ipn-bus closed ({event[2]}); reconnecting")
+                self._start_watcher(event[1], delay=0.1)
         elif kind == "err_message" and self._current(event[1]):
             self.note(f"tailscaled: {event[2]}")
 
@@ -549,7 +557,8 @@ class Manager:
             return
         self.attempt = None
         self.next_health_poll = None
-        remove_file(attempt.secret) if attempt.secret else None
+        if attempt.secret:
+            remove_file(attempt.secret)
         output = self.log.redact(_output(proc))
         if self.stop_reason is not None or self.state.phase not in ("login", "backoff"):
             return
@@ -558,8 +567,8 @@ class Manager:
             if self.state.backend_state != "Running":
                 self._on_state("Running")
             return
-        reason = attempt.abort_reason or output.strip().splitlines()[-1:] or [f"exit {code}"]
-        text = reason if isinstance(reason, str) else reason[0]
+        last_lines = output.strip().splitlines()
+        text = attempt.abort_reason or (last_lines[-1] if last_lines else f"exit {code}")
         health_err = self._health_login_error()
         if health_err and (attempt.abort_reason is None or "timeout waiting" in text):
             text = health_err
