@@ -290,8 +290,10 @@ _LOGIN_ERROR = re.compile(r"last login error was: (.+)$", re.IGNORECASE)
 _PERMANENT = re.compile(
     r"invalid key|not valid|expired|revoked|has been deleted|unauthorized|not authorized|"
     r"requested tags .* (?:are )?invalid|not permitted|tags? .*not allowed|"
-    r"oauth authkeys require|invalid hostname|not a valid|unknown attribute|"
-    r"id token|audience|client.id|flag provided but not defined|invalid argument",
+    r"authkeys require|identity requires|invalid hostname|not a valid|unknown attribute|"
+    r"id token|audience|client.id|flag provided but not defined|invalid argument|"
+    r"invalid value|forbidden|status 4\d\d|\(4\d\d\)|"
+    r"\b4\d\d (?:unauthorized|forbidden|bad request)",
     re.IGNORECASE,
 )
 # Transient: the control server could not be reached or answered with a server error.
@@ -329,6 +331,13 @@ def advice(text: str) -> str:
         return "the auth key was revoked: create a new one and update TS_AUTHKEY"
     if "tag" in lower and ("permit" in lower or "invalid" in lower or "allowed" in lower):
         return "the key or OAuth client may not assign these tags: fix SPACETAIL_TAGS or the ACL"
+    if "exit-node" in lower:
+        return "TS_EXIT_NODE must be a tailnet IP or the unique name of an exit node"
+    if "exchange jwt" in lower or "federated identity" in lower:
+        return (
+            "the tailnet refused the ID token: check TS_CLIENT_ID, TS_AUDIENCE and the "
+            "federated identity's issuer and subject"
+        )
     if "oauth authkeys require" in lower:
         return "set SPACETAIL_TAGS to tags the OAuth client owns"
     if "invalid key" in lower or "not valid" in lower:
