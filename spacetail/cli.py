@@ -330,10 +330,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on bad usage, as we want
+        if exc.code and "--env" in argv:
+            print("false", flush=True)  # a mistyped hook line must fail its eval too
         return int(exc.code or 0)
     try:
-        code: int = args.handler(args)
-        return code
+        result: int = args.handler(args)
+        return result
     except SpacetailError as exc:
         lines = str(exc).splitlines() or [""]
         _say(f"error: {lines[0]}")

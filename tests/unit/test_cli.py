@@ -1,0 +1,62 @@
+"""The command line: exit codes, and stdout that is safe to eval even when a command fails."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from spacetail import __version__, cli
+
+
+@pytest.fixture(autouse=True)
+def no_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("TS_AUTHKEY", "TS_AUTH_KEY", "TS_CLIENT_SECRET", "TS_CLIENT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SPACETAIL_DIR", str(tmp_path / "state"))
+
+
+def evaluates_to_failure(stdout: str) -> bool:
+    return subprocess.run(["sh", "-c", f"eval {stdout!r}"], check=False).returncode != 0
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"spacetail {__version__}"
+
+
+@pytest.mark.parametrize(
+    "argv", [["up", "--env", "--no-such-flag"], ["up", "--env"], ["up", "--env", "--timeout=x"]]
+)
+def test_a_failed_up_env_fails_the_eval(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "false\n"
+    assert evaluates_to_failure(captured.out)
+    assert captured.err.strip()  # and says why, on stderr
+
+
+def test_without_env_stdout_stays_empty(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["up"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("spacetail: error: TS_AUTHKEY: no credentials")
+
+
+def test_down_env_with_nothing_running_unsets(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["down", "--env"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("unset HTTP_PROXY HTTPS_PROXY")
+    assert "nothing was running" in captured.err
+
+
+def test_status_json_when_nothing_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert cli.main(["status", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["running"] is False and data["manager_pid"] is None
+    assert data["backend_state"] is None and data["tailscale_ips"] == []
