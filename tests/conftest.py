@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests import helpers, realbin
+from tests.mirror import PROXY_VARS, Mirror
 
 
 @pytest.fixture(scope="session")
@@ -93,3 +94,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         listing = helpers.kill_all(leftovers)
         print(f"\nspacetail tests left processes behind:\n{listing}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def mirror(monkeypatch: pytest.MonkeyPatch) -> Iterator[Mirror]:
+    """A tailscale package mirror on 127.0.0.1 (install-tailscale tests), no proxy in the way."""
+    for var in PROXY_VARS:
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.upper(), raising=False)
+    served = Mirror()
+    served.thread.start()
+    try:
+        yield served
+    finally:
+        served.server.shutdown()
+        served.server.server_close()
+        served.thread.join(timeout=10)

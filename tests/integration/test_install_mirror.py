@@ -8,12 +8,7 @@ import os
 import socket
 import subprocess
 import tarfile
-import threading
-import urllib.parse
-from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,6 +16,7 @@ import pytest
 from spacetail import install
 from spacetail.errors import OperationFailed
 from tests import helpers
+from tests.mirror import PROXY_VARS, Mirror
 from tests.realbin import Unavailable, real_tailscale_dir
 
 pytestmark = pytest.mark.real
@@ -28,7 +24,6 @@ pytestmark = pytest.mark.real
 VERSION = "1.96.4"
 ARCH = "amd64"
 PKG = f"tailscale_{VERSION}_{ARCH}.tgz"
-PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 
 @dataclass(frozen=True)
@@ -67,56 +62,6 @@ def real_package() -> Package:
     return Package(data, hashlib.sha256(data).hexdigest())
 
 
-class Mirror:
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.requests: Counter[str] = Counter()
-        mirror = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = urllib.parse.urlsplit(self.path).path
-                mirror.requests[path] += 1
-                body = mirror.files.get(path)
-                if body is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/stable"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    def publish(self, package: bytes, sha256: str) -> None:
-        self.files[f"/stable/{PKG}"] = package
-        # As pkgs.tailscale.com serves it: the hex digest alone.
-        self.files[f"/stable/{PKG}.sha256"] = sha256.encode() + b"\n"
-
-
-@pytest.fixture
-def mirror(monkeypatch: pytest.MonkeyPatch) -> Iterator[Mirror]:
-    for var in PROXY_VARS:
-        monkeypatch.delenv(var, raising=False)
-        monkeypatch.delenv(var.upper(), raising=False)
-    served = Mirror()
-    served.thread.start()
-    try:
-        yield served
-    finally:
-        served.server.shutdown()
-        served.server.server_close()
-        served.thread.join(timeout=10)
-
-
 def _run(executable: Path, *args: str) -> str:
     result = subprocess.run(
         [str(executable), *args], capture_output=True, text=True, timeout=30, check=False
@@ -128,7 +73,7 @@ def _run(executable: Path, *args: str) -> str:
 def test_install_from_mirror_runs_real_tailscale(
     mirror: Mirror, real_package: Package, tmp_path: Path
 ) -> None:
-    mirror.publish(real_package.data, real_package.sha256)
+    mirror.publish(VERSION, ARCH, real_package.data)
     lines: list[str] = []
     dest = tmp_path / "cache"
     folder = install.install_tailscale(VERSION, mirror.base_url, dest, ARCH, log=lines.append)
@@ -148,7 +93,7 @@ def test_install_from_mirror_runs_real_tailscale(
 
     again = install.install_tailscale(VERSION, mirror.base_url, dest, ARCH, log=lines.append)
     assert again == folder
-    assert mirror.requests[f"/stable/{PKG}"] == 1
+    assert mirror.package_requests(PKG) == 1
 
 
 def test_corrupted_mirror_installs_nothing(
@@ -156,7 +101,7 @@ def test_corrupted_mirror_installs_nothing(
 ) -> None:
     corrupted = bytearray(real_package.data)
     corrupted[len(corrupted) // 2] ^= 0xFF
-    mirror.publish(bytes(corrupted), real_package.sha256)
+    mirror.publish(VERSION, ARCH, bytes(corrupted), real_package.sha256.encode() + b"\n")
     dest = tmp_path / "cache"
     with pytest.raises(OperationFailed) as excinfo:
         install.install_tailscale(VERSION, mirror.base_url, dest, ARCH, log=lambda _: None)
@@ -195,7 +140,7 @@ def test_install_tailscale_command_then_up_finds_the_binaries(
 ) -> None:
     """The stock-image path: `spacetail install-tailscale` in a first hook, then `up` with no
     tailscale on PATH, as uid 1983, with the workspace as the cache."""
-    mirror.publish(real_package.data, real_package.sha256)
+    mirror.publish(VERSION, ARCH, real_package.data)
     workspace = home / "workspace"
     workspace.mkdir()
     os.chown(workspace, helpers.SPACELIFT_UID, helpers.SPACELIFT_UID)
@@ -217,4 +162,4 @@ def test_install_tailscale_command_then_up_finds_the_binaries(
         assert helpers.run(userland, ["down"], env).returncode == 0
     again = helpers.run(userland, ["install-tailscale", "--base-url", mirror.base_url], env)
     assert again.returncode == 0
-    assert mirror.requests[f"/stable/{PKG}"] == 1  # later phases reuse the workspace cache
+    assert mirror.package_requests(PKG) == 1  # later phases reuse the workspace cache
