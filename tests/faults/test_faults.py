@@ -446,11 +446,9 @@ def test_unsafe_state_folder_is_refused_with_the_fix(
         assert os.listdir(home / "elsewhere") == []
 
 
-@pytest.mark.parametrize("name", ["manager.json", "control.sock", "tailscaled.sock"])
-def test_symlink_at_socket_or_record_is_replaced_not_followed(
-    userland: Userland, fake_env: dict[str, str], home: Path, name: str
-) -> None:
-    folder = state_dir(fake_env)
+def plant_symlink(env: dict[str, str], home: Path, name: str) -> tuple[Path, Path]:
+    """A state folder of the user's whose NAME is a symlink to a precious file of theirs."""
+    folder = state_dir(env)
     folder.mkdir(mode=0o700)
     chown_user(folder)
     victim = home / "victim"
@@ -458,6 +456,14 @@ def test_symlink_at_socket_or_record_is_replaced_not_followed(
     chown_user(victim)
     (folder / name).symlink_to(victim)
     chown_user(folder / name)
+    return folder, victim
+
+
+@pytest.mark.parametrize("name", ["manager.json", "control.sock", "tailscaled.sock"])
+def test_symlink_at_socket_or_record_is_replaced_not_followed(
+    userland: Userland, fake_env: dict[str, str], home: Path, name: str
+) -> None:
+    folder, victim = plant_symlink(fake_env, home, name)
     with stopped_after(userland, fake_env):
         up = st(userland, fake_env, "up", "--no-watch")
         assert up.returncode == 0, up.stderr
@@ -472,14 +478,7 @@ def test_symlink_at_socket_or_record_is_replaced_not_followed(
 def test_symlink_at_a_lock_is_removed_not_followed(
     userland: Userland, fake_env: dict[str, str], home: Path, name: str
 ) -> None:
-    folder = state_dir(fake_env)
-    folder.mkdir(mode=0o700)
-    chown_user(folder)
-    victim = home / "victim"
-    victim.write_text("precious\n")
-    chown_user(victim)
-    (folder / name).symlink_to(victim)
-    chown_user(folder / name)
+    folder, victim = plant_symlink(fake_env, home, name)
     with stopped_after(userland, fake_env):
         up_ok(userland, fake_env)
         assert not (folder / name).is_symlink()  # the link itself went, the target untouched
@@ -492,14 +491,7 @@ def test_symlink_at_a_lock_is_removed_not_followed(
 def test_symlink_at_a_log_is_not_followed(
     userland: Userland, fake_env: dict[str, str], home: Path, name: str
 ) -> None:
-    folder = state_dir(fake_env)
-    folder.mkdir(mode=0o700)
-    chown_user(folder)
-    victim = home / "victim"
-    victim.write_text("precious\n")
-    chown_user(victim)
-    (folder / name).symlink_to(victim)
-    chown_user(folder / name)
+    _folder, victim = plant_symlink(fake_env, home, name)
     with stopped_after(userland, fake_env):
         up_ok(userland, fake_env)
         down_ok(userland, fake_env)

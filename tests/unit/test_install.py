@@ -381,9 +381,14 @@ def test_unreachable_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     # Nothing listens on the port any more: the connection is refused.
-    with pytest.raises(OperationFailed, match=r"^cannot download http://127\.0\.0\.1:\d+/"):
-        install.install_tailscale(VERSION, f"http://127.0.0.1:{port}", tmp_path, ARCH, log=Log())
+    base_url = f"http://127.0.0.1:{port}"
+    with pytest.raises(OperationFailed) as excinfo:
+        install.install_tailscale(VERSION, base_url, tmp_path, ARCH, log=Log())
+    message = str(excinfo.value)
+    assert message.startswith(f"cannot download {base_url}/{PKG}.sha256: ")
+    assert "refused" in message.lower()
     assert leftovers(tmp_path) == []
+    assert install.find_installed(tmp_path) is None
 
 
 def test_silent_mirror_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
