@@ -79,15 +79,3 @@ class Child:
 
     def wait(self, timeout: float) -> bool:
         return self._exited.wait(timeout)
-
-
-def run(
-    argv: list[str], env: Mapping[str, str], preexec: Callable[[], None], timeout: float
-) -> tuple[int | None, str]:
-    """Run a short CLI command; (exit code, output), or (None, "") if it was killed at TIMEOUT."""
-    child = Child(argv, env, preexec, lambda _child, _code: None)
-    if not child.wait(timeout):
-        child.signal(signal.SIGKILL)
-        child.wait(1.0)
-        return None, ""
-    return child.exit_code, child.output.decode("utf-8", "replace")

@@ -32,54 +32,42 @@ def _paths(args: argparse.Namespace) -> Any:
     return Paths.from_env(env)
 
 
-def _timeout(raw: str | None, name: str = "--timeout") -> float | None:
-    if raw is None:
-        return None
-    from spacetail.config import parse_seconds
-
-    return parse_seconds(name, raw)
+def _dest(key: str) -> str:
+    return "setting_" + key.replace("-", "_")
 
 
-def _up_flags(args: argparse.Namespace) -> dict[str, str | None]:
-    def flag(value: bool | None) -> str | None:
-        return None if value is None else str(value).lower()
-
-    return {
-        "timeout": args.timeout,
-        "hostname": args.hostname,
-        "tags": args.tags,
-        "accept-routes": flag(args.accept_routes),
-        "accept-dns": flag(args.accept_dns),
-        "exit-node": args.exit_node,
-        "login-server": args.login_server,
-        "ephemeral": flag(args.ephemeral),
-        "socks5-server": args.socks5_server,
-        "http-proxy": args.http_proxy,
-        "log-upload": flag(args.log_upload),
-        "node-state": args.node_state,
-        "peer": ",".join(args.peer) if args.peer else None,
-        "watch-shell": "false" if args.no_watch else None,
-        "watch-pid": args.watch_pid,
-        "max-lifetime": args.max_lifetime,
-    }
+def _flags(args: argparse.Namespace) -> dict[str, str | None]:
+    """The settings given on the command line, by key (see settings.py); None when not given."""
+    flags: dict[str, str | None] = {}
+    for name, value in vars(args).items():
+        if not name.startswith("setting_"):
+            continue
+        key = name.removeprefix("setting_").replace("_", "-")
+        if isinstance(value, bool):
+            flags[key] = str(value).lower()
+        elif isinstance(value, list):
+            flags[key] = ",".join(value)
+        else:
+            flags[key] = value
+    return flags
 
 
 def _config(args: argparse.Namespace, *, need_auth: bool = True) -> Any:
     from spacetail import config
 
-    return config.load(os.environ, _up_flags(args), need_auth=need_auth)
+    return config.load(os.environ, _flags(args), need_auth=need_auth)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    import time
+
     from spacetail import client
 
     cfg = _config(args)
-    paths = _paths(args)
-    reply = client.up(cfg, paths, os.environ, wait=not args.no_wait)
+    deadline = time.monotonic() + cfg.timeout  # one deadline for the login and the peers
+    reply = client.up(cfg, _paths(args), os.environ, wait=not args.no_wait)
     if cfg.peers and not args.no_wait:
-        import time
-
-        client.wait_for_peers(reply, cfg.peers, time.monotonic() + cfg.timeout)
+        client.wait_for_peers(reply, cfg.peers, deadline)
         _say(f"peers answer: {', '.join(cfg.peers)}")
     if args.env:
         from spacetail.proxyenv import export_lines
@@ -102,10 +90,9 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_wait(args: argparse.Namespace) -> int:
     from spacetail import client
-    from spacetail.config import DEFAULT_TIMEOUT
 
-    timeout = _timeout(args.timeout) or DEFAULT_TIMEOUT
-    reply = client.wait(_paths(args), timeout, tuple(args.peer or ()))
+    cfg = _config(args, need_auth=False)
+    reply = client.wait(_paths(args), cfg.timeout, cfg.peers)
     ips = ", ".join(reply.get("tailscale_ips") or [])
     _say(f"the tailnet is usable ({reply.get('hostname')}, {ips})")
     return 0
@@ -208,33 +195,38 @@ def cmd_install_tailscale(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_settings(p: argparse.ArgumentParser, settings: Sequence[Any], title: str) -> None:
+    """One option per setting, each showing its variable and default (settings.py)."""
+    from spacetail.settings import DURATION, DURATIONS_HELP, Kind
+
+    durations = any(s.metavar == DURATION for s in settings)
+    g = p.add_argument_group(title, DURATIONS_HELP if durations else None)
+    for s in settings:
+        help_ = s.describe().replace("%", "%%")
+        if s.kind is Kind.SWITCH:
+            g.add_argument(s.option, dest=_dest(s.key), action=argparse.BooleanOptionalAction,
+                           default=None, help=help_)  # fmt: skip
+        elif s.kind is Kind.FLAG:
+            g.add_argument(s.option, dest=_dest(s.key), action="store_const",
+                           const=s.when_set, help=help_)  # fmt: skip
+        elif s.kind is Kind.LIST:
+            g.add_argument(s.option, dest=_dest(s.key), action="append", metavar=s.metavar,
+                           help=help_)  # fmt: skip
+        else:
+            metavar = s.metavar or s.key.upper().replace("-", "_")
+            g.add_argument(s.option, dest=_dest(s.key), metavar=None if s.choices else metavar,
+                           choices=s.choices or None, help=help_)  # fmt: skip
+
+
 def _add_up_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("tailscale options (each also an environment variable)")
-    g.add_argument("--timeout", metavar="SECONDS", help="how long to wait for Running (60)")
-    g.add_argument("--hostname", help="node name (TS_HOSTNAME)")
-    g.add_argument("--tags", help="comma-separated tags, e.g. tag:ci (SPACETAIL_TAGS)")
-    g.add_argument("--accept-routes", action=argparse.BooleanOptionalAction, default=None,
-                   help="use subnet routes (TS_ACCEPT_ROUTES, default on)")  # fmt: skip
-    g.add_argument("--accept-dns", action=argparse.BooleanOptionalAction, default=None,
-                   help="use the tailnet's DNS settings (TS_ACCEPT_DNS, default off)")  # fmt: skip
-    g.add_argument("--exit-node", help="exit node (TS_EXIT_NODE)")
-    g.add_argument("--login-server", help="control server URL (TS_LOGIN_SERVER)")
-    g.add_argument("--ephemeral", action=argparse.BooleanOptionalAction, default=None,
-                   help="OAuth nodes are ephemeral (SPACETAIL_EPHEMERAL, default on)")  # fmt: skip
-    g.add_argument("--socks5-server", metavar="ADDR", help="SOCKS5 proxy (TS_SOCKS5_SERVER)")
-    g.add_argument("--http-proxy", metavar="ADDR",
-                   help="HTTP proxy (TS_OUTBOUND_HTTP_PROXY_LISTEN)")  # fmt: skip
-    g.add_argument("--log-upload", action=argparse.BooleanOptionalAction, default=None,
-                   help="upload tailscaled's logs (SPACETAIL_LOG_UPLOAD, default off)")  # fmt: skip
-    g.add_argument("--node-state", choices=("memory", "workspace"),
-                   help="where the node's state lives (SPACETAIL_NODE_STATE)")  # fmt: skip
-    g.add_argument("--peer", action="append", metavar="HOST",
-                   help="also wait until this peer answers a ping (repeatable)")  # fmt: skip
-    g.add_argument("--no-watch", action="store_true",
-                   help="outlive the calling shell (SPACETAIL_WATCH_SHELL=0)")  # fmt: skip
-    g.add_argument("--watch-pid", metavar="PID", help="stop when this process exits")
-    g.add_argument("--max-lifetime", metavar="SECONDS",
-                   help="stop after this long, 0 = never (SPACETAIL_MAX_LIFETIME)")  # fmt: skip
+    from spacetail.settings import CREDENTIALS, PASSTHROUGH, UP
+
+    _add_settings(p, UP, "settings (a flag wins over its variable)")
+    lines = [f"{name}: {text}" for name, text in CREDENTIALS]
+    p.add_argument_group(
+        "credentials (environment variables only: never on a command line)", "\n".join(lines)
+    )
+    p.add_argument_group("more variables", "\n".join(f"{n}: {t}" for n, t in PASSTHROUGH))
 
 
 COMMANDS = {
@@ -264,15 +256,18 @@ def _options(name: str, p: argparse.ArgumentParser) -> Handler:
                        "SPACETAIL_NODE_STATE=workspace)")  # fmt: skip
         return cmd_down
     if name == "wait":
-        p.add_argument("--timeout", metavar="SECONDS", help="give up after this long (60)")
-        p.add_argument("--peer", action="append", metavar="HOST", help="also wait for this peer")
+        from spacetail.settings import WAIT
+
+        _add_settings(p, WAIT, "settings (a flag wins over its variable)")
         return cmd_wait
     if name == "status":
         p.add_argument("--json", action="store_true", help="one JSON object")
         return cmd_status
     if name == "env":
         p.add_argument("--unset", action="store_true", help="print the unset line instead")
-        _add_up_options(p)
+        from spacetail.settings import PROXIES
+
+        _add_settings(p, PROXIES, "when no manager runs: the addresses up would use")
         return cmd_env
     if name == "logs":
         p.add_argument("--tailscaled", action="store_true", help="tailscaled's log")
@@ -302,6 +297,11 @@ class _Formatter(argparse.HelpFormatter):
         except (OSError, ValueError):
             width = int(columns) if columns.isascii() and columns.isdigit() else 100
         super().__init__(prog, width=max(40, width - 2))
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        # One paragraph per line of TEXT: the credentials read as a list.
+        return "\n".join(super(_Formatter, self)._fill_text(line, width, indent)
+                         for line in text.splitlines())  # fmt: skip
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:

@@ -1,20 +1,21 @@
-"""What each command does (up, down, wait, status, env, run), as functions of plain values: the
-CLI parses arguments, these functions act, talking to the manager over its control socket."""
+"""What each command does (up, down, wait, status), as functions of plain values: the CLI parses
+arguments, these functions act, talking to the manager over its control socket. The state
+folder's files are statedir.py's business."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from spacetail import control
+from spacetail import control, statedir
 from spacetail.errors import ConfigError, OperationFailed
 from spacetail.identity import ProcessIdentity, ProvenProcess, phase_shell
 from spacetail.log import tail
-from spacetail.paths import Paths, check_private_dir, ensure_private_dir, remove_file
+from spacetail.paths import Paths, check_private_dir
+from spacetail.statedir import Probe
 
 TYPE_CHECKING = False  # keeps typing and config out of `spacetail status`
 if TYPE_CHECKING:
@@ -22,157 +23,11 @@ if TYPE_CHECKING:
 
     from spacetail.config import Config
 
-LOCK_TIMEOUT = 120.0
 STOPPING_GRACE = 5.0  # a manager's shutdown takes under 2 s (logout 1 s, SIGTERM grace 0.8 s)
 
 
 def say(out: TextIO, message: str) -> None:
     print(f"spacetail: {message}", file=out, flush=True)
-
-
-# --- what is there ------------------------------------------------------------------------
-
-
-class Probe:
-    """What a look at the state folder found."""
-
-    def __init__(
-        self,
-        status: dict[str, Any] | None,  # the manager's answer, when one answered
-        record: dict[str, Any] | None,
-        record_garbage: bool,
-        lock_held: bool,  # some live process holds manager.lock
-    ) -> None:
-        self.status = status
-        self.record = record
-        self.record_garbage = record_garbage
-        self.lock_held = lock_held
-
-    @property
-    def answering(self) -> bool:
-        return self.status is not None
-
-    @property
-    def manager_ident(self) -> ProcessIdentity | None:
-        return ProcessIdentity.from_json((self.record or {}).get("manager"))
-
-    @property
-    def tailscaled_ident(self) -> ProcessIdentity | None:
-        return ProcessIdentity.from_json((self.record or {}).get("tailscaled"))
-
-
-def read_record(path: Path) -> tuple[dict[str, Any] | None, bool]:
-    """(record, garbage): a missing file is (None, False); an unreadable one is (None, True)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None, False
-    except OSError:
-        return None, True
-    try:
-        with os.fdopen(fd, "rb") as f:
-            data = json.loads(f.read(1 << 20))
-    except (OSError, ValueError):
-        return None, True
-    return (data, False) if isinstance(data, dict) else (None, True)
-
-
-def unplant(path: Path) -> None:
-    """A symlink at one of our lock paths is not ours to follow: remove the link itself."""
-    if os.path.islink(path):
-        os.unlink(path)
-
-
-def manager_lock_held(paths: Paths) -> bool:
-    """A non-blocking try of the manager's lock: only a live manager holds it."""
-    unplant(paths.manager_lock)
-    if not paths.manager_lock.exists():
-        return False
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(paths.manager_lock), timeout=0, mode=0o600)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        return True
-    except OSError:
-        return False
-    lock.release()
-    return False
-
-
-def probe(paths: Paths, timeout: float = 3.0) -> Probe:
-    record, garbage = read_record(paths.record)
-    try:
-        status = control.ControlClient(paths.control_socket).request({"cmd": "status"}, timeout)
-        if status.get("ok"):
-            return Probe(status, record, garbage, True)
-    except (control.ControlUnavailable, OperationFailed):
-        pass
-    return Probe(None, record, garbage, manager_lock_held(paths))
-
-
-def describe_stale(p: Probe) -> str:
-    ident = p.manager_ident
-    if ident is None:
-        return "files from an earlier manager"
-    return f"files of manager pid {ident.pid} ({ident.why_not_alive()})"
-
-
-def clean_stale(paths: Paths, p: Probe) -> list[str]:
-    """Remove what a dead manager left; never signals anything. Returns the names removed."""
-    from spacetail.manager import clear_secrets
-
-    removed = []
-    for path in (paths.control_socket, paths.tailscaled_socket, paths.record):
-        if remove_file(path):
-            removed.append(path.name)
-    for path in paths.socket_dir.glob(".control.sock.*"):
-        if remove_file(path):
-            removed.append(path.name)
-    removed += clear_secrets(paths)
-    # A tailscaled whose manager was killed dies with it (PR_SET_PDEATHSIG); if that ever
-    # failed, stop it, but only once proven to be the very process the record names.
-    td = p.tailscaled_ident
-    if td is not None and not manager_lock_held(paths):
-        handle = ProvenProcess.open(td)
-        if handle is not None:
-            with handle:
-                _terminate(handle, 2.0)
-            removed.append(f"orphaned tailscaled (pid {td.pid})")
-    return removed
-
-
-def _terminate(handle: ProvenProcess, grace: float) -> None:
-    import signal
-
-    handle.signal(signal.SIGTERM)
-    if not handle.wait(grace):
-        handle.signal(signal.SIGKILL)
-        handle.wait(5.0)
-
-
-def ctl_lock(paths: Paths, timeout: float = LOCK_TIMEOUT) -> Any:
-    from filelock import FileLock, Timeout
-
-    unplant(paths.ctl_lock)
-    lock = FileLock(str(paths.ctl_lock), timeout=timeout, mode=0o600)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise OperationFailed(
-            f"another spacetail up/down has held {paths.ctl_lock} for {timeout:.0f}s; "
-            "is one stuck? (spacetail status)"
-        ) from None
-    except OSError as exc:
-        raise OperationFailed(f"cannot lock {paths.ctl_lock}: {exc.strerror or exc}") from exc
-    return lock
-
-
-def prepare_dirs(paths: Paths) -> None:
-    for folder in paths.private_dirs():
-        setting = "SPACETAIL_DIR" if folder == paths.root else "XDG_RUNTIME_DIR"
-        ensure_private_dir(folder, setting)
 
 
 # --- up -----------------------------------------------------------------------------------
@@ -192,71 +47,70 @@ def up(
 
     started = time.monotonic()
     binaries = find_binaries(env)
-    prepare_dirs(paths)
-    lock = ctl_lock(paths, max(LOCK_TIMEOUT, cfg.timeout + 30))
-    try:
-        p = probe(paths)
+    with statedir.claim(paths, max(statedir.LOCK_TIMEOUT, cfg.timeout + 30)) as claim:
+        p = claim.probe
         if p.answering and p.status is not None and p.status.get("phase") == "failed":
             say(out, f"replacing a manager that failed: {p.status.get('reason')}")
             _stop_manager(paths, p, logout=True, out=out)
-            p = probe(paths)
+            p = claim.reprobe()
         if p.answering and p.status is not None:
             manager_pid = int(p.status["manager_pid"])
             say(out, f"a manager already runs here (pid {manager_pid}); nothing to change")
         else:
             if p.lock_held:
                 _stop_unanswering(paths, p, out)
-            removed = clean_stale(paths, p)
+            removed = claim.clean()
             if removed:
-                say(out, f"removed stale {describe_stale(p)}: {', '.join(removed)}")
-            manager_pid = _start_manager(cfg, paths, env, binaries, watch_pid)
-    finally:
-        lock.release()
+                say(out, f"removed stale {p.describe_stale()}: {', '.join(removed)}")
+            manager_pid = _start_manager(cfg, claim, env, binaries, watch_pid)
     return _await_manager(cfg, paths, manager_pid, wait=wait, started=started, out=out)
 
 
-def _start_manager(
-    cfg: Config, paths: Paths, env: Mapping[str, str], binaries: Any, watch_pid: int | None
-) -> int:
-    from spacetail import daemon
-
-    shell_fd: int | None = None
-    shell_pid: int | None = None
-    if watch_pid is not None or cfg.watch_pid is not None or cfg.watch_shell:
-        shell_pid = watch_pid or cfg.watch_pid or phase_shell()
-        before = ProcessIdentity.of(shell_pid)
-        if before is None:
-            raise ConfigError(f"SPACETAIL_WATCH_PID: there is no process {shell_pid}")
-        try:
-            shell_fd = os.pidfd_open(shell_pid)
-        except (AttributeError, OSError):
-            shell_fd = None  # the manager falls back to polling the process' start time
-        if not before.alive():
-            raise OperationFailed(f"the shell to watch (pid {shell_pid}) exited during start")
+def _watched_shell(cfg: Config, watch_pid: int | None) -> tuple[int | None, int | None]:
+    """(pid, pidfd) of the process whose exit stops the manager, or (None, None)."""
+    if watch_pid is None and cfg.watch_pid is None and not cfg.watch_shell:
+        return None, None
+    shell_pid = watch_pid or cfg.watch_pid or phase_shell()
+    before = ProcessIdentity.of(shell_pid)
+    if before is None:
+        raise ConfigError(f"SPACETAIL_WATCH_PID: there is no process {shell_pid}")
     try:
-        listener = control.bind_listener(paths.control_socket)
-    except OSError as exc:
+        shell_fd: int | None = os.pidfd_open(shell_pid)
+    except (AttributeError, OSError):
+        shell_fd = None  # the manager falls back to polling the process' start time
+    if not before.alive():
         if shell_fd is not None:
             os.close(shell_fd)
-        raise OperationFailed(
-            f"cannot create the control socket {paths.control_socket}: {exc.strerror or exc}"
-        ) from exc
+        raise OperationFailed(f"the shell to watch (pid {shell_pid}) exited during start")
+    return shell_pid, shell_fd
+
+
+def _start_manager(
+    cfg: Config,
+    claim: statedir.Claim,
+    env: Mapping[str, str],
+    binaries: Any,
+    watch_pid: int | None,
+) -> int:
+    from spacetail import daemon
+    from spacetail.manager import Launch
+
+    paths = claim.paths
+    shell_pid, shell_fd = _watched_shell(cfg, watch_pid)
+    try:
+        listener = claim.bind()
+    except OperationFailed:
+        if shell_fd is not None:
+            os.close(shell_fd)
+        raise
+    launch = Launch(cfg, paths, binaries, listener, dict(env), None, shell_fd, shell_pid)
     keep = [listener.fileno()] + ([shell_fd] if shell_fd is not None else [])
-    env_copy = dict(env)
 
     def run(ready_fd: int) -> int:
         from spacetail.manager import serve  # in the manager only: up itself never needs it
 
-        return serve(
-            cfg,
-            paths,
-            binaries,
-            listener,
-            env=env_copy,
-            ready_fd=ready_fd,
-            watch_pidfd=shell_fd,
-            watch_pid=shell_pid,
-        )
+        launch.ready_fd = ready_fd
+        return serve(launch)
 
     try:
         pid, line = daemon.spawn(run, keep, paths.manager_log, ready_timeout=15.0)
@@ -265,8 +119,8 @@ def _start_manager(
         if shell_fd is not None:
             os.close(shell_fd)
     if not line.startswith("READY ") or pid is None:
-        remove_file(paths.control_socket)
-        remove_file(paths.record)
+        statedir.remove_file(paths.control_socket)
+        statedir.remove_file(paths.record)
         detail = line.removeprefix("ERROR ").strip() or "it exited before it was ready"
         raise OperationFailed(
             f"the manager did not start: {detail}\n{_indent(tail(paths.manager_log, 8))}"
@@ -297,7 +151,7 @@ def _await_manager(
         if handle is not None:
             with handle:
                 if not handle.wait(10.0):
-                    _terminate(handle, 2.0)
+                    statedir.terminate(handle, 2.0)
     reason = reply.get("reason") or (
         f"not Running within {cfg.timeout:g}s (state {reply.get('backend_state')})"
     )
@@ -351,7 +205,7 @@ def _stop_manager(paths: Paths, p: Probe, *, logout: bool | None, out: TextIO) -
             closed = True  # it went away between the probe and the request
         if handle is not None and not handle.wait(5.0):
             say(out, f"manager pid {pid} did not exit after stopping; terminating it")
-            _terminate(handle, 2.0)
+            statedir.terminate(handle, 2.0)
         return closed
     finally:
         if handle is not None:
@@ -374,7 +228,7 @@ def _stop_unanswering(paths: Paths, p: Probe, out: TextIO) -> None:
         if handle.wait(STOPPING_GRACE):
             return
         say(out, f"manager pid {handle.ident.pid} does not answer; terminating it")
-        _terminate(handle, 3.0)
+        statedir.terminate(handle, 3.0)
 
 
 def down(
@@ -387,22 +241,19 @@ def down(
     proxies: dict[str, str] | None = None
     if paths.root.is_dir():
         check_private_dir(paths.root)
-        lock = ctl_lock(paths)
-        try:
-            p = probe(paths)
+        with statedir.control_lock(paths):
+            p = statedir.probe(paths)
             proxies = (p.status or p.record or {}).get("proxies")
             if p.answering and p.status is not None:
                 _stop_manager(paths, p, logout=logout, out=out)
                 done.append(f"stopped manager pid {p.status['manager_pid']} and tailscaled")
-                p = probe(paths)
+                p = statedir.probe(paths)
             if p.lock_held:
                 _stop_unanswering(paths, p, out)
                 done.append("terminated an unanswering manager")
-            removed = clean_stale(paths, p)
+            removed = statedir.clean_stale(paths, p)
             if removed:
-                done.append(f"removed stale {describe_stale(p)}: {', '.join(removed)}")
-        finally:
-            lock.release()
+                done.append(f"removed stale {p.describe_stale()}: {', '.join(removed)}")
     for path in saved_env_files(env):
         count = clean_saved_env(path, proxies or _default_proxies())
         if count:
@@ -427,7 +278,7 @@ def status(paths: Paths) -> dict[str, Any]:
         exists = True  # a folder we may not look into: check_private_dir says whose it is
     if exists:
         check_private_dir(paths.root)
-    p = probe(paths) if exists else Probe(None, None, False, False)
+    p = statedir.probe(paths) if exists else statedir.NOTHING
     if p.status is not None:
         result = dict(p.status)
         result.pop("ok", None)
@@ -444,7 +295,7 @@ def status(paths: Paths) -> dict[str, Any]:
     if p.lock_held:
         result["problem"] = "a manager holds the lock but does not answer"
     elif p.record is not None or p.record_garbage or paths.control_socket.exists():
-        result["stale"] = describe_stale(p) + "; `spacetail down` or `up` cleans them"
+        result["stale"] = p.describe_stale() + "; `spacetail down` or `up` cleans them"
     return result
 
 
@@ -455,10 +306,10 @@ def wait(paths: Paths, timeout: float, peers: tuple[str, ...] = ()) -> dict[str,
             {"cmd": "wait", "until": "running", "timeout": timeout}, timeout=timeout + 5
         )
     except control.ControlUnavailable:
-        record, garbage = read_record(paths.record)
+        record, garbage = statedir.read_record(paths.record)
         stale = ""
         if record is not None or garbage:
-            stale = f" (only stale {describe_stale(Probe(None, record, garbage, False))})"
+            stale = f" (only stale {Probe(None, record, garbage, False).describe_stale()})"
         raise OperationFailed(
             f"no manager runs for {paths.root}{stale}; run `spacetail up` first"
         ) from None

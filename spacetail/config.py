@@ -4,15 +4,13 @@ that names the setting, says what is wrong and how to fix it, before anything st
 from __future__ import annotations
 
 import math
-import os
 import re
 import shlex
-import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any
 
+from spacetail.credentials import Auth, auth_from_env
 from spacetail.errors import ConfigError
 
 DEFAULT_SOCKS5 = "127.0.0.1:1080"
@@ -26,40 +24,6 @@ _TAG = re.compile(r"^tag:[a-zA-Z][a-zA-Z0-9-]*$")
 _DIGITS = re.compile(r"^[0-9]+$")  # str.isdigit() also accepts "²", which int() refuses
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-
-AuthKind = Literal["authkey", "oauth", "wif"]
-
-
-@dataclass(frozen=True)
-class Secret:
-    """A secret value or a file holding one; never printed."""
-
-    source: str  # the variable it came from, for messages
-    value: str | None = field(default=None, repr=False)
-    path: Path | None = None
-
-    def read(self) -> str:
-        if self.value is not None:
-            return self.value.strip()
-        assert self.path is not None
-        try:
-            return self.path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(
-                f"{self.source}: cannot read {self.path} ({exc.strerror}); check the file"
-            ) from exc
-
-    def __repr__(self) -> str:
-        where = f"file:{self.path}" if self.path else "<redacted>"
-        return f"Secret({self.source}, {where})"
-
-
-@dataclass(frozen=True)
-class Auth:
-    kind: AuthKind
-    secret: Secret  # auth key, OAuth client secret, or ID token
-    client_id: str | None = None
-    audience: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,7 +90,7 @@ def parse_bool(name: str, raw: str) -> bool:
     raise ConfigError(f"{name}: {raw!r} is not a boolean; use true or false")
 
 
-def parse_seconds(name: str, raw: str, *, allow_zero: bool = False) -> float:
+def parse_seconds(name: str, raw: str, *, allow_zero: bool = False, maximum: float = 1e7) -> float:
     text = raw.strip().lower()
     scale = 1.0
     for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
@@ -137,9 +101,13 @@ def parse_seconds(name: str, raw: str, *, allow_zero: bool = False) -> float:
         seconds = float(text) * scale
     except ValueError:
         seconds = -1.0
-    if math.isnan(seconds) or seconds < 0 or (seconds == 0 and not allow_zero) or seconds > 1e7:
+    if math.isnan(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
         least = "0 or more" if allow_zero else "more than 0"
-        raise ConfigError(f"{name}: {raw!r} is not a duration; give seconds ({least}), e.g. 60")
+        raise ConfigError(
+            f"{name}: {raw!r} is not a duration; give seconds ({least}) or e.g. 500ms, 90s, 2m, 1h"
+        )
+    if seconds > maximum:
+        raise ConfigError(f"{name}: {raw!r} is too long; at most {maximum:g} seconds")
     return seconds
 
 
@@ -199,34 +167,6 @@ def parse_tags(name: str, raw: str) -> tuple[str, ...]:
     return tags
 
 
-def secret_from(name: str, raw: str, *, check_mode: bool = True) -> Secret:
-    """A value, or `file:PATH` naming a file that exists and that others cannot read."""
-    if not raw.startswith("file:"):
-        return Secret(name, value=raw)
-    try:
-        path = Path(raw[len("file:") :]).expanduser()
-    except RuntimeError:  # ~user of a user that does not exist
-        raise ConfigError(
-            f"{name}: cannot expand {raw[len('file:') :]!r}; give the file's full path"
-        ) from None
-    try:
-        st = path.stat()
-    except OSError:
-        raise ConfigError(
-            f"{name}: file {path} does not exist; create it or fix the path after file:"
-        ) from None
-    if not stat.S_ISREG(st.st_mode):
-        raise ConfigError(f"{name}: {path} is not a regular file; point file: at the secret")
-    if check_mode and st.st_mode & 0o044:
-        raise ConfigError(
-            f"{name}: {path} is readable by other users (mode {stat.S_IMODE(st.st_mode):o}); "
-            f"run: chmod 600 {path}"
-        )
-    if not os.access(path, os.R_OK):
-        raise ConfigError(f"{name}: {path} is not readable by uid {os.getuid()}; fix its owner")
-    return Secret(name, path=path)
-
-
 def split_args(name: str, raw: str) -> list[str]:
     try:
         return shlex.split(raw)
@@ -284,133 +224,59 @@ def _check_tailscaled_args(args: list[str]) -> None:
             )
 
 
-def _auth(env: Mapping[str, str], tags: tuple[str, ...]) -> Auth | None:
-    for name in ("TS_AUTHKEY", "TS_AUTH_KEY"):
-        raw = env.get(name, "").strip()
-        if raw:
-            secret = secret_from(name, raw)
-            if secret.value is not None and secret.value.startswith("tskey-client-") and not tags:
-                raise _oauth_without_tags(name)
-            return Auth("authkey", secret)
-    raw = env.get("TS_CLIENT_SECRET", "").strip()
-    if raw:
-        if not tags:
-            raise _oauth_without_tags("TS_CLIENT_SECRET")
-        return Auth("oauth", secret_from("TS_CLIENT_SECRET", raw))
-    client_id = env.get("TS_CLIENT_ID", "").strip()
-    if client_id:
-        if not tags:
-            raise ConfigError(
-                "TS_CLIENT_ID: workload identity needs tags; set SPACETAIL_TAGS=tag:ci "
-                "(tags the federated identity may assign)"
-            )
-        audience = env.get("TS_AUDIENCE", "").strip() or None
-        token = env.get("TS_ID_TOKEN", "").strip()
-        if token:
-            return Auth("wif", secret_from("TS_ID_TOKEN", token), client_id, audience)
-        spacelift_token = env.get("SPACELIFT_OIDC_TOKEN", "").strip()
-        if spacelift_token:
-            return Auth(
-                "wif", Secret("SPACELIFT_OIDC_TOKEN", value=spacelift_token), client_id, audience
-            )
-        root = env.get("TF_VAR_spacelift_workspace_root", "").strip()
-        if root and (Path(root) / "spacelift.oidc").is_file():
-            # Spacelift writes this file itself; its mode is Spacelift's business.
-            token_file = Path(root) / "spacelift.oidc"
-            return Auth("wif", Secret("spacelift.oidc", path=token_file), client_id, audience)
-        raise ConfigError(
-            "TS_CLIENT_ID: set, but there is no ID token; set TS_ID_TOKEN, or run on a "
-            "Spacelift account with OIDC (SPACELIFT_OIDC_TOKEN)"
+class _Values:
+    """The raw settings, each with the name to blame in a message, and the flags that
+    TS_EXTRA_ARGS holds for settings spacetail manages."""
+
+    def __init__(self, env: Mapping[str, str], flags: Mapping[str, str | None]) -> None:
+        from spacetail.settings import UP, raw_values
+
+        self.env = env
+        self.raw = raw_values(UP, env, flags)
+        extra = split_args("TS_EXTRA_ARGS", env.get("TS_EXTRA_ARGS", ""))
+        self.from_extra, self.extra_rest = _take_up_flags(extra)
+        self.tailscaled_extra = split_args(
+            "TS_TAILSCALED_EXTRA_ARGS", env.get("TS_TAILSCALED_EXTRA_ARGS", "")
         )
-    return None
+        _check_tailscaled_args(self.tailscaled_extra)
+
+    def get(self, key: str) -> tuple[str, str]:
+        """(name, raw) for KEY; a flag of TS_EXTRA_ARGS counts when nothing else set it, and
+        conflicts when something did."""
+        name, value = self.raw[key]
+        extra_name = _EXTRA_NAME.get(key, key)
+        if extra_name in self.from_extra:
+            if value.strip() and value.strip() != self.from_extra[extra_name]:
+                raise ConfigError(
+                    f"TS_EXTRA_ARGS: --{extra_name} conflicts with {name}; set it in one place"
+                )
+            return "TS_EXTRA_ARGS", self.from_extra[extra_name]
+        return name, value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        name, raw = self.get(key)
+        return parse_bool(name, raw) if raw.strip() else default
+
+    def duration(self, key: str, default: float, *, allow_zero: bool = False) -> float:
+        name, raw = self.get(key)
+        if not raw.strip():
+            return default
+        return parse_seconds(name, raw, allow_zero=allow_zero, maximum=MAX_DURATION)
 
 
-def _oauth_without_tags(name: str) -> ConfigError:
-    return ConfigError(
-        f"{name}: an OAuth client secret needs tags; set SPACETAIL_TAGS=tag:ci "
-        "(tags the OAuth client may assign)"
-    )
+# Flags of TS_EXTRA_ARGS named otherwise than the setting they stand for.
+_EXTRA_NAME = {"tags": "advertise-tags"}
+MAX_DURATION = 86400.0
 
 
 def load(
     env: Mapping[str, str], flags: Mapping[str, str | None] | None = None, *, need_auth: bool = True
 ) -> Config:
     """Build the configuration; FLAGS (from the command line) win over ENV. Raises ConfigError."""
-    flags = {k: v for k, v in (flags or {}).items() if v is not None}
-
-    def get(flag: str, var: str, default: str = "") -> tuple[str, str]:
-        if flag in flags:
-            return f"--{flag}", str(flags[flag])
-        return var, env.get(var, default)
-
-    extra = split_args("TS_EXTRA_ARGS", env.get("TS_EXTRA_ARGS", ""))
-    from_extra, extra_rest = _take_up_flags(extra)
-    tailscaled_extra = split_args(
-        "TS_TAILSCALED_EXTRA_ARGS", env.get("TS_TAILSCALED_EXTRA_ARGS", "")
-    )
-    _check_tailscaled_args(tailscaled_extra)
-
-    def merged(flag: str, var: str, extra_name: str) -> tuple[str, str]:
-        name, value = get(flag, var)
-        if extra_name in from_extra:
-            if value.strip() and value.strip() != from_extra[extra_name]:
-                raise ConfigError(
-                    f"TS_EXTRA_ARGS: --{extra_name} conflicts with {name}; set it in one place"
-                )
-            return "TS_EXTRA_ARGS", from_extra[extra_name]
-        return name, value
-
-    name, raw = merged("tags", "SPACETAIL_TAGS", "advertise-tags")
+    v = _Values(env, flags or {})
+    name, raw = v.get("tags")
     tags = parse_tags(name, raw)
-    name, raw = merged("hostname", "TS_HOSTNAME", "hostname")
-    hostname = check_hostname(name, raw) if raw.strip() else default_hostname(env)
-    name, raw = merged("accept-routes", "TS_ACCEPT_ROUTES", "accept-routes")
-    accept_routes = parse_bool(name, raw) if raw.strip() else True
-    name, raw = merged("accept-dns", "TS_ACCEPT_DNS", "accept-dns")
-    accept_dns = parse_bool(name, raw) if raw.strip() else False
-    _, exit_node = merged("exit-node", "TS_EXIT_NODE", "exit-node")
-    name, login_server = merged("login-server", "TS_LOGIN_SERVER", "login-server")
-    if login_server.strip() and not re.match(r"^https?://[^\s/]+", login_server.strip()):
-        raise ConfigError(
-            f"{name}: {login_server!r} is not a URL; use e.g. https://headscale.example.com"
-        )
-    name, raw = get("ephemeral", "SPACETAIL_EPHEMERAL")
-    ephemeral = parse_bool(name, raw) if raw.strip() else True
-    name, raw = get("socks5-server", "TS_SOCKS5_SERVER")
-    socks5 = parse_address(name, raw) if raw.strip() else DEFAULT_SOCKS5
-    name, raw = get("http-proxy", "TS_OUTBOUND_HTTP_PROXY_LISTEN")
-    http_proxy = parse_address(name, raw) if raw.strip() else DEFAULT_HTTP_PROXY
-    name, raw = get("log-upload", "SPACETAIL_LOG_UPLOAD")
-    log_upload = parse_bool(name, raw) if raw.strip() else False
-    name, raw = get("node-state", "SPACETAIL_NODE_STATE")
-    mode = raw.strip().lower() or "memory"
-    if mode not in ("memory", "workspace"):
-        raise ConfigError(f"{name}: {raw!r} is not memory or workspace; pick one")
-    name, raw = get("timeout", "SPACETAIL_TIMEOUT")
-    timeout = parse_seconds(name, raw) if raw.strip() else DEFAULT_TIMEOUT
-    if "timeout" in from_extra and "timeout" not in flags and not env.get("SPACETAIL_TIMEOUT"):
-        timeout = parse_seconds("TS_EXTRA_ARGS --timeout", from_extra["timeout"])
-    name, raw = get("peer", "SPACETAIL_PEERS")
-    peers = tuple(p.strip() for p in re.split(r"[,\s]+", raw) if p.strip())
-    for peer in peers:
-        if not re.match(r"^[A-Za-z0-9.:_-]+$", peer):
-            raise ConfigError(f"{name}: {peer!r} is not a host name or IP address")
-    name, raw = get("watch-shell", "SPACETAIL_WATCH_SHELL")
-    watch_shell = parse_bool(name, raw) if raw.strip() else True
-    name, raw = get("watch-pid", "SPACETAIL_WATCH_PID")
-    watch_pid = None
-    if raw.strip():
-        if not _DIGITS.match(raw.strip()) or int(raw) < 1:
-            raise ConfigError(f"{name}: {raw!r} is not a process id")
-        watch_pid = int(raw)
-    name, raw = get("max-lifetime", "SPACETAIL_MAX_LIFETIME")
-    max_lifetime = (
-        parse_seconds(name, raw, allow_zero=True) if raw.strip() else DEFAULT_MAX_LIFETIME
-    )
-    if socks5 == http_proxy and env.get("TS_SOCKS5_SERVER") and not flags.get("http-proxy"):
-        pass  # one address may serve both protocols: tailscaled supports it.
-
-    auth = _auth(env, tags)
+    auth = auth_from_env(env, tags)
     if auth is None and need_auth:
         raise ConfigError(
             "TS_AUTHKEY: no credentials; set TS_AUTHKEY (an auth key), TS_CLIENT_SECRET with "
@@ -418,22 +284,63 @@ def load(
         )
     return Config(
         auth=auth,
-        hostname=hostname,
         tags=tags,
-        accept_routes=accept_routes,
-        accept_dns=accept_dns,
-        exit_node=exit_node.strip() or None,
-        login_server=login_server.strip() or None,
-        ephemeral=ephemeral,
-        extra_args=tuple(extra_rest),
-        tailscaled_extra_args=tuple(tailscaled_extra),
-        socks5=socks5,
-        http_proxy=http_proxy,
-        log_upload=log_upload,
-        persist_node=mode == "workspace",
-        timeout=timeout,
-        peers=peers,
-        watch_shell=watch_shell,
-        watch_pid=watch_pid,
-        max_lifetime=max_lifetime,
+        extra_args=tuple(v.extra_rest),
+        tailscaled_extra_args=tuple(v.tailscaled_extra),
+        **_node_settings(v),
+        **_local_settings(v),
     )
+
+
+def _node_settings(v: _Values) -> dict[str, Any]:
+    """How the node logs in and what it uses of the tailnet."""
+    name, raw = v.get("hostname")
+    hostname = check_hostname(name, raw) if raw.strip() else default_hostname(v.env)
+    _, exit_node = v.get("exit-node")
+    name, login_server = v.get("login-server")
+    if login_server.strip() and not re.match(r"^https?://[^\s/]+", login_server.strip()):
+        raise ConfigError(
+            f"{name}: {login_server!r} is not a URL; use e.g. https://headscale.example.com"
+        )
+    name, raw = v.get("peer")
+    peers = tuple(p.strip() for p in re.split(r"[,\s]+", raw) if p.strip())
+    for peer in peers:
+        if not re.match(r"^[A-Za-z0-9.:_-]+$", peer):
+            raise ConfigError(f"{name}: {peer!r} is not a host name or IP address")
+    return {
+        "hostname": hostname,
+        "accept_routes": v.boolean("accept-routes", True),
+        "accept_dns": v.boolean("accept-dns", False),
+        "exit_node": exit_node.strip() or None,
+        "login_server": login_server.strip() or None,
+        "ephemeral": v.boolean("ephemeral", True),
+        "timeout": v.duration("timeout", DEFAULT_TIMEOUT),
+        "peers": peers,
+    }
+
+
+def _local_settings(v: _Values) -> dict[str, Any]:
+    """What runs on this machine: the proxies, the state, the manager's lifetime."""
+    name, raw = v.get("socks5-server")
+    socks5 = parse_address(name, raw) if raw.strip() else DEFAULT_SOCKS5
+    name, raw = v.get("http-proxy")
+    http_proxy = parse_address(name, raw) if raw.strip() else DEFAULT_HTTP_PROXY
+    name, raw = v.get("node-state")
+    mode = raw.strip().lower() or "memory"
+    if mode not in ("memory", "workspace"):
+        raise ConfigError(f"{name}: {raw!r} is not memory or workspace; pick one")
+    name, raw = v.get("watch-pid")
+    watch_pid = None
+    if raw.strip():
+        if not _DIGITS.match(raw.strip()) or int(raw) < 1:
+            raise ConfigError(f"{name}: {raw!r} is not a process id")
+        watch_pid = int(raw)
+    return {
+        "socks5": socks5,
+        "http_proxy": http_proxy,
+        "log_upload": v.boolean("log-upload", False),
+        "persist_node": mode == "workspace",
+        "watch_shell": v.boolean("watch-shell", True),
+        "watch_pid": watch_pid,
+        "max_lifetime": v.duration("max-lifetime", DEFAULT_MAX_LIFETIME, allow_zero=True),
+    }

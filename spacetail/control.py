@@ -1,10 +1,15 @@
 """The control socket: one JSON object per line over a unix stream socket, with the peer's
-credentials checked and hard limits on size and time so that no client can stall the manager."""
+credentials checked and hard limits on size and time so that no client can stall the manager.
+The server side (`ControlServer`, in the manager) and the client side (`ControlClient`, in every
+command) live here together, so the protocol is written down once."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import selectors
 import socket
 import struct
 import time
@@ -14,10 +19,13 @@ from spacetail.errors import OperationFailed
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 
 MAX_MESSAGE = 64 * 1024
+CLIENT_TIMEOUT = 5.0  # a client that sends no full request line within this is dropped
+ACCEPT_PAUSE = 0.5  # out of descriptors: stop accepting this long instead of spinning
 _PEERCRED = struct.Struct("3i")
 
 
@@ -173,3 +181,154 @@ def read_reply(sock: socket.socket, deadline: float) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ControlUnavailable("unreadable reply from the manager")
     return data
+
+
+# --- the server ---------------------------------------------------------------------------
+
+
+class Request:
+    """One client's request. The handler answers now (`reply`), later (keep the request and
+    reply when ready), or keeps the connection open until the manager exits (`reply(...,
+    close=False)` and keep the request: its close is then the client's "all gone" signal)."""
+
+    def __init__(self, conn: socket.socket, message: dict[str, Any]) -> None:
+        self.conn = conn
+        self.message = message
+
+    @property
+    def cmd(self) -> str:
+        return str(self.message["cmd"])
+
+    def reply(self, message: dict[str, Any], close: bool = True) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.setblocking(False)
+            self.conn.send(encode(message))
+        if close:
+            self.conn.close()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _Client:
+    __slots__ = ("allowed", "buf", "conn", "deadline")
+
+    def __init__(self, conn: socket.socket, deadline: float, allowed: bool) -> None:
+        self.conn = conn
+        self.deadline = deadline
+        self.buf = b""
+        self.allowed = allowed
+
+
+class ControlServer:
+    """Accepts clients on the manager's selector, reads one request line from each (within size
+    and time limits), refuses other users, and hands the request to the handler registered for
+    its command. The manager never touches socket bytes."""
+
+    def __init__(
+        self,
+        listener: socket.socket,
+        sel: selectors.BaseSelector,
+        *,
+        clock: Callable[[], float],
+        log: Callable[[str], None],
+    ) -> None:
+        self.listener = listener
+        self.sel = sel
+        self.clock = clock
+        self.log = log
+        self.handlers: dict[str, Callable[[Request], None]] = {}
+        self._clients: dict[int, _Client] = {}
+        self._paused_until: float | None = None
+        listener.setblocking(False)
+        sel.register(listener, selectors.EVENT_READ, self._accept)
+
+    def on(self, cmd: str, handler: Callable[[Request], None]) -> None:
+        self.handlers[cmd] = handler
+
+    def next_deadline(self) -> float | None:
+        deadlines = [c.deadline for c in self._clients.values()]
+        if self._paused_until is not None:
+            deadlines.append(self._paused_until)
+        return min(deadlines, default=None)
+
+    def expire(self, now: float) -> None:
+        for client in [c for c in self._clients.values() if now >= c.deadline]:
+            self._drop(client)
+        if self._paused_until is not None and now >= self._paused_until:
+            self._paused_until = None
+            self.sel.register(self.listener, selectors.EVENT_READ, self._accept)
+
+    def stop_listening(self) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(self.listener)
+        self._paused_until = None
+
+    def close(self) -> None:
+        self.stop_listening()
+        for client in list(self._clients.values()):
+            self._drop(client)
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE):
+                    # The backlog keeps the client waiting; accepting again at once would spin.
+                    self.log(f"out of file descriptors: not accepting for {ACCEPT_PAUSE}s")
+                    self.stop_listening()
+                    self._paused_until = self.clock() + ACCEPT_PAUSE
+                return
+            conn.setblocking(False)
+            # Another user's client is read like any other, then refused: answering before its
+            # request arrived would reset the connection and lose the refusal.
+            client = _Client(conn, self.clock() + CLIENT_TIMEOUT, peer_allowed(conn))
+            self._clients[conn.fileno()] = client
+            self.sel.register(conn, selectors.EVENT_READ, lambda c=client: self._read(c))
+
+    def _drop(self, client: _Client, close: bool = True) -> None:
+        self._clients.pop(client.conn.fileno(), None)
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(client.conn)
+        if close:
+            client.conn.close()
+
+    def _read(self, client: _Client) -> None:
+        try:
+            chunk = client.conn.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._drop(client)
+            return
+        client.buf += chunk
+        if b"\n" not in client.buf:
+            if len(client.buf) > MAX_MESSAGE:
+                self._drop(client, close=False)
+                Request(client.conn, {}).reply({"ok": False, "error": "message too long"})
+            return
+        line = client.buf.split(b"\n", 1)[0]
+        self._drop(client, close=False)
+        self._dispatch(client, line)
+
+    def _dispatch(self, client: _Client, line: bytes) -> None:
+        if not client.allowed:
+            Request(client.conn, {}).reply({"ok": False, "error": "permission denied"})
+            self.log("refused a control client of another user")
+            return
+        try:
+            request = Request(client.conn, decode(line))
+        except (ValueError, UnicodeDecodeError) as exc:
+            Request(client.conn, {}).reply({"ok": False, "error": f"bad request: {exc}"})
+            return
+        handler = self.handlers.get(request.cmd)
+        if handler is None:
+            request.reply({"ok": False, "error": f"unknown command {request.cmd!r}"})
+            return
+        handler(request)

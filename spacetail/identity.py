@@ -97,11 +97,6 @@ class ProcessIdentity:
     def __repr__(self) -> str:
         return f"ProcessIdentity(pid={self.pid}, start_time={self.start_time}, {self.container})"
 
-    def replace(self, **changes: Any) -> ProcessIdentity:
-        data = self.to_json()
-        data.update(changes)
-        return ProcessIdentity(**data)
-
     @classmethod
     def of(cls, pid: int) -> ProcessIdentity | None:
         """The identity of a live process in our PID namespace, or None."""
@@ -179,10 +174,6 @@ class ProvenProcess:
             handle.close()
             return None
         return handle
-
-    @property
-    def pidfd(self) -> int | None:
-        return self._pidfd
 
     def signal(self, signum: int) -> bool:
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import time
@@ -21,13 +20,10 @@ def redact(text: str) -> str:
 def open_append(path: Path) -> int:
     """A descriptor appending to PATH (created 0600); a symlink planted at PATH is removed and
     replaced by a file, never followed."""
+    from spacetail.statedir import unplant
+
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        return os.open(path, flags, 0o600)
-    except OSError as exc:
-        if exc.errno != errno.ELOOP:
-            raise
-    os.unlink(path)
+    unplant(path)
     return os.open(path, flags, 0o600)
 
 

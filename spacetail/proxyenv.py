@@ -3,7 +3,6 @@ environment so that a dead proxy never leaks into a later phase."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shlex
@@ -15,6 +14,11 @@ from pathlib import Path
 HTTP_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 SOCKS_NAMES = ("ALL_PROXY", "all_proxy")
 NAMES = HTTP_NAMES + SOCKS_NAMES
+# Every proxy variable a program may obey: tailscaled gets none of them (it would reach the
+# control server through its own, not yet running, proxy).
+PROXY_VARIABLES = (
+    *NAMES, "NO_PROXY", "no_proxy", "FTP_PROXY", "ftp_proxy",
+)  # fmt: skip
 
 
 def proxy_variables(proxies: Mapping[str, str]) -> dict[str, str]:
@@ -58,6 +62,18 @@ def saved_env_files(env: Mapping[str, str]) -> list[Path]:
     return sorted(Path(root).glob(".env_hooks_*"))
 
 
+def clean_saved_envs(env: Mapping[str, str], proxies: Mapping[str, str]) -> list[Path]:
+    """Take our proxy lines out of every saved environment file; returns the files changed."""
+    changed = []
+    for path in saved_env_files(env):
+        try:
+            if clean_saved_env(path, proxies):
+                changed.append(path)
+        except OSError:
+            continue  # a read-only or vanished file: nothing of ours can be left to remove
+    return changed
+
+
 def clean_saved_env(path: Path, proxies: Mapping[str, str]) -> int:
     """Remove the lines that set our proxy variables to our proxies; keep every other line as is.
     Returns the number of lines removed."""
@@ -78,11 +94,8 @@ def clean_saved_env(path: Path, proxies: Mapping[str, str]) -> int:
         kept.append(line)
     removed = len(lines) - len(kept)
     if removed:
-        tmp = path.with_name(f".{path.name}.spacetail.tmp")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, st.st_mode & 0o777)
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
-            f.writelines(kept)
-        os.rename(tmp, path)
+        from spacetail.statedir import write_atomic
+
+        data = "".join(kept).encode("utf-8", "surrogateescape")
+        write_atomic(path, data, st.st_mode & 0o777)
     return removed

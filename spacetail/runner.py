@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from types import FrameType
@@ -31,12 +32,11 @@ def run(cfg: Config, paths: Paths, env: Mapping[str, str], command: Sequence[str
 
     # Installed before up: a signal that comes while connecting still ends in down.
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    deadline = time.monotonic() + cfg.timeout  # one deadline for the login and the peers
     try:
         reply = client.up(replace(cfg, watch_shell=False), paths, env, watch_pid=os.getpid())
         if cfg.peers and not received:
-            import time
-
-            client.wait_for_peers(reply, cfg.peers, time.monotonic() + cfg.timeout)
+            client.wait_for_peers(reply, cfg.peers, deadline)
         if received:
             return 128 + received[0]
         child_env = dict(env)
@@ -58,32 +58,22 @@ def run(cfg: Config, paths: Paths, env: Mapping[str, str], command: Sequence[str
 
 def foreground(cfg: Config, paths: Paths, env: Mapping[str, str]) -> int:
     """The manager in this process; takes a listening socket from systemd when given one."""
-    from spacetail import control, daemon
-    from spacetail.manager import serve
+    from spacetail import daemon, statedir
+    from spacetail.manager import Launch, serve
     from spacetail.tailscale import find_binaries
 
     binaries = find_binaries(env)
-    client.prepare_dirs(paths)
     listener = daemon.activated_listener(env)
     if listener is None:
-        lock = client.ctl_lock(paths)
-        try:
-            p = client.probe(paths)
-            if p.answering or p.lock_held:
+        with statedir.claim(paths) as claim:
+            if claim.probe.answering or claim.probe.lock_held:
                 raise OperationFailed(f"a manager already runs for {paths.root}")
-            client.clean_stale(paths, p)
-            listener = control.bind_listener(paths.control_socket)
-        finally:
-            lock.release()
+            claim.clean()
+            listener = claim.bind()
+    else:
+        statedir.prepare(paths)
     watch = cfg.watch_pid
     pidfd = os.pidfd_open(watch) if watch else None
-    return serve(
-        replace(cfg, watch_shell=False),
-        paths,
-        binaries,
-        listener,
-        env=dict(env),
-        ready_fd=None,
-        watch_pidfd=pidfd,
-        watch_pid=watch,
-    )
+    launch = Launch(replace(cfg, watch_shell=False), paths, binaries, listener, dict(env),
+                    None, pidfd, watch)  # fmt: skip
+    return serve(launch)

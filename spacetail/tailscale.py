@@ -15,11 +15,6 @@ from spacetail.config import Config
 from spacetail.errors import ConfigError
 from spacetail.paths import Paths
 
-PROXY_VARIABLES = (
-    "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "FTP_PROXY",
-    "http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy",
-)  # fmt: skip
-
 # ipn.State values as they appear in watch-ipn-bus notifications.
 STATES = {
     0: "NoState",
@@ -58,12 +53,9 @@ def find_binaries(env: Mapping[str, str]) -> Binaries:
     found = [_which(name, path) for name in ("tailscale", "tailscaled")]
     if found[0] and found[1]:
         return Binaries(Path(found[0]), Path(found[1]))
-    try:
-        from spacetail.install import find_installed
+    from spacetail.install import find_installed
 
-        folder = find_installed()
-    except ImportError:  # pragma: no cover - install.py ships with the package
-        folder = None
+    folder = find_installed()
     if folder is not None:
         return Binaries(folder / "tailscale", folder / "tailscaled")
     missing = " and ".join(
@@ -78,9 +70,10 @@ def find_binaries(env: Mapping[str, str]) -> Binaries:
 def clean_env(env: Mapping[str, str]) -> dict[str, str]:
     """The environment for tailscaled: no proxy variables (it would try to reach the control
     server through its own, not yet running, proxy) and no secrets of ours."""
-    drop = set(PROXY_VARIABLES) | {
-        "TS_AUTHKEY", "TS_AUTH_KEY", "TS_CLIENT_SECRET", "TS_ID_TOKEN", "SPACELIFT_OIDC_TOKEN",
-    }  # fmt: skip
+    from spacetail.credentials import SECRET_VARIABLES
+    from spacetail.proxyenv import PROXY_VARIABLES
+
+    drop = set(PROXY_VARIABLES) | set(SECRET_VARIABLES)
     return {k: v for k, v in env.items() if k not in drop}
 
 
@@ -144,7 +137,7 @@ def secret_payload(cfg: Config) -> str | None:
     value = auth.secret.read()
     # An OAuth secret mints a key; without these the node would be neither ephemeral nor
     # preauthorized (tailscale's defaults: ephemeral=true, preauthorized=false).
-    if (auth.kind == "oauth" or value.startswith("tskey-client-")) and "?" not in value:
+    if auth.kind == "oauth" and "?" not in value:
         value += f"?ephemeral={str(cfg.ephemeral).lower()}&preauthorized=true"
     return value
 
@@ -230,16 +223,9 @@ class LocalAPI:
             raise LocalAPIError("status: not a JSON object")
         return data
 
-    def ping(self, timeout: float = 1.0) -> bool:
-        try:
-            self.status(timeout)
-        except (LocalAPIError, ValueError):
-            return False
-        return True
-
-    def watch(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+    def watch(self) -> Iterator[dict[str, Any]]:
         """Notifications from watch-ipn-bus, the first one carrying the current state."""
-        conn = _connection(self.path, timeout or 3600.0)
+        conn = _connection(self.path, 3600.0)
         try:
             conn.request(
                 "GET",

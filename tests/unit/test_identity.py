@@ -23,10 +23,17 @@ def test_round_trip_and_garbage() -> None:
         assert identity.ProcessIdentity.from_json(junk) is None
 
 
+def changed(ident: identity.ProcessIdentity, **fields: object) -> identity.ProcessIdentity:
+    """The identity with some fields changed, as a record from elsewhere would hold it."""
+    other = identity.ProcessIdentity.from_json({**ident.to_json(), **fields})
+    assert other is not None
+    return other
+
+
 def test_recycled_pid_is_not_the_same_process() -> None:
     me = identity.ProcessIdentity.of(os.getpid())
     assert me is not None
-    other = me.replace(start_time=me.start_time - 1)
+    other = changed(me, start_time=me.start_time - 1)
     assert not other.alive()
     assert "another process" in other.why_not_alive()
     assert identity.ProvenProcess.open(other) is None
@@ -35,9 +42,9 @@ def test_recycled_pid_is_not_the_same_process() -> None:
 def test_other_container_or_boot_is_never_alive() -> None:
     me = identity.ProcessIdentity.of(os.getpid())
     assert me is not None
-    assert not me.replace(pid_ns="pid:[1]").alive()
-    assert "another container" in me.replace(pid_ns="pid:[1]").why_not_alive()
-    assert not me.replace(boot_id="0000").alive()
+    assert not changed(me, pid_ns="pid:[1]").alive()
+    assert "another container" in changed(me, pid_ns="pid:[1]").why_not_alive()
+    assert not changed(me, boot_id="0000").alive()
 
 
 def test_exited_process() -> None:

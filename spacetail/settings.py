@@ -1,0 +1,108 @@
+"""Every setting once: its variable, its flag, its help. The command line is built from this table
+(cli.py), the configuration reads it (config.py), and a flag always wins over its variable, for
+every command that takes it (as tox 4 merges each option with its environment variable once)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class Kind(enum.Enum):
+    TEXT = "text"
+    SWITCH = "switch"  # --x / --no-x
+    FLAG = "flag"  # --x only, meaning the value given in `when_set`
+    LIST = "list"  # repeatable flag, comma- or space-separated variable
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str  # the flag's name without dashes; the configuration's key
+    env: str
+    help: str
+    default: str = ""
+    kind: Kind = Kind.TEXT
+    metavar: str | None = None
+    flag: str | None = None  # when the flag is not --KEY (e.g. --no-watch)
+    when_set: str = "true"  # for Kind.FLAG: the value the flag stands for
+    choices: tuple[str, ...] = ()
+
+    @property
+    def option(self) -> str:
+        return self.flag or f"--{self.key}"
+
+    def describe(self) -> str:
+        default = f", default {self.default}" if self.default else ""
+        return f"{self.help} ({self.env}{default})"
+
+
+DURATION = "DURATION"
+DURATIONS_HELP = (
+    "DURATION is seconds (60, 1.5) or a number with a unit: 500ms, 90s, 2m, 1h. "
+    "--timeout is at most 24h; --max-lifetime at most 24h, 0 means never."
+)
+
+# The tailscale and manager settings taken by up, run, manager and env.
+UP: tuple[Setting, ...] = (
+    Setting("timeout", "SPACETAIL_TIMEOUT", "how long to wait for Running (and the peers)",
+            "60", metavar=DURATION),
+    Setting("hostname", "TS_HOSTNAME", "node name, a DNS label", "spacelift-<stack>-<run>"),
+    Setting("tags", "SPACETAIL_TAGS", "comma-separated tags, e.g. tag:ci"),
+    Setting("accept-routes", "TS_ACCEPT_ROUTES", "use subnet routes", "on", Kind.SWITCH),
+    Setting("accept-dns", "TS_ACCEPT_DNS", "use the tailnet's DNS settings", "off", Kind.SWITCH),
+    Setting("exit-node", "TS_EXIT_NODE", "route internet traffic through this exit node"),
+    Setting("login-server", "TS_LOGIN_SERVER", "control server URL (Headscale...)", metavar="URL"),
+    Setting("ephemeral", "SPACETAIL_EPHEMERAL", "nodes minted from an OAuth secret are ephemeral",
+            "on", Kind.SWITCH),
+    Setting("socks5-server", "TS_SOCKS5_SERVER", "SOCKS5 proxy address", "127.0.0.1:1080",
+            metavar="ADDR"),
+    Setting("http-proxy", "TS_OUTBOUND_HTTP_PROXY_LISTEN", "HTTP proxy address",
+            "127.0.0.1:8080", metavar="ADDR"),
+    Setting("log-upload", "SPACETAIL_LOG_UPLOAD", "upload tailscaled's logs to Tailscale", "off",
+            Kind.SWITCH),
+    Setting("node-state", "SPACETAIL_NODE_STATE", "where the node's state lives", "memory",
+            choices=("memory", "workspace")),
+    Setting("peer", "SPACETAIL_PEERS", "also wait until this peer answers a ping (repeatable)",
+            kind=Kind.LIST, metavar="HOST"),
+    Setting("watch-shell", "SPACETAIL_WATCH_SHELL", "outlive the calling shell", "on",
+            Kind.FLAG, flag="--no-watch", when_set="false"),
+    Setting("watch-pid", "SPACETAIL_WATCH_PID", "stop when this process exits instead",
+            metavar="PID"),
+    Setting("max-lifetime", "SPACETAIL_MAX_LIFETIME", "stop after this long", "1h",
+            metavar=DURATION),
+)  # fmt: skip
+
+BY_KEY = {s.key: s for s in UP}
+
+# `wait` and `env` take these of the same settings, with the same variables.
+WAIT = (BY_KEY["timeout"], BY_KEY["peer"])
+PROXIES = (BY_KEY["socks5-server"], BY_KEY["http-proxy"])
+
+# Credentials are variables only: a flag would put a secret on a command line.
+CREDENTIALS: tuple[tuple[str, str], ...] = (
+    ("TS_AUTHKEY", "an auth key (tskey-auth-...), or file:PATH; TS_AUTH_KEY is read too"),
+    ("TS_CLIENT_SECRET", "an OAuth client secret, or file:PATH; needs SPACETAIL_TAGS"),
+    ("TS_CLIENT_ID", "workload identity federation client id; needs SPACETAIL_TAGS"),
+    ("TS_ID_TOKEN", "the ID token for TS_CLIENT_ID, or file:PATH (default: Spacelift's OIDC)"),
+    ("TS_AUDIENCE", "the audience for the ID token, if the federated identity needs one"),
+)
+PASSTHROUGH: tuple[tuple[str, str], ...] = (
+    ("TS_EXTRA_ARGS", "more `tailscale up` flags, split like a shell does"),
+    ("TS_TAILSCALED_EXTRA_ARGS", "more `tailscaled` flags"),
+    ("SPACETAIL_DIR", "the state folder (--dir)"),
+)
+
+
+def raw_values(
+    settings: tuple[Setting, ...], env: Mapping[str, str], flags: Mapping[str, str | None]
+) -> dict[str, tuple[str, str]]:
+    """key -> (where it came from, raw text): the flag when given, else the variable."""
+    values = {}
+    for s in settings:
+        given = flags.get(s.key)
+        if given is not None:
+            values[s.key] = (s.option if s.kind is not Kind.SWITCH else f"--{s.key}", given)
+        else:
+            values[s.key] = (s.env, env.get(s.env, ""))
+    return values

@@ -1,0 +1,310 @@
+"""The state folder, in one place: finding, locking, reading, writing, proving and cleaning the
+files a manager keeps there. Every other module goes through these functions, so the rules
+(never follow a planted symlink, never write a file looser than 0600, never signal a process
+that is not proven ours) are kept once."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+from spacetail import control
+from spacetail.errors import OperationFailed
+from spacetail.identity import ProcessIdentity, ProvenProcess
+from spacetail.paths import Paths, ensure_private_dir
+
+TYPE_CHECKING = False  # keeps typing and filelock out of `spacetail status` until needed
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import Iterator
+    from typing import Any
+
+    from filelock import BaseFileLock
+
+    from spacetail.config import Config
+
+LOCK_TIMEOUT = 120.0
+SECRET_PREFIX = "auth-"  # noqa: S105 - a file name prefix, not a password
+
+
+# --- files --------------------------------------------------------------------------------
+
+
+def remove_file(path: Path) -> bool:
+    """Unlink PATH if it exists (never following a symlink); True when something was removed."""
+    try:
+        os.unlink(path)
+    except (FileNotFoundError, IsADirectoryError):
+        return False
+    return True
+
+
+def unplant(path: Path) -> None:
+    """A symlink at one of our paths is not ours to follow: remove the link itself."""
+    if os.path.islink(path):
+        os.unlink(path)
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write PATH whole or not at all: a temporary file created with O_EXCL|O_NOFOLLOW (so a
+    symlink planted at the temporary name is never followed) and MODE from its first instant,
+    then renamed over PATH."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    remove_file(tmp)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(tmp, flags, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.rename(tmp, path)
+    except OSError:
+        remove_file(tmp)
+        raise
+
+
+def write_private_json(path: Path, data: dict[str, Any]) -> None:
+    write_atomic(path, json.dumps(data, indent=1, sort_keys=True).encode())
+
+
+def write_record(
+    paths: Paths, cfg: Config, *, tailscaled: ProcessIdentity | None, watch_pid: int | None
+) -> None:
+    """manager.json: who the manager and its tailscaled are, so that a later container can tell
+    whether they still live (and never signal a stranger with the same PID)."""
+    import time
+
+    from spacetail import __version__
+
+    me = ProcessIdentity.of(os.getpid())
+    record = {
+        "version": __version__,
+        "manager": me.to_json() if me else None,
+        "tailscaled": tailscaled.to_json() if tailscaled else None,
+        "control_socket": str(paths.control_socket),
+        "tailscaled_socket": str(paths.tailscaled_socket),
+        "proxies": cfg.proxies,
+        "hostname": cfg.hostname,
+        "watch_pid": watch_pid,
+        "started_at": time.time(),
+    }
+    write_private_json(paths.record, record)
+
+
+def read_record(path: Path) -> tuple[dict[str, Any] | None, bool]:
+    """(record, garbage): a missing file is (None, False); an unreadable one is (None, True)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None, False
+    except OSError:
+        return None, True
+    try:
+        with os.fdopen(fd, "rb") as f:
+            data = json.loads(f.read(1 << 20))
+    except (OSError, ValueError):
+        return None, True
+    return (data, False) if isinstance(data, dict) else (None, True)
+
+
+def prepare(paths: Paths) -> None:
+    """Create the private folders (0700) or refuse ones that others could tamper with."""
+    for folder in paths.private_dirs():
+        setting = "SPACETAIL_DIR" if folder == paths.root else "XDG_RUNTIME_DIR"
+        ensure_private_dir(folder, setting)
+
+
+# --- secrets ------------------------------------------------------------------------------
+
+
+def write_secret(paths: Paths, name: str, payload: str) -> Path:
+    """A 0600 file in container-local storage (never the workspace that outlives the phase)."""
+    paths.secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = paths.secrets_dir / f"{SECRET_PREFIX}{name}"
+    write_atomic(path, payload.encode())
+    return path
+
+
+def clear_secrets(paths: Paths) -> list[str]:
+    """Remove secret files a killed manager may have left; returns what was removed."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(paths.secrets_dir):
+            if entry.name.startswith(SECRET_PREFIX) and remove_file(Path(entry.path)):
+                removed.append(entry.name)
+    return removed
+
+
+# --- locks --------------------------------------------------------------------------------
+
+
+def take_lock(path: Path, timeout: float) -> BaseFileLock:
+    """Acquire the file lock at PATH (a planted symlink is removed, never followed).
+
+    Created in the process that holds it: filelock refuses locks inherited over fork. Raises
+    filelock.Timeout or OSError."""
+    from filelock import FileLock
+
+    unplant(path)
+    lock = FileLock(str(path), timeout=timeout, mode=0o600)
+    lock.acquire()
+    return lock
+
+
+def manager_lock_held(paths: Paths) -> bool:
+    """A non-blocking try of the manager's lock: only a live manager holds it."""
+    unplant(paths.manager_lock)
+    if not paths.manager_lock.exists():
+        return False
+    from filelock import Timeout
+
+    try:
+        take_lock(paths.manager_lock, 0).release()
+    except Timeout:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+@contextlib.contextmanager
+def control_lock(paths: Paths, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Held by up and down while they change things: serializes them."""
+    from filelock import Timeout
+
+    try:
+        lock = take_lock(paths.ctl_lock, timeout)
+    except Timeout:
+        raise OperationFailed(
+            f"another spacetail up/down has held {paths.ctl_lock} for {timeout:.0f}s; "
+            "is one stuck? (spacetail status)"
+        ) from None
+    except OSError as exc:
+        raise OperationFailed(f"cannot lock {paths.ctl_lock}: {exc.strerror or exc}") from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+# --- what is there ------------------------------------------------------------------------
+
+
+class Probe:
+    """What a look at the state folder found."""
+
+    def __init__(
+        self,
+        status: dict[str, Any] | None,  # the manager's answer, when one answered
+        record: dict[str, Any] | None,
+        record_garbage: bool,
+        lock_held: bool,  # some live process holds manager.lock
+    ) -> None:
+        self.status = status
+        self.record = record
+        self.record_garbage = record_garbage
+        self.lock_held = lock_held
+
+    @property
+    def answering(self) -> bool:
+        return self.status is not None
+
+    @property
+    def manager_ident(self) -> ProcessIdentity | None:
+        return ProcessIdentity.from_json((self.record or {}).get("manager"))
+
+    @property
+    def tailscaled_ident(self) -> ProcessIdentity | None:
+        return ProcessIdentity.from_json((self.record or {}).get("tailscaled"))
+
+    def describe_stale(self) -> str:
+        ident = self.manager_ident
+        if ident is None:
+            return "files from an earlier manager"
+        return f"files of manager pid {ident.pid} ({ident.why_not_alive()})"
+
+
+NOTHING = Probe(None, None, False, False)
+
+
+def probe(paths: Paths, timeout: float = 3.0) -> Probe:
+    record, garbage = read_record(paths.record)
+    try:
+        status = control.ControlClient(paths.control_socket).request({"cmd": "status"}, timeout)
+        if status.get("ok"):
+            return Probe(status, record, garbage, True)
+    except (control.ControlUnavailable, OperationFailed):
+        pass
+    return Probe(None, record, garbage, manager_lock_held(paths))
+
+
+def clean_stale(paths: Paths, p: Probe) -> list[str]:
+    """Remove what a dead manager left; returns the names removed. Signals only a tailscaled
+    proven to be the very process the record names, and only when no manager holds the lock."""
+    removed = []
+    for path in (paths.control_socket, paths.tailscaled_socket, paths.record):
+        if remove_file(path):
+            removed.append(path.name)
+    for path in paths.socket_dir.glob(".control.sock.*"):
+        if remove_file(path):
+            removed.append(path.name)
+    removed += clear_secrets(paths)
+    # A tailscaled whose manager was killed dies with it (PR_SET_PDEATHSIG); if that ever
+    # failed, stop it, but only once proven to be the very process the record names.
+    td = p.tailscaled_ident
+    if td is not None and not manager_lock_held(paths):
+        handle = ProvenProcess.open(td)
+        if handle is not None:
+            with handle:
+                terminate(handle, 2.0)
+            removed.append(f"orphaned tailscaled (pid {td.pid})")
+    return removed
+
+
+def terminate(handle: ProvenProcess, grace: float) -> None:
+    """SIGTERM, GRACE seconds, then SIGKILL: to a proven process only."""
+    import signal
+
+    handle.signal(signal.SIGTERM)
+    if not handle.wait(grace):
+        handle.signal(signal.SIGKILL)
+        handle.wait(5.0)
+
+
+# --- taking the folder ----------------------------------------------------------------------
+
+
+class Claim:
+    """The state folder held under the control lock: what was found there, and the means to
+    take it over for a new manager."""
+
+    def __init__(self, paths: Paths) -> None:
+        self.paths = paths
+        self.probe = probe(paths)
+
+    def reprobe(self) -> Probe:
+        self.probe = probe(self.paths)
+        return self.probe
+
+    def clean(self) -> list[str]:
+        return clean_stale(self.paths, self.probe)
+
+    def bind(self) -> socket.socket:
+        """The control socket, bound 0600 from its first instant, listening."""
+        try:
+            return control.bind_listener(self.paths.control_socket)
+        except OSError as exc:
+            raise OperationFailed(
+                f"cannot create the control socket {self.paths.control_socket}: "
+                f"{exc.strerror or exc}"
+            ) from exc
+
+
+@contextlib.contextmanager
+def claim(paths: Paths, lock_timeout: float = LOCK_TIMEOUT) -> Iterator[Claim]:
+    """Prepare the folders, take the control lock and look at what is there: the one way `up`
+    and the foreground manager begin."""
+    prepare(paths)
+    with control_lock(paths, lock_timeout):
+        yield Claim(paths)
