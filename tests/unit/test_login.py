@@ -1,0 +1,188 @@
+"""The login state machine's decisions, driven by scripted events and a fake clock, in
+milliseconds and without processes: when it retries, when it gives up, what happens to the key."""
+
+from __future__ import annotations
+
+import signal
+import stat
+from pathlib import Path
+
+import pytest
+
+from spacetail.login import Login, Phase
+from tests.unit.fakes import KEY, Clock, FakeAPI, FakeChild, Spawner, phase, settings
+
+UNREACHABLE = (
+    'fetch control key: Get "https://controlplane.tailscale.com/key?v=133": connection refused'
+)
+EXPIRED = "invalid key: API key kUnit not valid"
+TIMEOUT = (
+    "timeout waiting for Tailscale service to enter a Running state; "
+    'check health with "tailscale status"'
+)
+
+
+class Outcome:
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+        self.succeeded_count = 0
+        self.failures: list[str] = []
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+    def succeeded(self) -> None:
+        self.succeeded_count += 1
+
+    def failed(self, reason: str) -> None:
+        self.failures.append(reason)
+
+
+class Bed:
+    def __init__(self, tmp_path: Path, **env: str) -> None:
+        self.clock = Clock()
+        self.api = FakeAPI()
+        self.spawn = Spawner()
+        self.outcome = Outcome()
+        cfg, self.paths, binaries = settings(tmp_path, **env)
+        self.login = Login(
+            cfg, self.paths, binaries, api=self.api, spawn=self.spawn, outcome=self.outcome,
+            clock=self.clock, jitter=lambda low, high: high,
+        )  # fmt: skip
+
+    @property
+    def attempt(self) -> FakeChild:
+        assert self.login.attempt is not None
+        return self.login.attempt.proc  # type: ignore[return-value]
+
+    def end_attempt(self, code: int, output: str = "") -> None:
+        child = self.attempt
+        child.exit(code, output)
+        assert self.login.on_up_exit(child, code)
+
+
+@pytest.fixture
+def bed(tmp_path: Path) -> Bed:
+    return Bed(tmp_path)
+
+
+def test_waits_for_the_localapi_before_the_first_attempt(bed: Bed) -> None:
+    assert phase(bed.login) is Phase.STARTING
+    bed.login.tick(bed.clock.advance(5))
+    assert bed.spawn.children == []
+    bed.login.api_ready()
+    assert phase(bed.login) is Phase.LOGIN
+    assert len(bed.spawn.named("up")) == 1
+
+
+def test_flaky_login_is_retried_with_backoff_then_runs(bed: Bed) -> None:
+    bed.login.api_ready()
+    bed.api.login_error(UNREACHABLE)
+    bed.end_attempt(1, TIMEOUT)
+    assert phase(bed.login) is Phase.BACKOFF
+    assert bed.login.retry_at == bed.clock() + 1.0  # 2**0, jitter at its top
+    bed.login.tick(bed.clock.advance(0.99))
+    assert len(bed.spawn.named("up")) == 1  # not before the backoff is over
+    bed.login.tick(bed.clock.advance(0.01))
+    assert len(bed.spawn.named("up")) == 2 and phase(bed.login) is Phase.LOGIN
+    bed.end_attempt(1, TIMEOUT)
+    assert bed.login.retry_at == bed.clock() + 2.0  # the backoff doubles
+    bed.login.tick(bed.clock.advance(2.0))
+    bed.login.on_state("Running")
+    assert phase(bed.login) is Phase.RUNNING and bed.outcome.succeeded_count == 1
+    bed.end_attempt(0)
+    assert phase(bed.login) is Phase.RUNNING and bed.outcome.failures == []
+    assert bed.login.attempts == 3
+
+
+def test_expired_key_fails_at_once_without_retry(bed: Bed) -> None:
+    bed.login.api_ready()
+    bed.api.login_error(EXPIRED)
+    bed.login.tick(bed.clock.advance(0.25))  # the health poll reads tailscale's verdict
+    assert signal.SIGTERM in bed.attempt.signals
+    bed.end_attempt(-signal.SIGTERM)
+    assert phase(bed.login) is Phase.FAILED
+    assert bed.outcome.failures == [EXPIRED]
+    assert bed.login.retry_at is None
+    bed.login.tick(bed.clock.advance(60))
+    assert len(bed.spawn.named("up")) == 1
+
+
+def test_login_that_never_finishes_fails_at_the_deadline(bed: Bed) -> None:
+    bed.login.api_ready()
+    bed.login.on_state("Starting")
+    bed.login.tick(bed.clock.advance(59.9))
+    assert phase(bed.login) is Phase.LOGIN
+    bed.login.tick(bed.clock.advance(0.1))
+    assert phase(bed.login) is Phase.FAILED
+    assert bed.outcome.failures == ["not Running after 60s (state Starting)"]
+    assert signal.SIGTERM in bed.attempt.signals
+
+
+def test_no_retry_when_less_than_a_second_is_left(bed: Bed) -> None:
+    bed.login.api_ready()
+    bed.clock.advance(59.5)
+    bed.api.login_error(UNREACHABLE)
+    bed.end_attempt(1, TIMEOUT)
+    assert phase(bed.login) is Phase.FAILED and bed.login.retry_at is None
+    assert bed.outcome.failures == [UNREACHABLE]  # tailscale's own words, not "timeout"
+
+
+def test_the_last_retry_leaves_a_second_before_the_deadline(bed: Bed) -> None:
+    bed.login.api_ready()
+    bed.clock.advance(58.5)
+    bed.api.login_error(UNREACHABLE)
+    bed.end_attempt(1, TIMEOUT)
+    assert bed.login.retry_at == pytest.approx(bed.login.deadline - 1.0)
+
+
+def test_key_file_is_private_and_gone_once_tailscale_starts(bed: Bed) -> None:
+    bed.login.api_ready()
+    assert bed.login.attempt is not None and bed.login.attempt.secret is not None
+    secret = bed.login.attempt.secret
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert secret.read_text() == KEY
+    assert f"--auth-key=file:{secret}" in bed.attempt.argv
+    assert not any(KEY in arg for arg in bed.attempt.argv)
+    bed.login.on_state("Starting")
+    assert not secret.exists()  # before `tailscale up` has even returned
+
+
+def test_halted_login_takes_no_more_decisions(bed: Bed) -> None:
+    bed.login.api_ready()
+    bed.login.halt()
+    bed.api.login_error(UNREACHABLE)
+    bed.end_attempt(1, TIMEOUT)
+    assert phase(bed.login) is Phase.LOGIN and bed.login.retry_at is None
+    assert bed.outcome.failures == []
+    bed.login.tick(bed.clock.advance(120))
+    assert bed.outcome.failures == [] and len(bed.spawn.named("up")) == 1
+
+
+def test_stop_ends_the_attempt_and_removes_its_key(bed: Bed) -> None:
+    bed.login.api_ready()
+    assert bed.login.attempt is not None and bed.login.attempt.secret is not None
+    secret = bed.login.attempt.secret
+    bed.login.stop()
+    assert phase(bed.login) is Phase.STOPPING
+    assert signal.SIGTERM in bed.attempt.signals
+    assert not secret.exists()
+
+
+def test_tailscaled_lost_during_backoff_cancels_the_retry(bed: Bed) -> None:
+    bed.login.api_ready()
+    bed.api.login_error(UNREACHABLE)
+    bed.end_attempt(1, TIMEOUT)
+    assert bed.login.retry_at is not None
+    bed.login.tailscaled_lost()
+    bed.login.restarting(0.5)
+    assert phase(bed.login) is Phase.STARTING and bed.login.retry_at is None
+    bed.login.tick(bed.clock.advance(5))
+    assert len(bed.spawn.named("up")) == 1  # no attempt against a tailscaled not yet back
+    assert bed.login.deadline == pytest.approx(bed.clock() - 5 + 0.5 + 60)
+
+
+def test_news_of_another_process_is_not_the_attempts(bed: Bed) -> None:
+    bed.login.api_ready()
+    assert not bed.login.on_up_exit(FakeChild(["tailscaled"]), 1)
+    assert bed.login.attempt is not None

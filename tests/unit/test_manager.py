@@ -1,0 +1,212 @@
+"""The manager's decisions, driven by typed events, a fake clock and fake children: supervision of
+tailscaled in each phase, signals in each phase, and what the shutdown does. No process starts;
+the control socket is a real one bound in a temporary folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from spacetail import events as ev
+from spacetail.control import bind_listener
+from spacetail.log import Log
+from spacetail.login import Phase
+from spacetail.manager import MAX_RESTARTS, Launch, Manager
+from tests.unit.fakes import Clock, FakeAPI, FakeChild, Spawner, phase, settings
+
+
+class Bed:
+    def __init__(self, tmp_path: Path, **env: str) -> None:
+        self.clock = Clock()
+        self.api = FakeAPI()
+        self.spawn = Spawner()
+        self.watched: list[tuple[FakeChild, float]] = []
+        cfg, paths, binaries = settings(tmp_path, **env)
+        listener = bind_listener(paths.control_socket)
+        self.log = Log(paths.manager_log)
+        launch = Launch(cfg, paths, binaries, listener, {"PATH": "/usr/bin"})
+        self.m = Manager(
+            launch, self.log, clock=self.clock, spawn=self.spawn, api=self.api,
+            watch=lambda proc, delay: self.watched.append((proc, delay)),  # type: ignore[arg-type]
+        )  # fmt: skip
+        self.m.start_tailscaled()
+
+    @property
+    def tailscaled(self) -> FakeChild:
+        assert self.m.tailscaled is not None
+        return self.m.tailscaled.proc  # type: ignore[return-value]
+
+    def running(self) -> None:
+        td = self.tailscaled
+        self.m.handle(ev.ApiReady(td))
+        self.m.handle(ev.StateChanged(td, "Running"))
+        attempt = self.spawn.named("up")[-1]
+        attempt.exit(0)
+        self.m.handle(ev.ChildExited(attempt, 0))
+        assert self.m.login.phase is Phase.RUNNING
+
+    def kill_tailscaled(self) -> FakeChild:
+        td = self.tailscaled
+        td.exit(-signal.SIGKILL)
+        self.m.handle(ev.ChildExited(td, -signal.SIGKILL))
+        return td
+
+    def signal(self, signum: int) -> None:
+        """As the real handler does: record, then wake the loop through its pipe."""
+        self.m._on_signal(signum, None)
+        os.write(self.m.wake_w, b"s")
+        self.m.tick()
+
+    def close(self) -> None:
+        self.m.server.close()
+        self.m.sel.close()
+        os.close(self.m.wake_r)
+        os.close(self.m.wake_w)
+        self.log.close()
+
+
+@pytest.fixture
+def bed(tmp_path: Path) -> Iterator[Bed]:
+    b = Bed(tmp_path)
+    yield b
+    b.close()
+
+
+def test_tailscaled_dying_while_starting_fails_and_stops(bed: Bed) -> None:
+    assert phase(bed.m.login) is Phase.STARTING
+    bed.kill_tailscaled()
+    assert phase(bed.m.login) is Phase.FAILED
+    assert bed.m.stop_reason == "the login failed" and bed.m.exit_code == 1
+    assert "killed by SIGKILL before the node was Running" in (bed.m.login.reason or "")
+    assert bed.m.sup.restart_at is None  # a first start that fails is not retried
+
+
+def test_tailscaled_dying_during_login_fails_and_stops(bed: Bed) -> None:
+    bed.m.handle(ev.ApiReady(bed.tailscaled))
+    attempt = bed.spawn.named("up")[0]
+    bed.kill_tailscaled()
+    assert signal.SIGTERM in attempt.signals  # the attempt against it is ended
+    assert phase(bed.m.login) is Phase.FAILED and bed.m.exit_code == 1
+
+
+def test_tailscaled_dying_while_running_is_restarted_with_backoff(bed: Bed) -> None:
+    bed.running()
+    delays = []
+    for restart in range(1, MAX_RESTARTS + 1):
+        bed.kill_tailscaled()
+        assert bed.m.sup.restart_at is not None
+        delays.append(bed.m.sup.restart_at - bed.clock())
+        assert phase(bed.m.login) is Phase.STARTING and bed.m.stop_reason is None
+        bed.m.timers(bed.clock.advance(delays[-1] - 0.01))
+        assert len(bed.spawn.named("--tun=userspace-networking")) == restart  # not yet
+        bed.m.timers(bed.clock.advance(0.01))
+        assert len(bed.spawn.named("--tun=userspace-networking")) == restart + 1
+        bed.m.handle(ev.ApiReady(bed.tailscaled))
+        assert phase(bed.m.login) is Phase.LOGIN  # logs in again on its own
+        bed.m.handle(ev.StateChanged(bed.tailscaled, "Running"))
+    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0]
+    bed.kill_tailscaled()
+    assert phase(bed.m.login) is Phase.FAILED
+    assert "could not be kept running (5 restarts)" in (bed.m.login.reason or "")
+    assert bed.m.stop_reason is None  # reported by status; `up` replaces a failed manager
+    assert bed.m.status()["restarts"] == MAX_RESTARTS
+
+
+def test_news_of_a_replaced_tailscaled_is_ignored(bed: Bed) -> None:
+    bed.running()
+    old = bed.kill_tailscaled()
+    bed.m.timers(bed.clock.advance(0.5))
+    bed.m.handle(ev.StateChanged(old, "NeedsLogin"))
+    bed.m.handle(ev.ApiTimeout(old, "gone"))
+    assert phase(bed.m.login) is Phase.STARTING and bed.m.sup.restarts == 1
+
+
+@pytest.mark.parametrize("where", ["starting", "login", "backoff", "running"])
+def test_sigterm_in_each_phase_stops_cleanly(bed: Bed, where: str) -> None:
+    attempt: FakeChild | None = None
+    if where != "starting":
+        bed.m.handle(ev.ApiReady(bed.tailscaled))
+        attempt = bed.spawn.named("up")[0]
+    if where == "backoff":
+        bed.api.login_error("fetch control key: connection refused")
+        assert attempt is not None
+        attempt.exit(1, "timeout waiting for Tailscale service to enter a Running state")
+        bed.m.handle(ev.ChildExited(attempt, 1))
+        assert phase(bed.m.login) is Phase.BACKOFF
+    if where == "running":
+        bed.m.handle(ev.StateChanged(bed.tailscaled, "Running"))
+    bed.signal(signal.SIGTERM)
+    assert bed.m.stop_reason == "received SIGTERM"
+    td = bed.tailscaled
+    bed.m.shutdown()
+    assert bed.m.exit_code == 0
+    assert phase(bed.m.login) is Phase.STOPPING
+    assert signal.SIGTERM in td.signals
+    logouts = bed.spawn.named("logout")
+    # Logged out once the LocalAPI answered (a node may exist); never before tailscaled is up.
+    assert len(logouts) == (0 if where == "starting" else 1)
+    if attempt is not None and where == "login":
+        assert signal.SIGTERM in attempt.signals
+    assert not bed.m.launch.paths.record.exists()
+    assert not bed.m.launch.paths.control_socket.exists()
+
+
+def test_no_logout_after_a_login_that_never_succeeded(bed: Bed) -> None:
+    bed.m.handle(ev.ApiReady(bed.tailscaled))
+    bed.m.login.fail("invalid key: API key does not exist")
+    assert bed.m.stop_reason == "the login failed"
+    bed.m.shutdown()
+    assert bed.spawn.named("logout") == []
+
+
+def test_shutdown_removes_key_files_a_killed_attempt_left(bed: Bed) -> None:
+    bed.m.handle(ev.ApiReady(bed.tailscaled))
+    assert bed.m.login.attempt is not None and bed.m.login.attempt.secret is not None
+    secret = bed.m.login.attempt.secret
+    bed.spawn.named("up")[0].exits_on_term = False  # an attempt that ignores SIGTERM
+    bed.m.stop("asked to stop (spacetail down)")
+    bed.m.shutdown()
+    assert not secret.exists()
+
+
+def test_tailscaled_gets_no_proxy_variable_and_no_secret(tmp_path: Path) -> None:
+    cfg, paths, binaries = settings(tmp_path)
+    env = {"PATH": "/usr/bin", "HTTPS_PROXY": "http://x:1", "no_proxy": "a", "ALL_PROXY": "s",
+           "TS_AUTHKEY": "tskey-auth-x", "SPACELIFT_OIDC_TOKEN": "eyJ", "HOME": "/h"}  # fmt: skip
+    listener = socket.socket(socket.AF_UNIX)
+    log = Log(None)
+    m = Manager(Launch(cfg, paths, binaries, listener, env), log)
+    try:
+        from spacetail.tailscale import clean_env
+
+        child_env = clean_env(m.launch.env)
+        assert child_env == {"PATH": "/usr/bin", "HOME": "/h"}
+    finally:
+        m.server.close()
+        m.sel.close()
+        os.close(m.wake_r)
+        os.close(m.wake_w)
+
+
+def test_a_wait_is_answered_when_the_node_runs(bed: Bed, tmp_path: Path) -> None:
+    from spacetail.control import Request
+
+    client, server_end = socket.socketpair()
+    try:
+        bed.m._on_wait(Request(server_end, {"cmd": "wait", "until": "running", "timeout": 30}))
+        client.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            client.recv(100)  # held while tailscale logs in
+        bed.running()
+        client.setblocking(True)
+        client.settimeout(5)
+        reply = client.recv(65536)
+        assert b'"ok":true' in reply and b'"phase":"running"' in reply
+    finally:
+        client.close()
+        server_end.close()
