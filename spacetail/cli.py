@@ -59,16 +59,10 @@ def _config(args: argparse.Namespace, *, need_auth: bool = True) -> Any:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    import time
-
-    from spacetail import client
+    from spacetail.up import up
 
     cfg = _config(args)
-    deadline = time.monotonic() + cfg.timeout  # one deadline for the login and the peers
-    reply = client.up(cfg, _paths(args), os.environ, wait=not args.no_wait)
-    if cfg.peers and not args.no_wait:
-        client.wait_for_peers(reply, cfg.peers, deadline)
-        _say(f"peers answer: {', '.join(cfg.peers)}")
+    reply = up(cfg, _paths(args), os.environ, wait=not args.no_wait, interruptible=True)
     if args.env:
         from spacetail.proxyenv import export_lines
 

@@ -35,7 +35,9 @@ from spacetail.tailscale import (
 from spacetail.tailscale import up_argv as build_up_argv
 
 HEALTH_POLL = 0.25
+API_TIMEOUT = 0.25  # the LocalAPI answers in a millisecond; longer means it is stuck
 MAX_ATTEMPT_SECONDS = 30.0
+STOP_WAIT = 0.2
 
 
 class Phase(enum.Enum):
@@ -94,6 +96,7 @@ class Login:
         outcome: Outcome,
         clock: Callable[[], float],
         jitter: Callable[[float, float], float] = random.uniform,
+        deadline: float | None = None,
     ) -> None:
         self.cfg = cfg
         self.paths = paths
@@ -104,7 +107,7 @@ class Login:
         self.clock = clock
         self.jitter = jitter
         self.phase = Phase.STARTING
-        self.deadline = clock() + cfg.timeout
+        self.deadline = deadline if deadline is not None else clock() + cfg.timeout
         self.backend_state: str | None = None
         self.reason: str | None = None
         self.attempts = 0
@@ -113,6 +116,7 @@ class Login:
         self.retry_at: float | None = None
         self.next_health_poll: float | None = None
         self.halted = False
+        self.last_error: str | None = None  # tailscale's last login error, as last read
 
     # --- what the manager tells it ------------------------------------------------------
 
@@ -137,11 +141,19 @@ class Login:
             self._clear_secret()
         if backend != previous:
             self.outcome.note(f"tailscale state: {backend}")
+        if self.halted:
+            return
         if backend == "Running" and self.phase.logging_in:
             self.phase = Phase.RUNNING
             self.running_since = self.clock()
             self.retry_at = None
             self.outcome.succeeded()
+        elif backend in ("NeedsLogin", "Stopped") and self.phase is Phase.RUNNING:
+            # Logged out (or taken down) behind our back: the phase still needs the tailnet.
+            self.reason = f"tailscale went to {backend} while Running; logging in again"
+            self.outcome.note(self.reason)
+            self.deadline = self.clock() + self.cfg.timeout
+            self.start_attempt()
         elif backend != "Running" and self.phase is Phase.RUNNING:
             self.outcome.note(f"tailscale left Running: now {backend}")
 
@@ -172,7 +184,8 @@ class Login:
             self.start_attempt()
         if self.next_health_poll is not None and now >= self.next_health_poll:
             self.next_health_poll = now + HEALTH_POLL if self.attempt else None
-            self._poll_health()
+            if not self._poll_health() and self.next_health_poll is not None:
+                self.next_health_poll = now + 1.0  # tailscaled is stuck: ask less often
         if self.phase.logging_in and now >= self.deadline:
             self.fail(self.timeout_reason())
 
@@ -201,7 +214,9 @@ class Login:
         self.phase = Phase.STOPPING
         if self.attempt is not None:
             self.abort("stopping")
-            self.attempt.proc.wait(1.0)
+            # `tailscale up` ends at once on SIGTERM; one that does not dies with the manager
+            # (PR_SET_PDEATHSIG), so the shutdown never waits long for it.
+            self.attempt.proc.wait(STOP_WAIT)
             self._clear_secret()
 
     def fail(self, reason: str) -> None:
@@ -256,24 +271,33 @@ class Login:
             statedir.remove_file(self.attempt.secret)
 
     def health_login_error(self) -> str | None:
+        """tailscale's own word on the last login, read fresh; the last known one when the
+        LocalAPI does not answer at once (a frozen tailscaled must not stall the loop)."""
         try:
-            return login_error(summarize(self.api.status(1.0))["health"])
+            self.last_error = login_error(summarize(self.api.status(API_TIMEOUT))["health"])
         except (LocalAPIError, ValueError):
-            return None
+            pass
+        return self.last_error
 
-    def _poll_health(self) -> None:
-        """While `tailscale up` waits, read tailscale's own verdict on the login."""
+    def _poll_health(self) -> bool:
+        """While `tailscale up` waits, read tailscale's own verdict on the login. False when
+        the LocalAPI did not answer."""
         attempt = self.attempt
         if attempt is None or attempt.abort_reason:
-            return
-        err = self.health_login_error()
+            return True
+        try:
+            health = summarize(self.api.status(API_TIMEOUT))["health"]
+        except (LocalAPIError, ValueError):
+            return False
+        err = self.last_error = login_error(health)
         if not err:
-            return
+            return True
         age = self.clock() - attempt.started
         if classify(err) == "permanent" or err != attempt.previous_error or age > 2.0:
             # tailscaled would retry by itself on its own schedule; we retry on ours (with
             # backoff and jitter, inside --timeout) so the attempt is visible and bounded.
             self.abort(err)
+        return True
 
     def _judge(self, attempt: Attempt, code: int, output: str) -> None:
         """A failed attempt: fail for good, or retry after a backoff inside the deadline."""
@@ -302,7 +326,7 @@ class Login:
         self.outcome.note(f"retrying login in {delay:.1f}s")
 
     def timeout_reason(self) -> str:
-        err = self.health_login_error()
+        err = self.last_error  # at the deadline: no time left to ask tailscaled again
         state = self.backend_state or "no state"
         base = f"not Running after {self.cfg.timeout:g}s (state {state})"
         if err:

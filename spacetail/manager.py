@@ -11,9 +11,8 @@ left here is the loop, tailscaled's supervision, the answers to requests, and th
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-import queue
-import selectors
 import signal
 import socket
 import time
@@ -31,15 +30,18 @@ from spacetail.identity import ProcessIdentity
 from spacetail.lifetime import Lifetime
 from spacetail.log import Log, open_append, tail
 from spacetail.login import Login, Phase
+from spacetail.loop import Loop
 from spacetail.paths import Paths
 from spacetail.proxyenv import clean_saved_envs
 from spacetail.tailscale import Binaries, LocalAPI, clean_env, logout_argv, tailscaled_argv
-from spacetail.tailscaled import TailscaledRun, exit_text, logout, start_watcher
+from spacetail.tailscaled import TERM_GRACE, TailscaledRun, exit_text, logout, start_watcher
 from spacetail.waiters import Until, Waiter, Waiters
 
 LOGOUT_TIMEOUT = 1.0
+NEVER_RAN_GRACE = 0.3
+SHUTDOWN_BUDGET = 1.8  # from the decision to stop until the manager exits; the promise is 2 s
 MAX_RESTARTS = 5
-MAX_WAIT = 86400.0
+MAX_WAIT = 2 * 86400.0  # above the longest --timeout (24 h) with room for up's margin
 
 Spawn = Callable[[list[str], "IO[bytes] | None"], ChildProcess]
 
@@ -56,6 +58,7 @@ class Launch:
     ready_fd: int | None = None  # the readiness pipe: one line, READY or ERROR
     watch_pidfd: int | None = None
     watch_pid: int | None = None
+    login_deadline: float | None = None  # CLOCK_MONOTONIC, from `up`: its --timeout holds
 
 
 @dataclass
@@ -73,7 +76,7 @@ class Supervision:
         return min(8.0, 0.5 * 2.0 ** (self.restarts - 1))
 
 
-class Manager:
+class Manager(Loop):
     def __init__(
         self,
         launch: Launch,
@@ -84,12 +87,17 @@ class Manager:
         api: Any = None,
         watch: Callable[[ChildProcess, float], None] | None = None,
     ) -> None:
+        super().__init__()
         self.launch = launch
         self.cfg = launch.cfg
         self.paths = launch.paths
         self.log = log
         self.clock = clock
         self.started = clock()
+        me = ProcessIdentity.of(os.getpid())
+        # Sent with every status: a client in another container must never take our PID for
+        # one of its own processes.
+        self.identity = me.to_json() if me else None
         cfg = self.cfg
         self.lifetime = Lifetime(clock, cfg.max_lifetime, launch.watch_pid, launch.watch_pidfd)
         self.api = api or LocalAPI(self.paths.tailscaled_socket)
@@ -97,10 +105,6 @@ class Manager:
         self.watch = watch or (
             lambda proc, delay: start_watcher(self.api, proc, self.post, clock, delay)
         )
-        self.sel = selectors.DefaultSelector()
-        self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
-        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.sel.register(self.wake_r, selectors.EVENT_READ, self._drain_wake)
         self.server = ControlServer(launch.listener, self.sel, clock=clock, log=self.log.info)
         self.server.on("status", lambda r: r.reply(self.status()))
         self.server.on("wait", self._on_wait)
@@ -113,26 +117,21 @@ class Manager:
             spawn=lambda argv: self.spawn(argv, None),
             outcome=self,
             clock=clock,
+            deadline=launch.login_deadline,
         )
         self.sup = Supervision()
         self.tailscaled: TailscaledRun | None = None
         self.waiters = Waiters()
         self.down_requests: list[Request] = []
         self.stop_reason: str | None = None
+        self.stop_at: float | None = None
         self.logout_on_stop = not cfg.persist_node
         self.exit_code = 0
         self.shutdown_on_failure = True  # a login that never succeeded leaves nothing running
         self._socket_ino = _inode(self.paths.control_socket)
-        self._signals: list[int] = []
         self._preexec = die_with_parent(os.getpid())
 
     # --- plumbing -------------------------------------------------------------------------
-
-    def post(self, event: Event) -> None:
-        """Called from other threads: hand an event to the main loop."""
-        self.events.put(event)
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self.wake_w, b"e")
 
     def _spawn_child(self, argv: list[str], stdout: IO[bytes] | None) -> ChildProcess:
         # No proxy variables (tailscaled would reach control through its own proxy) and no
@@ -142,9 +141,6 @@ class Manager:
 
     def _child_exited(self, child: Child, code: int) -> None:
         self.post(ev.ChildExited(child, code))
-
-    def _on_signal(self, signum: int, _frame: Any) -> None:
-        self._signals.append(signum)
 
     def note(self, message: str) -> None:
         self.log.info(message)
@@ -156,9 +152,7 @@ class Manager:
     # --- main loop ------------------------------------------------------------------------
 
     def run(self) -> int:
-        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, self._on_signal)
+        self.install_signals()
         self.lifetime.register(self.sel, self.stop)
         try:
             self.write_record()
@@ -203,22 +197,11 @@ class Manager:
         return 3600.0 if soonest is None else max(0.0, soonest - self.clock())
 
     def tick(self) -> None:
-        for key, _mask in self.sel.select(self._next_timeout()):
-            key.data()
-        while self._signals:
-            self.stop(f"received {signal.Signals(self._signals.pop()).name}")
-        while True:
-            try:
-                event = self.events.get_nowait()
-            except queue.Empty:
-                break
-            self.handle(event)
-        self.timers(self.clock())
+        def on_signal(signum: int) -> None:
+            self.stop(f"received {signal.Signals(signum).name}")
 
-    def _drain_wake(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self.wake_r, 512):
-                pass
+        self.turn(self._next_timeout(), on_signal, self.handle)
+        self.timers(self.clock())
 
     def timers(self, now: float) -> None:
         ending = self.lifetime.check(now)
@@ -226,7 +209,10 @@ class Manager:
             self.stop(ending)
         if self.sup.restart_at is not None and now >= self.sup.restart_at:
             self.sup.restart_at = None
-            self.start_tailscaled()
+            try:
+                self.start_tailscaled()
+            except OSError as exc:  # a full disk, no descriptors left: a failed restart
+                self._tailscaled_failed(f"cannot start tailscaled ({exc.strerror or exc})")
         self.login.tick(now)
         self.waiters.expire(now, lambda: self._wait_reply(timed_out=True))
         self.server.expire(now)
@@ -284,7 +270,7 @@ class Manager:
         self.tailscaled = TailscaledRun(proc, ProcessIdentity.of(proc.pid), self.clock(), offset)
         self.login.phase = Phase.STARTING
         self.note(f"started tailscaled (pid {proc.pid}): {' '.join(argv[1:])}")
-        self.write_record()
+        self._guarded("writing manager.json", self.write_record)
         self.watch(proc, 0.0)
 
     def _current(self, proc: ChildProcess) -> bool:
@@ -384,16 +370,25 @@ class Manager:
     def stop(self, reason: str) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
+            self.stop_at = self.clock()
             self.login.halt()
             self.note(f"stopping: {reason}")
 
-    def _logout(self) -> None:
+    def _logout(self, timeout: float) -> None:
         td = self.tailscaled
         if td is not None and td.exited is None and td.api_ready:
             argv = logout_argv(self.launch.binaries, self.paths)
-            logout(lambda: self.spawn(argv, None), self.note, LOGOUT_TIMEOUT)
+            logout(lambda: self.spawn(argv, None), self.note, timeout)
 
     def shutdown(self) -> None:
+        """Everything stops within SHUTDOWN_BUDGET of the decision to stop (the README's 2 s),
+        even with a frozen tailscaled; a step that fails (a read-only or full workspace) is
+        noted and the next one still runs."""
+        budget_end = (self.stop_at or self.clock()) + SHUTDOWN_BUDGET
+
+        def left(reserve: float, most: float) -> float:
+            return max(0.1, min(most, budget_end - reserve - self.clock()))
+
         # A node that never logged in has nothing to log out (and the control server may be
         # the very thing that is unreachable).
         never_ran = self.login.phase is Phase.FAILED and self.login.running_since is None
@@ -401,22 +396,32 @@ class Manager:
         self.server.stop_listening()
         if _inode(self.paths.control_socket) == self._socket_ino:
             # New clients get "no manager" at once rather than a dying one.
-            statedir.remove_file(self.paths.control_socket)
+            self._guarded("removing the control socket", self.paths.control_socket.unlink)
         self._answer_waiters()
         if self.logout_on_stop and not never_ran:
-            self._logout()
+            self._logout(left(reserve=0.6, most=LOGOUT_TIMEOUT))
         if self.tailscaled is not None:
-            self.tailscaled.stop(self.note)
+            # A tailscaled that never ran has no node to save: it gets a short grace.
+            most = NEVER_RAN_GRACE if never_ran else TERM_GRACE
+            self.tailscaled.stop(self.note, grace=left(reserve=0.1, most=most))
         self.server.close()
         for path in (self.paths.tailscaled_socket, self.paths.record):
-            statedir.remove_file(path)
-        statedir.clear_secrets(self.paths)
+            self._guarded(f"removing {path.name}", functools.partial(statedir.remove_file, path))
+        self._guarded("removing key files", lambda: statedir.clear_secrets(self.paths))
         # When the phase failed, no after hook ran `down --env`: take our dead proxies out of
         # Spacelift's saved environment ourselves, so the next phase does not inherit them.
         for path in clean_saved_envs(self.launch.env, self.cfg.proxies):
             self.note(f"removed our proxy lines from {path}")
         self.note(f"manager {os.getpid()} stopped: {self.stop_reason}")
         # down's connections close when this process exits: that is its "all gone" signal.
+
+    def _guarded(self, what: str, step: Callable[[], object]) -> None:
+        try:
+            step()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            self.note(f"{what} failed ({exc.strerror or exc}); going on")
 
 
 def _inode(path: Any) -> int | None:

@@ -17,14 +17,17 @@ if TYPE_CHECKING:
 
 def status_reply(m: Manager) -> dict[str, Any]:
     summary: dict[str, Any] = {"backend_state": m.login.backend_state}
-    if m.tailscaled is not None and m.tailscaled.api_ready:
+    # A stopping manager answers from what it knows: tailscaled may be frozen, and the
+    # shutdown must stay within its 2 seconds.
+    if m.tailscaled is not None and m.tailscaled.api_ready and m.stop_reason is None:
         with contextlib.suppress(LocalAPIError, ValueError):
-            summary = summarize(m.api.status(1.0))
+            summary = summarize(m.api.status(0.5))
     now = m.clock()
     return {
         "ok": True,
         "running": True,
         "manager_pid": os.getpid(),
+        "manager": m.identity,
         "phase": m.login.phase.value,
         "backend_state": summary.get("backend_state"),
         "tailscale_ips": summary.get("tailscale_ips", []),

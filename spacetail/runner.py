@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from types import FrameType
@@ -17,6 +16,7 @@ from spacetail.config import Config
 from spacetail.errors import OperationFailed
 from spacetail.paths import Paths
 from spacetail.proxyenv import proxy_variables
+from spacetail.up import up
 
 
 def run(cfg: Config, paths: Paths, env: Mapping[str, str], command: Sequence[str]) -> int:
@@ -32,11 +32,8 @@ def run(cfg: Config, paths: Paths, env: Mapping[str, str], command: Sequence[str
 
     # Installed before up: a signal that comes while connecting still ends in down.
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    deadline = time.monotonic() + cfg.timeout  # one deadline for the login and the peers
     try:
-        reply = client.up(replace(cfg, watch_shell=False), paths, env, watch_pid=os.getpid())
-        if cfg.peers and not received:
-            client.wait_for_peers(reply, cfg.peers, deadline)
+        reply = up(replace(cfg, watch_shell=False), paths, env, watch_pid=os.getpid())
         if received:
             return 128 + received[0]
         child_env = dict(env)

@@ -33,10 +33,11 @@ SECRET_PREFIX = "auth-"  # noqa: S105 - a file name prefix, not a password
 
 
 def remove_file(path: Path) -> bool:
-    """Unlink PATH if it exists (never following a symlink); True when something was removed."""
+    """Unlink PATH if it exists (never following a symlink); True when something was removed.
+    A file that cannot be removed (a read-only workspace) is left, and False says so."""
     try:
         os.unlink(path)
-    except (FileNotFoundError, IsADirectoryError):
+    except OSError:
         return False
     return True
 
@@ -169,8 +170,12 @@ def manager_lock_held(paths: Paths) -> bool:
 
 
 @contextlib.contextmanager
-def control_lock(paths: Paths, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
-    """Held by up and down while they change things: serializes them."""
+def control_lock(
+    paths: Paths, timeout: float = LOCK_TIMEOUT, *, best_effort: bool = False
+) -> Iterator[bool]:
+    """Held by up and down while they change things: serializes them. With BEST_EFFORT (down),
+    a lock that cannot be created at all (a read-only workspace) is gone without: stopping a
+    manager must not depend on writing a file. Yields whether the lock is held."""
     from filelock import Timeout
 
     try:
@@ -181,9 +186,12 @@ def control_lock(paths: Paths, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
             "is one stuck? (spacetail status)"
         ) from None
     except OSError as exc:
+        if best_effort:
+            yield False
+            return
         raise OperationFailed(f"cannot lock {paths.ctl_lock}: {exc.strerror or exc}") from exc
     try:
-        yield
+        yield True
     finally:
         lock.release()
 
@@ -217,6 +225,23 @@ class Probe:
     @property
     def tailscaled_ident(self) -> ProcessIdentity | None:
         return ProcessIdentity.from_json((self.record or {}).get("tailscaled"))
+
+    @property
+    def answering_ident(self) -> ProcessIdentity | None:
+        """Who the answering manager says it is (boot, PID namespace, PID, start time)."""
+        return ProcessIdentity.from_json((self.status or {}).get("manager"))
+
+    @property
+    def foreign(self) -> bool:
+        """A manager answers, but from another container (or boot): its PID means nothing here,
+        and its proxies are not this container's."""
+        ident = self.answering_ident
+        return self.answering and (ident is None or not ident.same_world())
+
+    def describe_foreign(self) -> str:
+        ident = self.answering_ident
+        where = ident.container if ident else "an unknown place"
+        return f"a manager of another container ({where}) answers for this state folder"
 
     def describe_stale(self) -> str:
         ident = self.manager_ident

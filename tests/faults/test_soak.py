@@ -21,6 +21,7 @@ DRIVER = """
 import io, json, os, sys, time
 sys.path.insert(0, sys.argv[1])
 from spacetail import client, config
+from spacetail.up import up
 from spacetail.paths import Paths
 cycles = int(sys.argv[2])
 env = dict(os.environ)
@@ -34,7 +35,7 @@ def fds(pid="self"):
 rows = []
 for _ in range(cycles):
     t0 = time.monotonic()
-    reply = client.up(cfg, paths, env, out=sink)
+    reply = up(cfg, paths, env, out=sink)
     t1 = time.monotonic()
     manager = reply["manager_pid"]
     manager_fds = len(fds(manager))

@@ -58,15 +58,13 @@ class Bed:
 
     def signal(self, signum: int) -> None:
         """As the real handler does: record, then wake the loop through its pipe."""
-        self.m._on_signal(signum, None)
+        self.m.on_signal(signum, None)
         os.write(self.m.wake_w, b"s")
         self.m.tick()
 
     def close(self) -> None:
         self.m.server.close()
-        self.m.sel.close()
-        os.close(self.m.wake_r)
-        os.close(self.m.wake_w)
+        self.m.close()
         self.log.close()
 
 
@@ -188,9 +186,7 @@ def test_tailscaled_gets_no_proxy_variable_and_no_secret(tmp_path: Path) -> None
         assert child_env == {"PATH": "/usr/bin", "HOME": "/h"}
     finally:
         m.server.close()
-        m.sel.close()
-        os.close(m.wake_r)
-        os.close(m.wake_w)
+        m.close()
 
 
 def test_a_wait_is_answered_when_the_node_runs(bed: Bed, tmp_path: Path) -> None:
