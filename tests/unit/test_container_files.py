@@ -205,11 +205,11 @@ def workflow(name: str) -> str:
 def test_actions_are_pinned(name: str) -> None:
     text = workflow(name)
     assert "\t" not in text
-    uses = re.findall(r"^\s*(?:- )?uses:\s*(\S+)\s*$", text, re.M)
+    uses = re.findall(r"^\s*(?:- )?uses:\s*(\S+)\s*(?:#.*)?$", text, re.M)
     assert uses
     for action in uses:
         _, _, ref = action.partition("@")
-        assert re.fullmatch(r"v\d+|release/v\d+|[0-9a-f]{40}", ref), action
+        assert re.fullmatch(r"[0-9a-f]{40}", ref), action
 
 
 def test_ci_runs_tox_on_pull_requests_and_main() -> None:
@@ -251,7 +251,7 @@ def test_release_workflow() -> None:
     for needle in (
         'tags: ["v*"]',
         "python -m build",
-        "pypa/gh-action-pypi-publish@release/v1",
+        "pypa/gh-action-pypi-publish@",
         "id-token: write",
     ):
         assert needle in text, needle
