@@ -100,12 +100,12 @@ def test_download_is_verified_before_unpacking() -> None:
 
 def test_spacetail_has_its_own_virtualenv() -> None:
     parsed = instructions(DOCKERFILE)
-    assert ("COPY", "pyproject.toml README.md ./") in parsed
+    assert ("COPY", "pyproject.toml README.md LICENSE ./") in parsed
     assert ("COPY", "spacetail ./spacetail") in parsed
     build = next(args for keyword, args in parsed if keyword == "RUN" and "venv" in args)
     assert "python3 -m venv /opt/spacetail" in build
     assert "/opt/spacetail/bin/pip install --no-cache-dir ." in build
-    for name in ("pyproject.toml", "README.md", "spacetail"):
+    for name in ("pyproject.toml", "README.md", "LICENSE", "spacetail"):
         assert (REPO / name).exists(), f"the image build copies {name}, which is missing"
 
 
