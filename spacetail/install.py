@@ -24,7 +24,7 @@ import platformdirs
 from spacetail import __version__
 from spacetail.errors import ConfigError, OperationFailed
 
-DEFAULT_VERSION = "1.96.4"
+DEFAULT_VERSION = "1.102.3"
 DEFAULT_BASE_URL = "https://pkgs.tailscale.com/stable"
 EXECUTABLES = ("tailscale", "tailscaled")
 SUPPORTED_ARCHES = ("386", "amd64", "arm", "arm64")

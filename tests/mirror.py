@@ -4,6 +4,7 @@ integration): it serves files from a dict and counts the requests."""
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import urllib.parse
 from collections import Counter
@@ -58,6 +59,12 @@ class Mirror:
         name = f"/stable/tailscale_{version}_{arch}.tgz"
         self.files[name] = package
         self.files[name + ".sha256"] = sha256_line(package) if sha is None else sha
+
+    def publish_listing(self, version: str, arches: tuple[str, ...] = ("amd64", "arm64")) -> None:
+        """The folder's JSON listing, as `/stable/?mode=json` answers (the fields read here)."""
+        tarballs = {arch: f"tailscale_{version}_{arch}.tgz" for arch in arches}
+        listing = {"TarballsVersion": version, "Tarballs": tarballs}
+        self.files["/stable/"] = json.dumps(listing).encode()
 
     def package_requests(self, name: str = PKG) -> int:
         return self.requests[f"/stable/{name}"]

@@ -100,12 +100,12 @@ def test_download_is_verified_before_unpacking() -> None:
 
 def test_spacetail_has_its_own_virtualenv() -> None:
     parsed = instructions(DOCKERFILE)
-    assert ("COPY", "pyproject.toml README.md ./") in parsed
+    assert ("COPY", "pyproject.toml README.md LICENSE ./") in parsed
     assert ("COPY", "spacetail ./spacetail") in parsed
     build = next(args for keyword, args in parsed if keyword == "RUN" and "venv" in args)
     assert "python3 -m venv /opt/spacetail" in build
     assert "/opt/spacetail/bin/pip install --no-cache-dir ." in build
-    for name in ("pyproject.toml", "README.md", "spacetail"):
+    for name in ("pyproject.toml", "README.md", "LICENSE", "spacetail"):
         assert (REPO / name).exists(), f"the image build copies {name}, which is missing"
 
 
@@ -205,11 +205,11 @@ def workflow(name: str) -> str:
 def test_actions_are_pinned(name: str) -> None:
     text = workflow(name)
     assert "\t" not in text
-    uses = re.findall(r"^\s*(?:- )?uses:\s*(\S+)\s*$", text, re.M)
+    uses = re.findall(r"^\s*(?:- )?uses:\s*(\S+)\s*(?:#.*)?$", text, re.M)
     assert uses
     for action in uses:
         _, _, ref = action.partition("@")
-        assert re.fullmatch(r"v\d+|release/v\d+|[0-9a-f]{40}", ref), action
+        assert re.fullmatch(r"[0-9a-f]{40}", ref), action
 
 
 def test_ci_runs_tox_on_pull_requests_and_main() -> None:
@@ -251,7 +251,7 @@ def test_release_workflow() -> None:
     for needle in (
         'tags: ["v*"]',
         "python -m build",
-        "pypa/gh-action-pypi-publish@release/v1",
+        "pypa/gh-action-pypi-publish@",
         "id-token: write",
     ):
         assert needle in text, needle

@@ -151,7 +151,9 @@ def test_bad_versions(version: str) -> None:
 def test_exact_version_message() -> None:
     with pytest.raises(ConfigError) as excinfo:
         install.validate_version("1.9x")
-    assert str(excinfo.value) == '--version: "1.9x" is not a tailscale version like 1.96.4'
+    assert str(excinfo.value) == (
+        f'--version: "1.9x" is not a tailscale version like {install.DEFAULT_VERSION}'
+    )
 
 
 def test_package_urls() -> None:

@@ -1,0 +1,106 @@
+"""The Spacelift plugin (plugin/): the committed manifest is what spaceforge generates from
+plugin.py, it validates against spaceforge's own schema, its hooks are terraform/hooks.json's
+for every phase, its secrets are sensitive, and spaceforge is never a runtime dependency."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import terraform_module as tf
+
+REPO = Path(__file__).resolve().parents[2]
+PLUGIN = REPO / "plugin" / "plugin.py"
+MANIFEST = REPO / "plugin" / "plugin.yaml"
+SECRETS = {"TS_AUTHKEY", "TS_CLIENT_SECRET", "TS_ID_TOKEN"}
+VARIABLES = SECRETS | {"TS_CLIENT_ID", "TS_AUDIENCE", "SPACETAIL_TAGS", "TS_HOSTNAME",
+                       "SPACETAIL_FORWARDS", "TS_EXTRA_ARGS", "SPACETAIL_PIP_SPEC"}  # fmt: skip
+
+
+def manifest() -> dict[str, Any]:
+    yaml = pytest.importorskip("yaml")
+    data = yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def context() -> dict[str, Any]:
+    (only,) = manifest()["contexts"]
+    assert isinstance(only, dict)
+    return only
+
+
+def test_committed_manifest_is_what_spaceforge_generates(tmp_path: Path) -> None:
+    pytest.importorskip("spaceforge")
+    out = tmp_path / "plugin.yaml"
+    result = subprocess.run(
+        [sys.executable, "-m", "spaceforge", "generate", str(PLUGIN), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The manifest mounts plugin.py's text; generated from the same file it must be identical.
+    assert out.read_text(encoding="utf-8") == MANIFEST.read_text(encoding="utf-8"), (
+        "plugin/plugin.yaml is stale: spaceforge generate plugin/plugin.py -o plugin/plugin.yaml"
+    )
+
+
+def test_manifest_validates_against_spaceforges_schema() -> None:
+    spaceforge = pytest.importorskip("spaceforge")
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((Path(spaceforge.__file__).parent / "schema.json").read_text("utf-8"))
+    data = manifest()
+    jsonschema.validate(data, schema)
+    # The schema is not vacuous: a manifest without a name, or with a parameter of an unknown
+    # type, is refused.
+    broken = copy.deepcopy(data)
+    del broken["name"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+    broken = copy.deepcopy(data)
+    broken["parameters"][0]["type"] = "secret"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+
+
+def test_hooks_are_the_one_source_for_every_phase() -> None:
+    hooks = context()["hooks"]
+    source = tf.hooks()
+    before = source["install"] + source["up"]
+    for phase in tf.PHASES:
+        # spaceforge appends its own `mkdir` of the plugin folder to before_init.
+        assert hooks[f"before_{phase}"][: len(before)] == before, phase
+        assert hooks[f"after_{phase}"] == source["down"], phase
+    assert hooks["before_init"][len(before) :] == ["mkdir -p /mnt/workspace/plugins/spacetail"]
+    for phase in ("plan", "apply", "destroy", "perform"):
+        assert len(hooks[f"before_{phase}"]) == len(before), phase
+
+
+def test_parameters_map_to_spacetails_variables() -> None:
+    params = {p["id"]: p for p in manifest()["parameters"]}
+    env = {v["key"]: v for v in context()["env"]}
+    assert set(env) == VARIABLES
+    for key, variable in env.items():
+        param = params[variable["value_from_parameter"]]
+        assert variable["sensitive"] is param["sensitive"] is (key in SECRETS), key
+        # Optional and empty by default: an empty variable is unset for spacetail.
+        assert param["required"] is False and param["default"] == "", key
+    assert context()["labels"] == ["autoattach:tailscale"]
+
+
+def test_spaceforge_is_not_a_runtime_dependency() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text("utf-8"))["project"]
+    assert not any("spaceforge" in dep for dep in project["dependencies"])
+    assert "spaceforge==1.9.0" in (REPO / "tox.ini").read_text("utf-8")
+    # Nothing in the plugin runs a hook method: no spaceforge needed in the run either.
+    assert not any("spaceforge" in line for hooks in context()["hooks"].values() for line in hooks)

@@ -1,0 +1,43 @@
+"""The README's hook lines are the shared ones (terraform/hooks.json) that the Terraform module
+and the plugin use, for every phase; no `pip install --user` anywhere."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests import install_docs, terraform_module
+
+pytest.importorskip("yaml")
+
+
+def test_stock_image_hooks_are_the_shared_ones() -> None:
+    hooks = install_docs.section_hooks("Without a custom image")
+    source = terraform_module.hooks()
+    for phase in install_docs.PHASES:
+        assert hooks[f"before_{phase}"] == source["install"] + source["up"], phase
+        assert hooks[f"after_{phase}"] == source["down"], phase
+
+
+def test_runner_image_hooks_are_the_shared_ones() -> None:
+    hooks = install_docs.section_hooks("3. The hooks")
+    source = terraform_module.hooks()
+    for phase in install_docs.PHASES:
+        assert hooks[f"before_{phase}"] == source["up"], phase
+        assert hooks[f"after_{phase}"] == source["down"], phase
+
+
+def test_no_user_installs_and_one_placeholder() -> None:
+    text = install_docs.README.read_text(encoding="utf-8")
+    assert "pip install --user" not in text
+    assert "OWNER" not in text
+    urls = {u for u in text.split() if "github.com/" in u and "spacetail" in u}
+    assert urls, "the README names no repository URL"
+    assert all("<org>" in u for u in urls), urls
+
+
+def test_quick_start_is_a_clone_into_a_venv() -> None:
+    assert install_docs.quick_start() == [
+        f"git clone {install_docs.ORG_URL} && cd spacetail",
+        "python3 -m venv .venv && .venv/bin/pip install --quiet .",
+        ".venv/bin/spacetail --version",
+    ]
