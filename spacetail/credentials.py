@@ -81,6 +81,16 @@ def secret_from(name: str, raw: str, *, check_mode: bool = True) -> Secret:
 
 
 def auth_from_env(env: Mapping[str, str], tags: tuple[str, ...]) -> Auth | None:
+    # Two ways of logging in at once is a mistake to name, not a precedence to guess at.
+    given = [
+        n for n in ("TS_AUTHKEY", "TS_CLIENT_SECRET", "TS_CLIENT_ID") if env.get(n, "").strip()
+    ]
+    if not given and env.get("TS_AUTH_KEY", "").strip():
+        given = ["TS_AUTH_KEY"]
+    if len(given) > 1:
+        raise ConfigError(
+            f"{given[1]}: set together with {given[0]}; set one credential and unset the other"
+        )
     for name in ("TS_AUTHKEY", "TS_AUTH_KEY"):
         raw = env.get(name, "").strip()
         if raw:

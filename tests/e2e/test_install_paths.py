@@ -196,12 +196,7 @@ def test_plugin_hooks_across_plan_and_apply(
                 "oauth_client_secret": "tskey-client-ok-x",
                 "tags": "tag:ci",
             },
-            "error: TS_CLIENT_SECRET",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="spacetail's config takes the first credential set (README: first match "
-                "wins); refusing two is a change to spacetail/config.py",
-            ),
+            "error: TS_CLIENT_SECRET: set together with TS_AUTHKEY",
         ),
     ],
     ids=["no-credential", "oauth-without-tags", "wif-without-tags", "two-credentials"],

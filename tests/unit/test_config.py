@@ -37,8 +37,12 @@ def test_no_credentials_is_a_usage_error() -> None:
 def test_auth_key_names_in_precedence_order() -> None:
     cfg = load({"TS_AUTHKEY": "tskey-auth-a", "TS_AUTH_KEY": "tskey-auth-b"})
     assert cfg.auth is not None and cfg.auth.secret.read() == "tskey-auth-a"
-    cfg = load({"TS_AUTH_KEY": "tskey-auth-b", "TS_CLIENT_SECRET": "tskey-client-x"})
-    assert cfg.auth is not None and cfg.auth.kind == "authkey"
+    with pytest.raises(ConfigError, match=r"^TS_CLIENT_SECRET: set together with TS_AUTH"):
+        load({"TS_AUTHKEY": "tskey-auth-b", "TS_CLIENT_SECRET": "tskey-client-x"})
+    with pytest.raises(ConfigError, match=r"^TS_CLIENT_ID: set together with TS_CLIENT_SECRET"):
+        load(
+            {"TS_CLIENT_SECRET": "tskey-client-x", "TS_CLIENT_ID": "k1", "SPACETAIL_TAGS": "tag:a"}
+        )
 
 
 def test_secret_is_never_in_repr() -> None:
