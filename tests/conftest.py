@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-
 from tests import helpers, realbin
+from tests.ci_skips import pytest_runtest_makereport  # noqa: F401 (a hook: CI fails on skips)
 from tests.mirror import PROXY_VARS, Mirror
-
 
 # No example database: runs (and the mutation harness's copies) leave no .hypothesis/ behind, and
 # every run explores afresh rather than replaying one machine's history.

@@ -3,6 +3,7 @@ and run only the tests that guard it: every bug must make them fail ("killed").
 
     python -m tests.mutants [NAME ...]       # all, or the named ones
     python -m tests.mutants --list
+    python -m tests.mutants --baseline [NAME ...]   # the guarding tests pass without the bugs
 
 Prints a table (bug, promise, killed/survived, time) and exits 1 if a bug survived, a patch no
 longer applies (its function is gone, or the old text is not in it exactly once), or the tests
@@ -124,7 +125,8 @@ def check_import(copy: Path, env: dict[str, str]) -> None:
         raise SystemExit(f"mutants: the tests would import {out.stdout.strip()}, not the copy")
 
 
-def run_all(selected: list[Mutant]) -> list[Outcome]:
+def run_all(selected: list[Mutant], baseline: bool = False) -> list[Outcome]:
+    """Each bug in turn; with BASELINE, the same tests without the bug (they must pass)."""
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="spacetail-mutants-") as tmp:
         copy = Path(tmp) / "repo"
@@ -136,18 +138,23 @@ def run_all(selected: list[Mutant]) -> list[Outcome]:
             original = target.read_text()
             started = time.monotonic()
             try:
-                target.write_text(patched(original, mutant))
+                text = patched(original, mutant)
+                if not baseline:
+                    target.write_text(text)
             except (ValueError, SyntaxError) as exc:
                 outcomes.append(Outcome(mutant, "stale", 0.0, str(exc)))
                 print(f"{mutant.name}: stale: {exc}", flush=True)
                 continue
             try:
                 verdict, detail = run_tests(copy, mutant, env)
+                if baseline:  # without the bug the guarding tests must pass
+                    verdict = {"survived": "killed", "killed": "survived"}.get(verdict, verdict)
+                    detail = "baseline: " + detail
             finally:
                 target.write_text(original)
             outcome = Outcome(mutant, verdict, time.monotonic() - started, detail)
             outcomes.append(outcome)
-            print(f"{mutant.name}: {verdict} in {outcome.seconds:.1f}s", flush=True)
+            print(f"{mutant.name}: {verdict} in {outcome.seconds:.1f}s: {detail}", flush=True)
     return outcomes
 
 
@@ -166,13 +173,15 @@ def main(args: list[str]) -> int:
         for m in MUTANTS:
             print(f"{m.name}: {m.promise} ({m.file}:{m.function}) -> {' '.join(m.tests)}")
         return 0
-    unknown = sorted(set(args) - {m.name for m in MUTANTS})
+    unknown = sorted(set(args) - {m.name for m in MUTANTS} - {"--baseline"})
     if unknown:
         print(f"mutants: unknown bug(s) {', '.join(unknown)}; see --list", file=sys.stderr)
         return 2
+    baseline = "--baseline" in args
+    args = [a for a in args if a != "--baseline"]
     selected = [m for m in MUTANTS if not args or m.name in args]
     started = time.monotonic()
-    outcomes = run_all(selected)
+    outcomes = run_all(selected, baseline)
     print("\n" + table(outcomes))
     for o in outcomes:
         if o.verdict != "killed":
