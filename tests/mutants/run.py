@@ -36,7 +36,7 @@ SKIP = shutil.ignore_patterns(
 @dataclass(frozen=True)
 class Outcome:
     mutant: Mutant
-    verdict: str  # killed, survived, stale, error
+    verdict: str  # killed, survived, stale, error; with --baseline: passes, fails
     seconds: float
     detail: str = ""
 
@@ -148,13 +148,13 @@ def run_all(selected: list[Mutant], baseline: bool = False) -> list[Outcome]:
             try:
                 verdict, detail = run_tests(copy, mutant, env)
                 if baseline:  # without the bug the guarding tests must pass
-                    verdict = {"survived": "killed", "killed": "survived"}.get(verdict, verdict)
-                    detail = "baseline: " + detail
+                    verdict = {"survived": "passes", "killed": "fails"}.get(verdict, verdict)
             finally:
                 target.write_text(original)
             outcome = Outcome(mutant, verdict, time.monotonic() - started, detail)
             outcomes.append(outcome)
-            print(f"{mutant.name}: {verdict} in {outcome.seconds:.1f}s: {detail}", flush=True)
+            line = detail.splitlines()[-1] if detail else ""
+            print(f"{mutant.name}: {verdict} in {outcome.seconds:.1f}s: {line}", flush=True)
     return outcomes
 
 
@@ -183,10 +183,11 @@ def main(args: list[str]) -> int:
     started = time.monotonic()
     outcomes = run_all(selected, baseline)
     print("\n" + table(outcomes))
-    for o in outcomes:
-        if o.verdict != "killed":
-            print(f"\n{o.mutant.name} {o.verdict}:\n{o.detail}")
-    bad = [o for o in outcomes if o.verdict != "killed"]
-    print(f"\n{len(outcomes) - len(bad)} of {len(outcomes)} bugs killed "
+    good = "passes" if baseline else "killed"
+    bad = [o for o in outcomes if o.verdict != good]
+    for o in bad:
+        print(f"\n{o.mutant.name} {o.verdict}:\n{o.detail}")
+    what = "test selections pass without their bug" if baseline else "bugs killed"
+    print(f"\n{len(outcomes) - len(bad)} of {len(outcomes)} {what} "
           f"in {time.monotonic() - started:.0f}s")  # fmt: skip
     return 1 if bad else 0
