@@ -118,7 +118,7 @@ def test_wait_times_out_saying_so(userland: Userland, fake_env: dict[str, str]) 
         result = st(userland, env, "wait", "--timeout", "1")
         assert result.returncode == 1
         assert "timed out after 1s" in result.stderr
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started <= 1.0 + 0.5  # its --timeout; 0.5 s for the client
     finally:
         st(userland, env, "down")
 
@@ -130,7 +130,7 @@ def test_bad_key_fails_with_tailscale_reason_and_leaves_nothing(
     started = time.monotonic()
     up = st(userland, env, "up", "--no-watch", "--timeout", "30")
     assert up.returncode == 1
-    assert time.monotonic() - started < 10  # a permanent error is not retried for 30 s
+    assert time.monotonic() - started < 3.0  # at once: a permanent error is not retried
     assert "could not connect to the tailnet" in up.stderr
     assert "invalid key" in up.stderr.lower()
     assert "what to do:" in up.stderr

@@ -78,7 +78,8 @@ def test_unreachable_login_server_fails_with_the_real_error(
     up = helpers.run(userland, ["up", "--timeout", "4"], env, timeout=30)
     elapsed = time.monotonic() - started
     assert up.returncode == 1
-    assert elapsed < 4 + 4, f"up took {elapsed:.1f}s for a 4s timeout"
+    # Its timeout, plus 1 s: the real tailscaled takes about 1 s to exit on SIGTERM.
+    assert elapsed <= 4 + 1.5, f"up took {elapsed:.1f}s for a 4s timeout"
     # tailscale's own words, from its Health, reach the user.
     assert f'fetch control key: Get "http://127.0.0.1:{port}/key' in up.stderr
     assert "connection refused" in up.stderr
@@ -129,7 +130,7 @@ def test_tailscaled_refusing_a_flag_fails_up_with_its_words(
     started = time.monotonic()
     up = helpers.run(userland, ["up", "--timeout", "20"], env)
     assert up.returncode == 1
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 3.0  # at once, not at the 20 s timeout
     assert "tailscaled exited with status 2" in up.stderr
     assert "flag provided but not defined: -no-such-flag" in up.stderr
     assert not helpers.processes_with_marker(env[helpers.MARKER])
