@@ -201,6 +201,36 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/unit/test_log.py",),
     ),
     Mutant(
+        "no-sigkill-escalation",
+        "a tailscaled that ignores SIGTERM gets SIGKILL after 0.8 s",
+        "spacetail/manager.py",
+        "Manager._stop_tailscaled",
+        "            proc.signal(signal.SIGKILL)\n",
+        "",
+        (f"{FAULTS}::test_sigkill_of_down_while_the_manager_stops[ignores-term]",),
+    ),
+    Mutant(
+        "stale-key-kept",
+        "down removes the key file a killed manager left",
+        "spacetail/client.py",
+        "clean_stale",
+        "removed += clear_secrets(paths)",
+        "pass",
+        (f"{FAULTS}::test_sigkill_of_manager_during_login",),
+    ),
+    Mutant(
+        "manager-keeps-saved-env",
+        "after a failed phase the manager removes its proxy lines from the saved environment",
+        "spacetail/manager.py",
+        "Manager._clean_saved_env",
+        "if clean_saved_env(path, self.cfg.proxies):",
+        "if False:",
+        (
+            "tests/e2e/test_spacelift_runs.py::"
+            "test_failed_command_skips_down_and_the_manager_stops_with_the_shell",
+        ),
+    ),
+    Mutant(
         "permanent-error-retried",
         "an invalid key fails at once with tailscale's words",
         "spacetail/tailscale.py",
