@@ -11,9 +11,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests import helpers, realbin
+from tests.ci_skips import pytest_runtest_makereport  # noqa: F401 (a hook: CI fails on skips)
 from tests.mirror import PROXY_VARS, Mirror
+
+# No example database: runs (and the mutation harness's copies) leave no .hypothesis/ behind, and
+# every run explores afresh rather than replaying one machine's history.
+settings.register_profile("spacetail", database=None)
+settings.load_profile("spacetail")
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +47,8 @@ def real_tailscale() -> Path:
 
 # Each test's processes carry "<session>-<test>": the session part keeps two pytest runs on one
 # machine (two developers, or a run beside the benchmark) from judging each other's processes.
-SESSION = os.urandom(4).hex()
+# The mutation harness names the session, so that it can find what a hung run left behind.
+SESSION = os.environ.get("SPACETAIL_TEST_SESSION") or os.urandom(4).hex()
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.userns
 
 UP = 'eval "$(spacetail up --env)"'
 DOWN = 'eval "$(spacetail down --env)"'
-QUIET_WITHIN = 3.0  # seconds from the phase shell's exit until no process is left
+QUIET_WITHIN = 2.0  # README: the manager stops within 2 s of the shell's exit, logout included
 EOF_WITHIN = 1.0  # seconds from the phase shell's exit until its output pipe is closed
 PROXY_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")
 
@@ -225,6 +225,29 @@ def test_killed_container_then_down_and_up_in_fresh_containers(
     assert "FETCHED-OK" in resumed.log, resumed.describe()
     assert "STRANGERS-ALIVE" in resumed.log, resumed.describe()
     assert_finished_cleanly(resumed)
+
+
+def test_down_cleans_the_saved_environment_itself(spacelift_run: SpaceliftRun) -> None:
+    """A container killed after its environment was saved with spacetail's proxies in it: no
+    manager is left to clean the file, so only `down`'s own clean-up can take them out."""
+    run = spacelift_run
+    saved = f"/mnt/workspace/{run.saved_env_path.name}"
+    killed = run.phase(
+        "planning", f"export -p > {saved} && echo ENV-SAVED && exec sleep 60",
+        before=[UP], kill_on="ENV-SAVED",
+    )  # fmt: skip
+    assert killed.killed, killed.describe()
+    assert proxy_lines(run.saved_env(), run.env) != [], run.saved_env()
+
+    result = run.phase(
+        "applying", f"spacetail down; echo DOWN-EXIT=$?; cp {saved} /mnt/workspace/after-down"
+    )
+    assert "DOWN-EXIT=0" in result.log, result.describe()
+    assert "proxy line(s) from" in result.log, result.describe()
+    after_down = (run.workspace / "after-down").read_text()
+    assert "TF_VAR_spacelift_run_id" in after_down  # the rest of the file is kept
+    assert proxy_lines(after_down, run.env) == [], after_down
+    assert_finished_cleanly(result)
 
 
 # --- 5. down without up ---------------------------------------------------------------------

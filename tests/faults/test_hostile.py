@@ -211,6 +211,9 @@ def test_deeply_nested_request_does_not_stop_the_manager(
     assert ask(fake_env) is not None
 
 
+CLIENT_LIMIT = 5.0  # docs/faults.md #25: a silent control client is dropped after 5 s
+
+
 def test_silent_clients_do_not_stall_others(
     userland: Userland, fake_env: dict[str, str], manager: dict[str, Any]
 ) -> None:
@@ -218,9 +221,11 @@ def test_silent_clients_do_not_stall_others(
     poll(lambda: ask(fake_env) is not None, 5, "the manager answers")
     baseline = fd_count(pid)
     silent = []
+    connected: list[float] = []
     for i in range(50):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect(str(sock_path(fake_env)))
+        connected.append(time.monotonic())
         if i % 5 == 0:
             s.sendall(b'{"cmd": "sta')  # a partial line, never finished
         silent.append(s)
@@ -237,12 +242,15 @@ def test_silent_clients_do_not_stall_others(
         info = status(userland, fake_env)  # the whole command, as a user runs it
         figure("status_command_with_50_silent", time.monotonic() - started)
         assert time.monotonic() - started < 5 and info["manager_pid"] == pid
-        # Silent clients are dropped after the manager's 5 s client limit, not held forever.
-        started = time.monotonic()
-        for s in silent:
-            s.settimeout(10)
+        # Silent clients are dropped at the manager's 5 s client limit, not held forever. Slack:
+        # 0.5 s for the manager's accept and timer wake-up on a loaded machine.
+        latest = 0.0
+        for s, since in zip(silent, connected, strict=True):
+            s.settimeout(CLIENT_LIMIT + 1)
             assert s.recv(100) == b""
-        figure("silent_clients_dropped_after", time.monotonic() - started)
+            latest = max(latest, time.monotonic() - since)
+        figure("silent_clients_dropped_after", latest)
+        assert latest <= CLIENT_LIMIT + 0.5, f"a silent client was held {latest:.2f}s"
     finally:
         for s in silent:
             s.close()

@@ -3,6 +3,7 @@ Against the fake: only it can show each kind of control-server answer."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from pathlib import Path
@@ -11,6 +12,10 @@ import pytest
 
 from tests import helpers
 from tests.helpers import Userland, st, status
+
+# "Fails at once": one login attempt and the stop of what it started, never a retry (the first
+# retry would wait 1 s or more) and never the --timeout.
+AT_ONCE = 3.0
 
 
 def assert_secret_nowhere(secret: str, home: Path, *outputs: str) -> None:
@@ -50,10 +55,16 @@ def test_workload_identity_from_spacelift_oidc_token(
     )  # fmt: skip
     try:
         saw_login = False
+        deadline = time.monotonic() + 60
         while up.poll() is None:  # while logging in, no command line holds the token
+            assert time.monotonic() < deadline, "up did not finish"
             lines = "\n".join(helpers.command_lines())
             assert token not in lines
             saw_login = saw_login or "--id-token=file:" in lines
+            # A short pause between scans of /proc (the 1 s login spans many of them) leaves
+            # the cores to what is being watched; it returns at once when up exits.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                up.wait(0.01)
         out, err = up.communicate()
         assert up.returncode == 0, err
         assert saw_login
@@ -73,7 +84,7 @@ def test_workload_identity_rejected_fails_at_once(userland: Userland,
     started = time.monotonic()
     up = st(userland, env, "up", "--no-watch", "--timeout", "30")
     assert up.returncode == 1
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < AT_ONCE  # not retried within the 30 s
     assert "failed to exchange JWT" in up.stderr
 
 
@@ -93,7 +104,7 @@ def test_permanent_failures_are_not_retried(
     up = st(userland, env, "up", "--no-watch", "--timeout", "30")
     elapsed = time.monotonic() - started
     assert up.returncode == 1
-    assert elapsed < 10, f"a permanent failure took {elapsed:.1f}s"
+    assert elapsed < AT_ONCE, f"a permanent failure took {elapsed:.1f}s"
     assert expected in up.stderr
     assert advice in up.stderr
     assert key not in up.stderr
@@ -126,7 +137,9 @@ def test_a_login_that_never_finishes_fails_at_the_timeout(
     up = st(userland, env, "up", "--no-watch", "--timeout", "3")
     elapsed = time.monotonic() - started
     assert up.returncode == 1
-    assert 2.5 < elapsed < 15  # never before the timeout; the upper bound only catches a hang
+    # Never before the timeout, and not later than it: 1 s of slack for starting the client,
+    # stopping what the manager started and the client's own exit.
+    assert 3.0 <= elapsed <= 3.0 + 1.0, f"{elapsed:.1f}s for a 3s timeout"
     assert "not Running after 3s (state Starting)" in up.stderr
 
 
@@ -141,7 +154,7 @@ def test_peers(userland: Userland, fake_env: dict[str, str]) -> None:
         started = time.monotonic()
         bad = st(userland, env, "wait", "--timeout", "3", "--peer", "nowhere.example.com")
         assert bad.returncode == 1
-        assert time.monotonic() - started < 10
+        assert time.monotonic() - started <= 3.0 + 1.0  # its --timeout, 1 s for the client
         assert "nowhere.example.com" in bad.stderr and "did not answer" in bad.stderr
     finally:
         st(userland, env, "down")

@@ -118,7 +118,7 @@ def test_wait_times_out_saying_so(userland: Userland, fake_env: dict[str, str]) 
         result = st(userland, env, "wait", "--timeout", "1")
         assert result.returncode == 1
         assert "timed out after 1s" in result.stderr
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started <= 1.0 + 0.5  # its --timeout; 0.5 s for the client
     finally:
         st(userland, env, "down")
 
@@ -130,7 +130,7 @@ def test_bad_key_fails_with_tailscale_reason_and_leaves_nothing(
     started = time.monotonic()
     up = st(userland, env, "up", "--no-watch", "--timeout", "30")
     assert up.returncode == 1
-    assert time.monotonic() - started < 10  # a permanent error is not retried for 30 s
+    assert time.monotonic() - started < 3.0  # at once: a permanent error is not retried
     assert "could not connect to the tailnet" in up.stderr
     assert "invalid key" in up.stderr.lower()
     assert "what to do:" in up.stderr
@@ -153,34 +153,21 @@ def test_bad_configuration_exits_2_and_starts_nothing(
     assert result.returncode == 2 and "TS_AUTHKEY" in result.stderr
 
 
-def test_manager_stops_when_the_watched_process_exits(
-    userland: Userland, fake_env: dict[str, str]
-) -> None:
-    shell = subprocess.Popen(["sleep", "60"], env=fake_env)
+def test_max_lifetime(userland: Userland, fake_env: dict[str, str]) -> None:
+    up = st(userland, fake_env, "up", "--no-watch", "--max-lifetime", "1")
     try:
-        up = st(userland, fake_env, "up", "--watch-pid", str(shell.pid))
         assert up.returncode == 0, up.stderr
         manager = status(userland, fake_env)["manager_pid"]
         assert isinstance(manager, int)
-        shell.kill()
-        shell.wait()
         started = time.monotonic()
         assert wait_gone(manager, 5.0)
-        assert time.monotonic() - started < 2.0
+        # It stopped at its 1 s lifetime (counted from its start, before up returned), not later:
+        # 0.5 s of slack for the logout and the exit.
+        assert time.monotonic() - started <= 1.0 + 0.5
+        log = st(userland, fake_env, "logs")
+        assert "max lifetime" in log.stdout
     finally:
-        shell.kill()
-        shell.wait()
-        st(userland, fake_env, "down")
-
-
-def test_max_lifetime(userland: Userland, fake_env: dict[str, str]) -> None:
-    up = st(userland, fake_env, "up", "--no-watch", "--max-lifetime", "1")
-    assert up.returncode == 0, up.stderr
-    manager = status(userland, fake_env)["manager_pid"]
-    assert isinstance(manager, int)
-    assert wait_gone(manager, 5.0)
-    log = st(userland, fake_env, "logs")
-    assert "max lifetime" in log.stdout
+        st(userland, fake_env, "down")  # whatever happened, nothing is left running
 
 
 def test_env_and_down_env(userland: Userland, fake_env: dict[str, str]) -> None:

@@ -17,6 +17,7 @@ from tests import helpers
 from tests.helpers import Userland, free_port
 
 pytestmark = pytest.mark.real
+PROXY_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "FTP_PROXY")
 
 
 def _uid_of(pid: int) -> int:
@@ -29,8 +30,13 @@ def _uid_of(pid: int) -> int:
 def test_flags_accepted_runs_as_spacelift_user_and_down_stops_it(
     userland: Userland, real_env: dict[str, str]
 ) -> None:
+    # Every proxy variable set for up, as a phase after a failed one may have them: tailscaled
+    # must get none (it would try to reach control through them).
+    proxies = {name: f"http://127.0.0.1:9/{name}" for name in PROXY_NAMES}
+    proxies |= {name.lower(): value for name, value in proxies.items()}
     env = {
         **real_env,
+        **proxies,
         "TS_LOGIN_SERVER": f"http://127.0.0.1:{free_port()}",
         "SPACETAIL_TIMEOUT": "30",
     }
@@ -46,7 +52,9 @@ def test_flags_accepted_runs_as_spacelift_user_and_down_stops_it(
         cmdline = Path(f"/proc/{td}/cmdline").read_bytes().split(b"\0")
         assert b"--tun=userspace-networking" in cmdline and b"--state=mem:" in cmdline
         environ = Path(f"/proc/{td}/environ").read_bytes().split(b"\0")
-        assert not [v for v in environ if v.upper().startswith((b"HTTP_PROXY=", b"ALL_PROXY="))]
+        names = {item.split(b"=", 1)[0].decode() for item in environ if b"=" in item}
+        assert helpers.MARKER in names  # the environment spacetail built, read from the process
+        assert sorted(names & set(proxies)) == []
         # The real tailscaled accepted every flag: its proxies listen on the requested ports.
         for key in ("TS_SOCKS5_SERVER", "TS_OUTBOUND_HTTP_PROXY_LISTEN"):
             host, port = env[key].rsplit(":", 1)
@@ -70,7 +78,8 @@ def test_unreachable_login_server_fails_with_the_real_error(
     up = helpers.run(userland, ["up", "--timeout", "4"], env, timeout=30)
     elapsed = time.monotonic() - started
     assert up.returncode == 1
-    assert elapsed < 4 + 4, f"up took {elapsed:.1f}s for a 4s timeout"
+    # Its timeout, plus 1 s: the real tailscaled takes about 1 s to exit on SIGTERM.
+    assert elapsed <= 4 + 1.5, f"up took {elapsed:.1f}s for a 4s timeout"
     # tailscale's own words, from its Health, reach the user.
     assert f'fetch control key: Get "http://127.0.0.1:{port}/key' in up.stderr
     assert "connection refused" in up.stderr
@@ -105,6 +114,7 @@ def test_auth_key_on_no_command_line_and_in_no_file(
             seen_up = seen_up or any(" up " in c and "--auth-key=file:" in c for c in lines)
             if seen_up:
                 break
+            time.sleep(0.01)  # between scans of /proc: the cores belong to what is watched
         assert seen_up, "never saw `tailscale up --auth-key=file:...` running"
     finally:
         assert helpers.run(userland, ["down"], env).returncode == 0
@@ -120,7 +130,7 @@ def test_tailscaled_refusing_a_flag_fails_up_with_its_words(
     started = time.monotonic()
     up = helpers.run(userland, ["up", "--timeout", "20"], env)
     assert up.returncode == 1
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 3.0  # at once, not at the 20 s timeout
     assert "tailscaled exited with status 2" in up.stderr
     assert "flag provided but not defined: -no-such-flag" in up.stderr
     assert not helpers.processes_with_marker(env[helpers.MARKER])
@@ -140,7 +150,7 @@ def test_tailscaled_refusing_a_flag_fails_up_with_its_words(
     ids=["authkey", "all-options", "oauth", "workload-identity"],
 )  # fmt: skip
 def test_the_real_cli_accepts_every_command_line_spacetail_builds(
-    real_tailscale: Path, home: Path, extra: dict[str, str]
+    real_tailscale: Path, home: Path, extra: dict[str, str], test_id: str
 ) -> None:
     """The flags spacetail passes to `tailscale up` and `tailscale ping`, for every way of
     logging in, parse in the real 1.96.4 CLI (it fails later, on the network, not on a flag)."""
@@ -161,12 +171,14 @@ def test_the_real_cli_accepts_every_command_line_spacetail_builds(
          f"--socket={paths.tailscaled_socket}", f"--statedir={home / 'td'}",
          "--no-logs-no-support"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(home), "TS_LOGS_DIR": str(home / "td")},
+        env={"PATH": "/usr/bin:/bin", "HOME": str(home), "TS_LOGS_DIR": str(home / "td"),
+             helpers.MARKER: test_id},  # the leak check sees it
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 15
         while not paths.tailscaled_socket.exists():  # the real one is up in ~25-300 ms
             assert daemon.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)  # a poll with a deadline; the pause leaves the cores to tailscaled
         for argv in (
             up_argv(binaries, cfg, paths, secret, 1.0),
             ping_argv(binaries, paths.tailscaled_socket, "peer.example.ts.net", 1.0),
@@ -178,4 +190,8 @@ def test_the_real_cli_accepts_every_command_line_spacetail_builds(
             assert result.returncode == 1, (argv, output)  # network or state, not usage (2)
     finally:
         daemon.terminate()
-        daemon.wait(10)
+        try:
+            daemon.wait(5)  # the real one exits about 1 s after SIGTERM
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()

@@ -28,6 +28,33 @@ def test_listener_is_0600_and_replaces_a_stale_file(tmp_path: Path) -> None:
         sock.close()
 
 
+def test_listener_is_0600_from_the_moment_it_is_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under umask 0 (the caller's, whatever it is), the socket file is 0600 the instant bind()
+    creates it: a chmod afterwards would leave a moment when another user could connect."""
+    seen: list[tuple[str, int]] = []
+    original = socket.socket.bind
+
+    def bind_and_look(sock: socket.socket, address: object) -> None:
+        original(sock, address)  # type: ignore[arg-type]
+        name = os.fsdecode(address) if isinstance(address, (str, bytes)) else ""
+        if name:
+            seen.append((name, stat.S_IMODE(os.lstat(name).st_mode)))
+
+    monkeypatch.setattr(socket.socket, "bind", bind_and_look)
+    old_umask = os.umask(0)
+    try:
+        sock = control.bind_listener(tmp_path / "control.sock")
+    finally:
+        os.umask(old_umask)
+    try:
+        assert seen and all(mode == 0o600 for _name, mode in seen), seen
+        assert stat.S_IMODE(os.lstat(tmp_path / "control.sock").st_mode) == 0o600
+    finally:
+        sock.close()
+
+
 def test_request_reply_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "c.sock"
     listener = control.bind_listener(path)

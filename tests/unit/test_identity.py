@@ -47,11 +47,20 @@ def test_other_container_or_boot_is_never_alive() -> None:
     assert not changed(me, boot_id="0000").alive()
 
 
+def running_until_stdin_closes() -> subprocess.Popen[bytes]:
+    """A child that lives exactly until we close its stdin: its identity is taken while it runs,
+    whatever the scheduler does."""
+    return subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+
+
 def test_exited_process() -> None:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc = running_until_stdin_closes()
     ident = identity.ProcessIdentity.of(proc.pid)
+    assert ident is not None and ident.alive()
+    assert proc.stdin is not None
+    proc.stdin.close()
     proc.wait()
-    assert ident is None or not ident.alive()
+    assert not ident.alive()
 
 
 def test_proven_process_signal_and_wait() -> None:
@@ -72,12 +81,15 @@ def test_proven_process_signal_and_wait() -> None:
 
 
 def test_zombie_counts_as_exited() -> None:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc = running_until_stdin_closes()
     ident = identity.ProcessIdentity.of(proc.pid)
+    assert ident is not None and ident.alive()
+    assert proc.stdin is not None
+    proc.stdin.close()
     # Not reaped yet: a zombie until wait(); it must not count as running.
     os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
     assert identity.start_time(proc.pid) is None
-    assert ident is None or not ident.alive()
+    assert not ident.alive()
     proc.wait()
 
 

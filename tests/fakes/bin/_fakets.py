@@ -75,6 +75,19 @@ def log(msg: str) -> None:
         pass
 
 
+def record_event(event: str) -> None:
+    """Append EVENT as one line to the file named by FAKE_TAILSCALE_EVENTS, if set, so a test can
+    see what happened (a logout) after the daemon is gone."""
+    path = os.environ.get("FAKE_TAILSCALE_EVENTS", "")
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"{event}\n")
+    except OSError as err:
+        log(f"fake: cannot record event {event!r} in {path}: {err}")
+
+
 _UNITS = {
     "ns": 1e-9,
     "us": 1e-6,

@@ -1,0 +1,246 @@
+"""The deliberate bugs: each breaks one promise of the README and must fail the tests named with
+it. `function` names where the patch goes ("Class.method" or "function" in `file`); the old text
+must occur exactly once inside that function, so a patch that no longer fits the code is reported
+instead of silently testing nothing. After a refactoring, move `file`/`function` (and `old`) to
+where the code now lives; the promise and the guarding tests stay."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    promise: str
+    file: str
+    function: str
+    old: str
+    new: str
+    tests: tuple[str, ...]  # pytest arguments: node ids (and -k/-m if needed)
+
+
+PROMISES = "tests/integration/test_promises.py"
+FAULTS = "tests/faults/test_faults.py"
+SHELL_EXIT = 'self.stop(f"the phase\'s shell (pid {self.watch_pid}) exited")'
+
+MUTANTS: tuple[Mutant, ...] = (
+    Mutant(
+        "shell-exit-no-logout",
+        "the manager logs out when the watched shell exits",
+        "spacetail/manager.py",
+        "Manager.shutdown",
+        "if self.logout_on_stop and not never_ran:",
+        'if self.logout_on_stop and not never_ran and "shell" not in str(self.stop_reason):',
+        (f"{PROMISES}::test_watched_shell_exit_logs_out_within_2s",),
+    ),
+    Mutant(
+        "shell-exit-late",
+        "the manager stops within 2 s of the shell's exit",
+        "spacetail/lifetime.py",
+        "Lifetime.register",
+        "                sel.unregister(fd)\n",
+        '                sel.unregister(fd)\n                __import__("time").sleep(2.5)\n',
+        (
+            f"{PROMISES}::test_watched_shell_exit_logs_out_within_2s",
+            "tests/e2e/test_spacelift_runs.py::"
+            "test_failed_command_skips_down_and_the_manager_stops_with_the_shell",
+        ),
+    ),
+    Mutant(
+        "tailscaled-env-has-proxies",
+        "tailscaled runs without any proxy variable",
+        "spacetail/manager.py",
+        "Manager._spawn_child",
+        'env = clean_env(self.launch.env) | {"TS_LOGS_DIR": str(self.paths.node_state_dir)}',
+        'env = clean_env(self.launch.env) | {"TS_LOGS_DIR": str(self.paths.node_state_dir)} | '
+        '{k: v for k, v in self.launch.env.items() if "proxy" in k.lower()}',
+        (f"{PROMISES}::test_tailscaled_gets_none_of_the_proxy_variables_up_had",),
+    ),
+    Mutant(
+        "key-file-kept",
+        "the key file is removed once tailscale has read it (Starting)",
+        "spacetail/login.py",
+        "Login.on_state",
+        "            self._clear_secret()\n",
+        "            pass\n",
+        (f"{PROMISES}::test_key_file_is_0600_while_it_exists_and_gone_once_starting",),
+    ),
+    Mutant(
+        "key-file-0644",
+        "the key file is 0600",
+        "spacetail/statedir.py",
+        "write_secret",
+        "    write_atomic(path, payload.encode())\n",
+        "    write_atomic(path, payload.encode())\n    os.chmod(path, 0o644)\n",
+        (f"{PROMISES}::test_key_file_is_0600_while_it_exists_and_gone_once_starting",),
+    ),
+    Mutant(
+        "down-keeps-saved-env",
+        "down removes spacetail's proxy lines from the saved environment",
+        "spacetail/client.py",
+        "down",
+        "count = clean_saved_env(path, proxies or _default_proxies())",
+        "count = 0",
+        ("tests/e2e/test_spacelift_runs.py::test_down_cleans_the_saved_environment_itself",),
+    ),
+    Mutant(
+        "restart-no-backoff",
+        "tailscaled is restarted with backoff 0.5, 1, 2, 4, 8 s",
+        "spacetail/manager.py",
+        "Supervision.next_delay",
+        "return min(8.0, 0.5 * 2.0 ** (self.restarts - 1))",
+        "return 0.0",
+        (f"{FAULTS}::test_tailscaled_crashing_repeatedly_ends_in_failed",),
+    ),
+    Mutant(
+        "socket-loose-then-chmod",
+        "the control socket is never looser than 0600, not even for an instant",
+        "spacetail/control.py",
+        "bind_listener",
+        "old = os.umask(0o177)",
+        "old = os.umask(0)",
+        ("tests/unit/test_control.py::test_listener_is_0600_from_the_moment_it_is_bound",),
+    ),
+    Mutant(
+        "no-pdeathsig",
+        "tailscaled dies with a SIGKILLed manager",
+        "spacetail/children.py",
+        "die_with_parent",
+        "libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)",
+        "pass",
+        (f"{FAULTS}::test_manager_sigkill_takes_tailscaled_along_and_down_cleans",),
+    ),
+    Mutant(
+        "log-follows-symlink",
+        "a symlink planted at a log is never followed",
+        "spacetail/log.py",
+        "open_append",
+        # Both guards: since the redesign the link is removed first (unplant), so O_NOFOLLOW
+        # alone only closes the race between the two calls, which no test can provoke.
+        "os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC\n    unplant(path)\n",
+        "os.O_CREAT | os.O_CLOEXEC\n",
+        (f"{FAULTS}::test_symlink_at_a_log_is_not_followed",),
+    ),
+    Mutant(
+        "peer-unchecked",
+        "the control socket refuses another user",
+        "spacetail/control.py",
+        "peer_allowed",
+        "return uid in (os.getuid(), 0)",
+        "return True",
+        ("tests/faults/test_hostile.py::test_so_peercred_refuses_another_uid",),
+    ),
+    Mutant(
+        "signal-unproven",
+        "never signal a process not proven to be ours",
+        "spacetail/identity.py",
+        "ProvenProcess.open",
+        "        if not ident.alive():\n            return None\n        handle = cls(ident)",
+        "        handle = cls(ident)\n        return handle",
+        (
+            "tests/unit/test_identity.py::test_recycled_pid_is_not_the_same_process",
+            "tests/e2e/test_spacelift_runs.py::"
+            "test_killed_container_then_down_and_up_in_fresh_containers",
+        ),
+    ),
+    Mutant(
+        "pid-without-start-time",
+        "a recorded PID is ours only with the same start time",
+        "spacetail/identity.py",
+        "ProcessIdentity.alive",
+        "start_time(self.pid) == self.start_time",
+        "start_time(self.pid) is not None",
+        ("tests/unit/test_identity.py::test_recycled_pid_is_not_the_same_process",),
+    ),
+    Mutant(
+        "lifetime-ignored",
+        "the manager stops at its maximum lifetime",
+        "spacetail/lifetime.py",
+        "Lifetime.__init__",
+        "clock() + max_lifetime if max_lifetime > 0 else None",
+        "None",
+        ("tests/integration/test_commands.py::test_max_lifetime",),
+    ),
+    Mutant(
+        "secret-on-command-line",
+        "a secret reaches tailscale up only as file:",
+        "spacetail/tailscale.py",
+        "up_argv",
+        'argv.append(f"--auth-key=file:{secret_file}")',
+        'argv.append(f"--auth-key={auth.secret.read()}")',
+        (
+            "tests/unit/test_tailscale.py::test_command_lines_never_hold_a_secret",
+            "tests/integration/test_auth.py::test_oauth_client_secret_with_tags",
+        ),
+    ),
+    Mutant(
+        "no-setsid",
+        "the manager is detached: a session of its own",
+        "spacetail/daemon.py",
+        "spawn",
+        "os.setsid()",
+        "pass",
+        (f"{PROMISES}::test_manager_is_detached_from_the_callers_session_and_descriptors",),
+    ),
+    Mutant(
+        "fds-inherited",
+        "the manager keeps none of the caller's descriptors open",
+        "spacetail/daemon.py",
+        "spawn",
+        "close_fds([*keep, w])",
+        "pass",
+        (f"{PROMISES}::test_manager_is_detached_from_the_callers_session_and_descriptors",),
+    ),
+    Mutant(
+        "no-redaction",
+        "no secret in a log",
+        "spacetail/log.py",
+        "redact",
+        'return re.sub(_SECRETS, lambda m: m.group(0)[:11] + "…[redacted]", text)',
+        "return text",
+        ("tests/unit/test_log.py",),
+    ),
+    Mutant(
+        "no-sigkill-escalation",
+        "a tailscaled that ignores SIGTERM gets SIGKILL after 0.8 s",
+        "spacetail/tailscaled.py",
+        "TailscaledRun.stop",
+        "            self.proc.signal(signal.SIGKILL)\n",
+        "",
+        (f"{FAULTS}::test_sigkill_of_down_while_the_manager_stops[ignores-term]",),
+    ),
+    Mutant(
+        "stale-key-kept",
+        "down removes the key file a killed manager left",
+        "spacetail/statedir.py",
+        "clean_stale",
+        "removed += clear_secrets(paths)",
+        "pass",
+        (f"{FAULTS}::test_sigkill_of_manager_during_login",),
+    ),
+    Mutant(
+        "manager-keeps-saved-env",
+        "after a failed phase the manager removes its proxy lines from the saved environment",
+        "spacetail/manager.py",
+        "Manager.shutdown",
+        "for path in clean_saved_envs(self.launch.env, self.cfg.proxies):",
+        "for path in []:",
+        (
+            "tests/e2e/test_spacelift_runs.py::"
+            "test_failed_command_skips_down_and_the_manager_stops_with_the_shell",
+        ),
+    ),
+    Mutant(
+        "permanent-error-retried",
+        "an invalid key fails at once with tailscale's words",
+        "spacetail/tailscale.py",
+        "classify",
+        'if _PERMANENT.search(text):\n        return "permanent"',
+        'if _PERMANENT.search(text):\n        return "transient"',
+        (
+            "tests/unit/test_tailscale.py::test_permanent",  # first: fails in a second, not 30
+            "tests/integration/test_auth.py::test_permanent_failures_are_not_retried",
+        ),
+    ),
+)
