@@ -29,6 +29,7 @@ def _paths(args: argparse.Namespace) -> Any:
     env = dict(os.environ)
     if args.dir:
         env["SPACETAIL_DIR"] = args.dir
+        return Paths.from_env(env, "--dir")
     return Paths.from_env(env)
 
 
@@ -101,27 +102,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
         print(json.dumps(result, indent=2, sort_keys=True))
         return 0
-    if not result.get("running"):
-        print(f"not running (state folder {result['state_dir']})")
-        for key in ("stale", "problem"):
-            if result.get(key):
-                print(f"  {key}: {result[key]}")
-        return 0
-    ips = ", ".join(result.get("tailscale_ips") or []) or "-"
-    proxies = result.get("proxies") or {}
-    lines = [
-        f"{result.get('backend_state') or 'starting'} as {result.get('hostname')} ({ips})",
-        f"  manager pid {result.get('manager_pid')}, tailscaled pid {result.get('tailscaled_pid')}"
-        f", phase {result.get('phase')}, up {result.get('uptime')}s",
-        f"  proxies: HTTP {proxies.get('http')}  SOCKS5 {proxies.get('socks5')}",
-    ]
-    if result.get("restarts"):
-        lines.append(f"  restarts: {result['restarts']} (last: {result.get('last_exit')})")
-    if result.get("reason"):
-        lines.append(f"  problem: {result['reason']}")
-    for item in result.get("health") or []:
-        lines.append(f"  health: {item}")
-    print("\n".join(lines))
+    from spacetail.report import describe
+
+    print("\n".join(describe(result)))
     return 0
 
 

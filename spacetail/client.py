@@ -90,7 +90,7 @@ def down(
     done: list[str] = []
     proxies: dict[str, str] | None = None
     if paths.root.is_dir():
-        check_private_dir(paths.root)
+        check_private_dir(paths.root, paths.setting)
         with statedir.control_lock(paths, best_effort=True) as locked:
             if not locked:
                 done.append(f"could not lock {paths.ctl_lock} (read-only?); went on without")
@@ -109,6 +109,7 @@ def down(
             removed = statedir.clean_stale(paths, p)
             if removed:
                 done.append(f"removed stale {p.describe_stale()}: {', '.join(removed)}")
+            statedir.remove_file(paths.last_stop)
     for path in saved_env_files(env):
         count = clean_saved_env(path, proxies or _default_proxies())
         if count:
@@ -132,7 +133,7 @@ def status(paths: Paths) -> dict[str, Any]:
     except PermissionError:
         exists = True  # a folder we may not look into: check_private_dir says whose it is
     if exists:
-        check_private_dir(paths.root)
+        check_private_dir(paths.root, paths.setting)
     p = statedir.probe(paths) if exists else statedir.NOTHING
     if p.status is not None:
         result = dict(p.status)
@@ -153,6 +154,9 @@ def status(paths: Paths) -> dict[str, Any]:
         "proxies": None,
         "state_dir": str(paths.root),
     }
+    last, _garbage = statedir.read_record(paths.last_stop) if exists else (None, False)
+    if last is not None:
+        result["last_failure" if last.get("failure") else "last_stop"] = last
     if p.lock_held:
         result["problem"] = "a manager holds the lock but does not answer"
     elif p.record is not None or p.record_garbage or paths.control_socket.exists():
@@ -171,6 +175,9 @@ def wait(paths: Paths, timeout: float, peers: tuple[str, ...] = ()) -> dict[str,
         stale = ""
         if record is not None or garbage:
             stale = f" (only stale {Probe(None, record, garbage, False).describe_stale()})"
+        last, _garbage = statedir.read_record(paths.last_stop)
+        if last is not None:
+            stale += f"; the last one stopped at {last.get('at')}: {last.get('reason')}"
         raise OperationFailed(
             f"no manager runs for {paths.root}{stale}; run `spacetail up` first"
         ) from None

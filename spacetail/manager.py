@@ -33,14 +33,22 @@ from spacetail.login import Login, Phase
 from spacetail.loop import Loop
 from spacetail.paths import Paths
 from spacetail.proxyenv import clean_saved_envs
+from spacetail.report import last_words
 from spacetail.tailscale import Binaries, LocalAPI, clean_env, logout_argv, tailscaled_argv
-from spacetail.tailscaled import TERM_GRACE, TailscaledRun, exit_text, logout, start_watcher
+from spacetail.tailscaled import (
+    MAX_RESTARTS,
+    TERM_GRACE,
+    Supervision,
+    TailscaledRun,
+    exit_text,
+    logout,
+    start_watcher,
+)
 from spacetail.waiters import Until, Waiter, Waiters
 
 LOGOUT_TIMEOUT = 1.0
 NEVER_RAN_GRACE = 0.3
 SHUTDOWN_BUDGET = 1.8  # from the decision to stop until the manager exits; the promise is 2 s
-MAX_RESTARTS = 5
 MAX_WAIT = 2 * 86400.0  # above the longest --timeout (24 h) with room for up's margin
 
 Spawn = Callable[[list[str], "IO[bytes] | None"], ChildProcess]
@@ -59,21 +67,6 @@ class Launch:
     watch_pidfd: int | None = None
     watch_pid: int | None = None
     login_deadline: float | None = None  # CLOCK_MONOTONIC, from `up`: its --timeout holds
-
-
-@dataclass
-class Supervision:
-    """tailscaled's restarts: with backoff (0.5, 1, 2, 4, 8 s), MAX_RESTARTS at most."""
-
-    restarts: int = 0
-    last_exit: str | None = None
-    restart_at: float | None = None
-
-    def next_delay(self) -> float | None:
-        if self.restarts >= MAX_RESTARTS:
-            return None
-        self.restarts += 1
-        return min(8.0, 0.5 * 2.0 ** (self.restarts - 1))
 
 
 class Manager(Loop):
@@ -405,13 +398,15 @@ class Manager(Loop):
             most = NEVER_RAN_GRACE if never_ran else TERM_GRACE
             self.tailscaled.stop(self.note, grace=left(reserve=0.1, most=most))
         self.server.close()
-        for path in (self.paths.tailscaled_socket, self.paths.record):
-            self._guarded(f"removing {path.name}", functools.partial(statedir.remove_file, path))
-        self._guarded("removing key files", lambda: statedir.clear_secrets(self.paths))
+        statedir.remove_run_files(self.paths, keep_node_state=self.cfg.persist_node)
         # When the phase failed, no after hook ran `down --env`: take our dead proxies out of
         # Spacelift's saved environment ourselves, so the next phase does not inherit them.
         for path in clean_saved_envs(self.launch.env, self.cfg.proxies):
             self.note(f"removed our proxy lines from {path}")
+        if not self.down_requests:  # stopped on its own: say why, after it is gone
+            words = last_words(self, never_ran)
+            write = functools.partial(statedir.write_private_json, self.paths.last_stop, words)
+            self._guarded("writing last-stop.json", write)
         self.note(f"manager {os.getpid()} stopped: {self.stop_reason}")
         # down's connections close when this process exits: that is its "all gone" signal.
 

@@ -44,18 +44,19 @@ class Paths:
     """Every file of one spacetail instance, derived from its state folder."""
 
     # A plain class, not a dataclass: `spacetail status` should not pay for importing dataclasses.
-    __slots__ = ("root", "runtime")
+    __slots__ = ("root", "runtime", "setting")
 
-    def __init__(self, root: Path, runtime: Path) -> None:
+    def __init__(self, root: Path, runtime: Path, setting: str = "SPACETAIL_DIR") -> None:
         self.root = root
         self.runtime = runtime
+        self.setting = setting  # what a message about the state folder names: the variable or --dir
 
     def __repr__(self) -> str:
         return f"Paths({self.root!s}, {self.runtime!s})"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Paths:
-        return cls(state_dir(env), runtime_dir(env))
+    def from_env(cls, env: Mapping[str, str], setting: str = "SPACETAIL_DIR") -> Paths:
+        return cls(state_dir(env), runtime_dir(env), setting)
 
     @property
     def ctl_lock(self) -> Path:
@@ -70,6 +71,11 @@ class Paths:
     @property
     def record(self) -> Path:
         return self.root / "manager.json"
+
+    @property
+    def last_stop(self) -> Path:
+        """Why the last manager stopped on its own: outlives it, for status and wait."""
+        return self.root / "last-stop.json"
 
     @property
     def manager_log(self) -> Path:
@@ -134,12 +140,12 @@ def check_private_dir(path: Path, setting: str = "SPACETAIL_DIR") -> None:
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
         raise ConfigError(
             f"{setting}: {path} is not a plain folder (a symlink or a file); "
-            "remove it or point SPACETAIL_DIR elsewhere"
+            f"remove it or point {_dir_setting(setting)} elsewhere"
         )
     if st.st_uid != os.getuid():
         raise ConfigError(
             f"{setting}: {path} belongs to uid {st.st_uid}, not to you (uid {os.getuid()}); "
-            "point SPACETAIL_DIR at a folder of your own"
+            f"point {_dir_setting(setting)} at a folder of your own"
         )
     if st.st_mode & 0o022:
         raise ConfigError(
@@ -151,11 +157,16 @@ def check_private_dir(path: Path, setting: str = "SPACETAIL_DIR") -> None:
         os.chmod(path, 0o700)
 
 
+def _dir_setting(setting: str) -> str:
+    """The state folder's own setting to fix; XDG_RUNTIME_DIR's folders are fixed there."""
+    return setting if setting in ("SPACETAIL_DIR", "--dir") else "SPACETAIL_DIR"
+
+
 def _unusable(path: Path, setting: str, exc: OSError) -> ConfigError | OperationFailed:
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return ConfigError(
             f"{setting}: cannot create {path} ({exc.strerror}); "
-            "point SPACETAIL_DIR at a writable folder"
+            f"point {_dir_setting(setting)} at a writable folder"
         )
     if exc.errno == errno.ENOSPC:
         return OperationFailed(f"{setting}: no space left to create {path}; free some disk space")

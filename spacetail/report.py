@@ -9,6 +9,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from spacetail import __version__
+from spacetail.login import Phase
 from spacetail.tailscale import LocalAPIError, summarize
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ def status_reply(m: Manager) -> dict[str, Any]:
         "manager_pid": os.getpid(),
         "manager": m.identity,
         "phase": m.login.phase.value,
+        "connected": summary.get("backend_state") == "Running" and m.login.phase is Phase.RUNNING,
         "backend_state": summary.get("backend_state"),
         "tailscale_ips": summary.get("tailscale_ips", []),
         "hostname": summary.get("hostname") or m.cfg.hostname,
@@ -48,3 +50,74 @@ def status_reply(m: Manager) -> dict[str, Any]:
         "state_dir": str(m.paths.root),
         "version": __version__,
     }
+
+
+def last_words(m: Manager, never_ran: bool) -> dict[str, Any]:
+    """Why a manager stopped on its own, for the file that outlives it (status, wait)."""
+    import time
+
+    from spacetail.tailscale import advice
+
+    login = m.login
+    failure = m.exit_code != 0 or never_ran or "max lifetime" in (m.stop_reason or "")
+    reason = m.stop_reason or "stopped"
+    if never_ran and login.reason:
+        reason = f"{reason}: {login.reason}"
+    return {
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "reason": reason,
+        "advice": advice(login.reason or reason) if failure else None,
+        "failure": failure,
+        "manager_pid": os.getpid(),
+    }
+
+
+def describe(status: dict[str, Any]) -> list[str]:
+    """`spacetail status` for a person: a sentence first, whatever the state, then details."""
+    if not status.get("running"):
+        return _describe_stopped(status)
+    ips = ", ".join(status.get("tailscale_ips") or []) or "no address yet"
+    name = status.get("dns_name") or status.get("hostname")
+    uptime = f"{float(status.get('uptime') or 0):.0f}s"
+    phase = status.get("phase")
+    if status.get("connected"):
+        first = f"Connected to the tailnet as {name} ({ips}); the manager has run for {uptime}."
+    elif phase == "failed":
+        first = f"Not connected: {status.get('reason')}."
+    elif phase == "stopping":
+        first = "Not connected: the manager is stopping."
+    else:
+        attempts = status.get("login_attempts") or 0
+        state = status.get("backend_state") or "tailscaled starting"
+        first = f"Logging in as {name}: {state}, attempt {attempts}, for {uptime}."
+    proxies = status.get("proxies") or {}
+    lines = [
+        first,
+        f"  proxies: HTTP {proxies.get('http')}  SOCKS5 {proxies.get('socks5')}",
+        f"  manager pid {status.get('manager_pid')}, tailscaled pid "
+        f"{status.get('tailscaled_pid')}, phase {phase}",
+    ]
+    if status.get("restarts"):
+        lines.append(f"  restarts: {status['restarts']} (last: {status.get('last_exit')})")
+    if status.get("reason") and phase != "failed":
+        lines.append(f"  last problem: {status['reason']}")
+    lines += [f"  health: {item}" for item in status.get("health") or []]
+    if status.get("problem"):
+        lines.append(f"  problem: {status['problem']}")
+    return lines
+
+
+def _describe_stopped(status: dict[str, Any]) -> list[str]:
+    where = status.get("state_dir")
+    last = status.get("last_failure") or status.get("last_stop")
+    if last:
+        lines = [f"Not running: the manager stopped at {last.get('at')}: {last.get('reason')}."]
+        if last.get("advice"):
+            lines.append(f"  what to do: {last['advice']}")
+        lines.append(f"  state folder {where}; its logs: spacetail logs")
+    else:
+        lines = [f"Not running (state folder {where})."]
+    for key in ("stale", "problem"):
+        if status.get(key):
+            lines.append(f"  {key}: {status[key]}")
+    return lines

@@ -22,6 +22,7 @@ from spacetail.up import up
 def run(cfg: Config, paths: Paths, env: Mapping[str, str], command: Sequence[str]) -> int:
     """Exit with COMMAND's status; the manager watches this process, so even a SIGKILL of
     `spacetail run` cannot leave it behind."""
+    program = _find_program(command[0], env)  # a shell says 127 before anything starts
     received: list[int] = []
     child: list[subprocess.Popen[bytes]] = []
 
@@ -32,14 +33,17 @@ def run(cfg: Config, paths: Paths, env: Mapping[str, str], command: Sequence[str
 
     # Installed before up: a signal that comes while connecting still ends in down.
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    connected = False
     try:
-        reply = up(replace(cfg, watch_shell=False), paths, env, watch_pid=os.getpid())
+        reply = up(replace(cfg, watch_shell=False), paths, env, watch_pid=os.getpid(),
+                   watching="`spacetail run`")  # fmt: skip
+        connected = True
         if received:
             return 128 + received[0]
         child_env = dict(env)
         child_env.update(proxy_variables(reply["proxies"]))
         try:
-            child.append(subprocess.Popen(list(command), env=child_env))
+            child.append(subprocess.Popen(list(command), executable=program, env=child_env))
         except OSError as exc:
             raise OperationFailed(f"run: cannot start {command[0]}: {exc.strerror or exc}") from exc
         for signum in received:  # arrived while the child was being started
@@ -50,7 +54,25 @@ def run(cfg: Config, paths: Paths, env: Mapping[str, str], command: Sequence[str
         for s, handler in previous.items():
             signal.signal(s, handler)
         done = client.down(paths, env)
-        client.say(sys.stderr, "; ".join(done) if done else "nothing was running")
+        if connected:  # after a failed up, its own error says it all
+            client.say(sys.stderr, "; ".join(done) if done else "nothing was running")
+
+
+class ProgramNotFound(OperationFailed):
+    exit_code = 127
+
+
+def _find_program(name: str, env: Mapping[str, str]) -> str:
+    """NAME as a shell would find it on the command's PATH; exit 127 when it is not there."""
+    if "/" in name:
+        found: str | None = name if os.access(name, os.X_OK) and os.path.isfile(name) else None
+    else:
+        from spacetail.tailscale import which
+
+        found = which(name, env.get("PATH", os.defpath))
+    if found is None:
+        raise ProgramNotFound(f"run: {name}: command not found (nothing was started)")
+    return found
 
 
 def foreground(cfg: Config, paths: Paths, env: Mapping[str, str]) -> int:

@@ -112,7 +112,7 @@ def read_record(path: Path) -> tuple[dict[str, Any] | None, bool]:
 def prepare(paths: Paths) -> None:
     """Create the private folders (0700) or refuse ones that others could tamper with."""
     for folder in paths.private_dirs():
-        setting = "SPACETAIL_DIR" if folder == paths.root else "XDG_RUNTIME_DIR"
+        setting = paths.setting if folder == paths.root else "XDG_RUNTIME_DIR"
         ensure_private_dir(folder, setting)
 
 
@@ -135,6 +135,19 @@ def clear_secrets(paths: Paths) -> list[str]:
             if entry.name.startswith(SECRET_PREFIX) and remove_file(Path(entry.path)):
                 removed.append(entry.name)
     return removed
+
+
+def remove_run_files(paths: Paths, *, keep_node_state: bool) -> None:
+    """What a stopping manager leaves nothing of: tailscaled's socket, the record, key files,
+    and (unless the node's state is kept) tailscaled's folder. The logs stay, for after the
+    fact; a file that cannot go (a read-only workspace) stays too."""
+    for path in (paths.tailscaled_socket, paths.record):
+        remove_file(path)
+    clear_secrets(paths)
+    if not keep_node_state:
+        import shutil
+
+        shutil.rmtree(paths.node_state_dir, ignore_errors=True)
 
 
 # --- locks --------------------------------------------------------------------------------

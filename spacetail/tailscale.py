@@ -38,7 +38,7 @@ class Binaries:
         self.tailscaled = tailscaled
 
 
-def _which(name: str, path: str) -> str | None:
+def which(name: str, path: str) -> str | None:
     # shutil.which, without importing shutil (and bz2 and lzma) before the manager starts.
     for folder in path.split(os.pathsep):
         candidate = os.path.join(folder or ".", name)
@@ -50,7 +50,7 @@ def _which(name: str, path: str) -> str | None:
 def find_binaries(env: Mapping[str, str]) -> Binaries:
     """tailscale and tailscaled from PATH, else from `spacetail install-tailscale`'s folder."""
     path = env.get("PATH", os.defpath)
-    found = [_which(name, path) for name in ("tailscale", "tailscaled")]
+    found = [which(name, path) for name in ("tailscale", "tailscaled")]
     if found[0] and found[1]:
         return Binaries(Path(found[0]), Path(found[1]))
     from spacetail.install import find_installed

@@ -28,6 +28,7 @@ from spacetail.tailscale import STATES, LocalAPIError
 
 API_START_TIMEOUT = 15.0
 TERM_GRACE = 0.8
+MAX_RESTARTS = 5
 
 
 class WatchAPI(Protocol):
@@ -66,6 +67,21 @@ class TailscaledRun:
             note(f"tailscaled did not stop within {grace}s of SIGTERM: SIGKILL")
             self.proc.signal(signal.SIGKILL)
             self.proc.wait(5.0)
+
+
+@dataclass
+class Supervision:
+    """tailscaled's restarts: with backoff (0.5, 1, 2, 4, 8 s), MAX_RESTARTS at most."""
+
+    restarts: int = 0
+    last_exit: str | None = None
+    restart_at: float | None = None
+
+    def next_delay(self) -> float | None:
+        if self.restarts >= MAX_RESTARTS:
+            return None
+        self.restarts += 1
+        return min(8.0, 0.5 * 2.0 ** (self.restarts - 1))
 
 
 def logout(spawn: Callable[[], ChildProcess], note: Callable[[str], None], timeout: float) -> None:

@@ -61,6 +61,7 @@ def up(
     out: TextIO = sys.stderr,
     watch_pid: int | None = None,
     interruptible: bool = False,
+    watching: str = "the shell",
 ) -> dict[str, Any]:
     """Bring the tailnet up (or find it up); returns the manager's status. Raises on failure,
     after stopping what it started."""
@@ -83,7 +84,7 @@ def up(
         if joined.started_here:
             _stop_started(paths, joined, out)  # outside _interrupts: a second signal waits
         raise
-    _report_up(reply, time.monotonic() - started, wait=wait, out=out)
+    _report_up(reply, time.monotonic() - started, wait=wait, out=out, watching=watching)
     return reply
 
 
@@ -117,6 +118,7 @@ def _claim_manager(
     removed = claim.clean()
     if removed:
         say(out, f"removed stale {p.describe_stale()}: {', '.join(removed)}")
+    statedir.remove_file(paths.last_stop)  # a new manager: the last one's story is over
     return _start_manager(
         cfg, claim, env=env, binaries=binaries, watch_pid=watch_pid, deadline=deadline
     )
@@ -262,7 +264,9 @@ def _interrupts(enabled: bool) -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def _report_up(reply: dict[str, Any], elapsed: float, *, wait: bool, out: TextIO) -> None:
+def _report_up(
+    reply: dict[str, Any], elapsed: float, *, wait: bool, out: TextIO, watching: str
+) -> None:
     ips = ", ".join(reply.get("tailscale_ips") or []) or "no address yet"
     proxies = reply.get("proxies") or {}
     if wait:
@@ -273,7 +277,7 @@ def _report_up(reply: dict[str, Any], elapsed: float, *, wait: bool, out: TextIO
     say(out, f"proxies: HTTP {proxies.get('http')}  SOCKS5 {proxies.get('socks5')}")
     stops = []
     if reply.get("watch_pid"):
-        stops.append(f"when the shell (pid {reply['watch_pid']}) exits")
+        stops.append(f"when {watching} (pid {reply['watch_pid']}) exits")
     left = reply.get("max_lifetime_left")
     if left is not None:
         stops.append(f"after {_duration(float(left))}")

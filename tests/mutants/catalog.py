@@ -87,7 +87,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "restart-no-backoff",
         "tailscaled is restarted with backoff 0.5, 1, 2, 4, 8 s",
-        "spacetail/manager.py",
+        "spacetail/tailscaled.py",
         "Supervision.next_delay",
         "return min(8.0, 0.5 * 2.0 ** (self.restarts - 1))",
         "return 0.0",

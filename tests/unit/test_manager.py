@@ -16,7 +16,8 @@ from spacetail import events as ev
 from spacetail.control import bind_listener
 from spacetail.log import Log
 from spacetail.login import Phase
-from spacetail.manager import MAX_RESTARTS, Launch, Manager
+from spacetail.manager import Launch, Manager
+from spacetail.tailscaled import MAX_RESTARTS
 from tests.unit.fakes import Clock, FakeAPI, FakeChild, Spawner, phase, settings
 
 
