@@ -1,0 +1,142 @@
+"""`spacetail nc HOST PORT` (stdin/stdout to HOST:PORT through tailscale, for ssh's ProxyCommand
+and Ansible) and `spacetail resolve NAME` (the addresses the tailnet's resolver gives)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+from collections.abc import Callable, Sequence
+
+from spacetail import dnsmsg
+from spacetail.socks5 import Dialer, DialError, Resolver, is_address
+from spacetail.tailscale import LocalAPI, LocalAPIError
+
+CHUNK = 64 * 1024
+
+
+class ResolveError(OSError):
+    """The tailnet's resolver could not be asked, or has no address for the name."""
+
+
+def _query(api: LocalAPI, name: str, qtype: str, timeout: float) -> dnsmsg.Message:
+    try:
+        return dnsmsg.parse(api.dns_query(name, qtype, timeout))
+    except LocalAPIError as exc:
+        raise ResolveError(f"cannot ask tailscale's resolver about {name}: {exc}") from exc
+    except dnsmsg.DNSFormatError as exc:
+        raise ResolveError(f"tailscale's resolver answered nonsense for {name}: {exc}") from exc
+
+
+def candidates(name: str, magic_suffix: str | None) -> list[str]:
+    """NAME, and for a short name NAME.<MagicDNS suffix> (what MagicDNS search domains do)."""
+    name = name.rstrip(".")
+    if "." not in name and magic_suffix:
+        return [name, f"{name}.{magic_suffix.strip('.')}"]
+    return [name]
+
+
+def resolve(
+    api: LocalAPI, name: str, *, magic_suffix: str | None = None, timeout: float = 5.0
+) -> list[str]:
+    """IPv4 then IPv6 addresses of NAME from tailscale's own resolver (MagicDNS and split DNS);
+    an address is returned as it is. ResolveError names tailscale's answer when there is none."""
+    if is_address(name):
+        return [name]
+    answer = "no answer"
+    for candidate in candidates(name, magic_suffix):
+        found: list[str] = []
+        for qtype in ("A", "AAAA"):
+            message = _query(api, candidate, qtype, timeout)
+            found += [a for a in message.addresses(candidate) if a not in found]
+            if message.rcode != dnsmsg.RCode.NOERROR:
+                answer = message.rcode_text
+        if found:
+            return found
+    raise ResolveError(f"tailnet DNS has no address for {name} ({answer})")
+
+
+def tailnet_resolver(api: LocalAPI, magic_suffix: str | None = None) -> Resolver:
+    """The Dialer's fallback: names tailscale's proxies cannot resolve, asked of its resolver."""
+
+    def lookup(name: str) -> Sequence[str]:
+        return resolve(api, name, magic_suffix=magic_suffix)
+
+    return lookup
+
+
+# --- stdin/stdout relay -------------------------------------------------------------------------
+
+
+def _up(sock: socket.socket, stdin_fd: int, errors: list[str]) -> None:
+    """stdin -> socket; EOF on stdin becomes shutdown(SHUT_WR) (half-close)."""
+    try:
+        while data := os.read(stdin_fd, CHUNK):
+            sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+    except OSError as exc:
+        errors.append(f"sending: {exc.strerror or exc}")
+        _shutdown(sock, socket.SHUT_RDWR)
+
+
+def _down(sock: socket.socket, stdout_fd: int, errors: list[str]) -> None:
+    """socket -> stdout; EOF from the socket closes stdout, so the reader sees EOF too."""
+    try:
+        while data := sock.recv(CHUNK):
+            view = memoryview(data)
+            while view:
+                view = view[os.write(stdout_fd, view) :]
+    except OSError as exc:
+        errors.append(f"receiving: {exc.strerror or exc}")
+        _shutdown(sock, socket.SHUT_RDWR)
+    finally:
+        os.close(stdout_fd)
+
+
+def _shutdown(sock: socket.socket, how: int) -> None:
+    try:
+        sock.shutdown(how)
+    except OSError:
+        pass
+
+
+def relay_stdio(
+    sock: socket.socket,
+    stdin_fd: int = 0,
+    stdout_fd: int = 1,
+    *,
+    err: Callable[[str], None] | None = None,
+) -> int:
+    """Carry STDIN_FD to SOCK and SOCK to STDOUT_FD, each direction with half-close; 0 once both
+    are done, 1 (and one line to ERR) when either failed. STDOUT_FD is closed at the end of its
+    direction; SOCK is closed on return."""
+    errors: list[str] = []
+    sock.setblocking(True)
+    down = threading.Thread(target=_down, args=(sock, stdout_fd, errors), daemon=True)
+    up = threading.Thread(target=_up, args=(sock, stdin_fd, errors), daemon=True)
+    down.start()
+    up.start()
+    down.join()
+    # The target closed its side. Its peer (ssh, say) closes our stdin once it has seen that;
+    # a reset socket has already ended the other direction.
+    up.join()
+    sock.close()
+    if errors:
+        (err or _stderr)(f"spacetail nc: {errors[0]}")
+        return 1
+    return 0
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def nc(dialer: Dialer, host: str, port: int, *, err: Callable[[str], None] | None = None) -> int:
+    """Dial HOST:PORT and relay stdin/stdout; 1 with tailscale's reason when the dial fails."""
+    try:
+        sock = dialer.dial(host, port)
+    except DialError as exc:
+        (err or _stderr)(f"spacetail nc: {exc}")
+        return 1
+    return relay_stdio(sock, err=err)
