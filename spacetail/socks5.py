@@ -39,9 +39,10 @@ Resolver = Callable[[str], Sequence[str]]
 class DialError(OSError):
     """A dial through the proxy failed; the message says why, in tailscale's terms."""
 
-    def __init__(self, message: str, reply: int | None = None) -> None:
+    def __init__(self, message: str, reply: int | None = None, reason: str = "") -> None:
         super().__init__(message)
         self.reply = reply
+        self.reason = reason or message
 
 
 def is_address(host: str) -> bool:
@@ -91,7 +92,7 @@ def check_reply(head: bytes, target: str) -> None:
         raise DialError(f"bad SOCKS5 reply from the proxy ({head[:4].hex()})")
     if head[1] != 0:
         reason = REPLIES.get(head[1], f"SOCKS5 reply {head[1]}")
-        raise DialError(f"cannot reach {target}: {reason}", reply=head[1])
+        raise DialError(f"cannot reach {target}: {reason}", head[1], reason)
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -163,13 +164,16 @@ class Dialer:
         try:
             addresses = list(self.resolver(host))
         except OSError as exc:
-            raise DialError(f"{first}; tailnet DNS: {exc}", first.reply) from exc
+            raise DialError(f"{first}; {exc}", first.reply) from exc
         if not addresses:
             raise DialError(f"{first}; tailnet DNS has no address for {host}", first.reply)
-        error: OSError = first
+        reason = first.reason
         for address in addresses:
             try:
                 return self._through_proxy(address, port)
+            except DialError as exc:
+                reason = exc.reason
             except OSError as exc:
-                error = exc
-        raise DialError(f"cannot reach {host} ({', '.join(addresses)}) port {port}: {error}")
+                reason = str(exc)
+        where = f"{format_target(host, port)} (tailnet DNS: {', '.join(addresses)})"
+        raise DialError(f"cannot reach {where}: {reason}")
