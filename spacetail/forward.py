@@ -185,6 +185,21 @@ def listening_inodes(port: int, proc: Path = Path("/proc")) -> set[str]:
     return inodes
 
 
+def _links(fd_dir: Path) -> set[str]:
+    """What the fds in FD_DIR point at; an fd closed meanwhile (the listing's own) is skipped."""
+    links = set()
+    try:
+        fds = os.listdir(fd_dir)
+    except OSError:
+        return links
+    for fd in fds:
+        try:
+            links.add(os.readlink(fd_dir / fd))
+        except OSError:
+            continue
+    return links
+
+
 def port_holder(port: int, proc: Path = Path("/proc")) -> str | None:
     """'NAME (pid N)' of a process listening on PORT, or None when none we may read holds it
     (only our own user's processes' fds are readable)."""
@@ -194,12 +209,7 @@ def port_holder(port: int, proc: Path = Path("/proc")) -> str | None:
     for entry in sorted(os.listdir(proc), key=lambda e: (len(e), e)):
         if not entry.isdigit():
             continue
-        fd_dir = proc / entry / "fd"
-        try:
-            links = {os.readlink(fd_dir / fd) for fd in os.listdir(fd_dir)}
-        except OSError:
-            continue
-        if links & wanted:
+        if _links(proc / entry / "fd") & wanted:
             try:
                 name = (proc / entry / "comm").read_text().strip()
             except OSError:
