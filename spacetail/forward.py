@@ -187,7 +187,7 @@ def listening_inodes(port: int, proc: Path = Path("/proc")) -> set[str]:
 
 def _links(fd_dir: Path) -> set[str]:
     """What the fds in FD_DIR point at; an fd closed meanwhile (the listing's own) is skipped."""
-    links = set()
+    links: set[str] = set()
     try:
         fds = os.listdir(fd_dir)
     except OSError:
