@@ -255,7 +255,7 @@ class _Loop:
             if conn.registered[side]:
                 self.sel.unregister(sock)
                 conn.registered[side] = 0
-        conn.close()
+        conn.close(self.o._lock)
         self.conns.discard(conn)
         with self.o._lock:
             conn.stats.open -= 1

@@ -22,6 +22,7 @@ class Stats:
     refused: int = 0
     bytes_sent: int = 0  # client -> target
     bytes_received: int = 0  # target -> client
+    buffered: int = 0  # read from one side, not yet taken by the other (<= 2 chunks a conn)
     last_error: str | None = None
 
     def as_dict(self) -> dict[str, object]:
@@ -31,6 +32,7 @@ class Stats:
             "refused": self.refused,
             "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received,
+            "buffered": self.buffered,
             "last_error": self.last_error,
         }
 
@@ -102,6 +104,8 @@ class Connection:
             direction.eof = True
         else:
             direction.pending = memoryview(data)
+            with lock:
+                self.stats.buffered += len(data)
         self._flush(side, lock)  # most writes succeed at once: no extra round through select
 
     def _flush(self, side: int, lock: threading.Lock) -> None:
@@ -114,6 +118,7 @@ class Connection:
             except (BlockingIOError, InterruptedError):
                 return
             with lock:
+                self.stats.buffered -= sent
                 if side == CLIENT:
                     self.stats.bytes_sent += sent
                 else:
@@ -127,7 +132,12 @@ class Connection:
     def finished(self) -> bool:
         return self.error is not None or (self.dirs[0].done() and self.dirs[1].done())
 
-    def close(self) -> None:
+    def close(self, lock: threading.Lock) -> None:
+        with lock:  # what was never delivered is no longer held
+            for direction in self.dirs:
+                if direction.pending is not None:
+                    self.stats.buffered -= len(direction.pending)
+                    direction.pending = None
         self.client.close()
         if self.target is not None:
             self.target.close()
