@@ -108,20 +108,19 @@ def relay_stdio(
     *,
     err: Callable[[str], None] | None = None,
 ) -> int:
-    """Carry STDIN_FD to SOCK and SOCK to STDOUT_FD, each direction with half-close; 0 once both
-    are done, 1 (and one line to ERR) when either failed. STDOUT_FD is closed at the end of its
-    direction; SOCK is closed on return."""
+    """Carry STDIN_FD to SOCK and SOCK to STDOUT_FD; EOF on stdin becomes shutdown(SHUT_WR) on
+    SOCK, EOF on SOCK closes STDOUT_FD. Returns once SOCK's side has ended: 0, or 1 (one line
+    to ERR) when the connection failed. tailscaled's proxies end both directions at the first
+    EOF (as `tailscale nc` does), so nothing more could be sent then; a stdin read still
+    pending is left to the daemon thread, which ends with the process. SOCK is closed."""
     errors: list[str] = []
     sock.setblocking(True)
     down = threading.Thread(target=_down, args=(sock, stdout_fd, errors), daemon=True)
-    up = threading.Thread(target=_up, args=(sock, stdin_fd, errors), daemon=True)
+    up = threading.Thread(target=_up, args=(sock, stdin_fd, []), daemon=True)
     down.start()
     up.start()
     down.join()
-    # The target closed its side. Its peer (ssh, say) closes our stdin once it has seen that;
-    # a reset socket has already ended the other direction.
-    up.join()
-    sock.close()
+    sock.close()  # a later stdin chunk meets a closed socket object (EBADF), not a reused fd
     if errors:
         (err or _stderr)(f"spacetail nc: {errors[0]}")
         return 1

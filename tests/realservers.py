@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import MARKER, SPACELIFT_UID, free_port
+from tests.helpers import MARKER, SPACELIFT_UID, free_port, processes_with_marker, wait_gone
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 APT_HINT = (
@@ -122,12 +122,17 @@ def run_as_user(argv: Sequence[str], env: Mapping[str, str], timeout: float = 12
 
 @contextmanager
 def spawn(
-    argv: Sequence[str], env: Mapping[str, str], log: Path, *, stop_signal: int = signal.SIGTERM
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    log: Path,
+    *,
+    stop_signal: int = signal.SIGTERM,
+    unprivileged: bool = True,
 ) -> Iterator[subprocess.Popen[bytes]]:
     with open(log, "wb") as out:
         proc = subprocess.Popen(list(argv), env=dict(env), stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, cwd="/", start_new_session=True,
-                                **as_user())  # fmt: skip
+                                **(as_user() if unprivileged else {}))  # fmt: skip
     try:
         yield proc
     finally:
@@ -201,8 +206,9 @@ class SSHServer(Server):
 
 @contextmanager
 def sshd(marker: str) -> Iterator[SSHServer]:
-    """sshd as uid 1983 (an unprivileged sshd logs in only its own user) with a temp host key
-    and a temp user key, on a loopback port."""
+    """sshd with a temp host key, on a loopback port, letting uid 1983 in with a temp user key.
+    It runs as root, as sshd does on real servers: an unprivileged sshd cannot hand out ptys
+    (chown of /dev/pts fails), which Ansible asks for."""
     need_programs("/usr/sbin/sshd", "ssh", "ssh-keygen")
     user = need_spacelift_user()
     if not Path("/run/sshd").is_dir():
@@ -223,13 +229,28 @@ def sshd(marker: str) -> Iterator[SSHServer]:
             f"AuthorizedKeysFile {work}/authorized_keys\nPidFile {work}/sshd.pid\n"
             f"AllowUsers {user}\nUsePAM no\nStrictModes no\nPasswordAuthentication no\n"
             "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
+            "Subsystem sftp internal-sftp\n"
         )
         argv = ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)]
-        with spawn(argv, env, work / "sshd.log") as proc:
-            wait_port(port, proc, work / "sshd.log", "sshd")
-            yield SSHServer(port, work, user, work / "user_key")
+        try:
+            with spawn(argv, env, work / "sshd.log", unprivileged=False) as proc:
+                wait_port(port, proc, work / "sshd.log", "sshd")
+                yield SSHServer(port, work, user, work / "user_key")
+        finally:
+            finish_strays(marker, "sshd")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def finish_strays(marker: str, name: str) -> None:
+    """A per-connection sshd can still be tidying up after its client left: give each one that
+    carries MARKER a few seconds to end (woken by its exit), then SIGKILL it."""
+    for pid, cmdline in processes_with_marker(marker):
+        if name in cmdline and not wait_gone(pid, 5):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 # --- tailscaled (real or fake) ------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import pytest
 from spacetail.forward import bind_listeners, parse_forwards
 from spacetail.relay import CHUNK, MAX_OPEN, Forwarder
 from spacetail.socks5 import DialError
+from tests.loopback import Target, echo, free_port, recv_all, wait_until
 
 
 class DirectDialer:
@@ -34,50 +35,6 @@ class DirectDialer:
             raise DialError(f"cannot reach {host}:{port}: {exc.strerror}") from exc
 
 
-class Target:
-    """A loopback server running HANDLER(conn) in a thread per connection."""
-
-    def __init__(self, handler: Callable[[socket.socket], None]) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self.sock.getsockname()[1])
-        self.handler = handler
-        self.conns: list[socket.socket] = []
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn: socket.socket) -> None:
-        try:
-            self.handler(conn)
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self.conns:
-            conn.close()
-
-
-def echo(conn: socket.socket) -> None:
-    while data := conn.recv(65536):
-        conn.sendall(data)
-    conn.shutdown(socket.SHUT_WR)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def forwarding(
     spec_text: str, dialer: DirectDialer | None = None, **kwargs: int
@@ -91,20 +48,6 @@ def forwarding(
         yield fwd, [s.listen_port for s in specs]
     finally:
         fwd.stop()
-
-
-def wait_until(cond: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
-
-
-def recv_all(sock: socket.socket) -> bytes:
-    out = bytearray()
-    while data := sock.recv(65536):
-        out += data
-    return bytes(out)
 
 
 def test_round_trip_and_counters() -> None:
