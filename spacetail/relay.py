@@ -8,10 +8,10 @@ this module for no gain. The pool is small and fixed (DIAL_WORKERS), a dial neve
 selector, and the connected socket comes back through a queue plus a wake-up byte, so a slow
 dial never delays the relay of other connections.
 
-Memory is bounded per connection: a direction holds at most one chunk (<= CHUNK bytes) that its
-destination has not taken yet, and its source is not read again until that chunk is gone
-(backpressure: a client that never reads stalls its target, not our memory). An idle connection
-holds no buffer at all. Idle connections are never closed here.
+Memory is bounded per connection: a direction holds at most CHUNK bytes that its destination has
+not taken yet (in a pipe, moved with splice(2), or failing that in user space), and its source
+is not read while that is full (backpressure: a client that never reads stalls its target, not
+our memory). An idle connection holds no bytes at all. Idle connections are never closed here.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class Forwarder:
         log: Callable[[str], None],
         max_open: int = MAX_OPEN,
         dial_workers: int = DIAL_WORKERS,
+        splice: bool = True,
     ) -> None:
         if len(specs) != len(listeners):
             raise ValueError("one listener per spec")
@@ -64,6 +65,7 @@ class Forwarder:
         self._dialer = dialer
         self._log = log
         self._max_open = max_open
+        self._splice = splice
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._jobs: queue.SimpleQueue[Connection | None] = queue.SimpleQueue()
@@ -219,7 +221,15 @@ class _Loop:
                 conn.stats.open -= 1
             self._fail(conn.stats, f"{conn.spec.target}: {result}")
             return
-        conn.attach(result)
+        try:
+            conn.attach(result, use_splice=self.o._splice)
+        except OSError as exc:
+            result.close()
+            conn.client.close()
+            with self.o._lock:
+                conn.stats.open -= 1
+            self._fail(conn.stats, f"{conn.spec.target}: {exc}")
+            return
         self.conns.add(conn)
         self._update(conn)
 

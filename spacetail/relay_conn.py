@@ -1,8 +1,15 @@
 """One forwarded connection: a client socket, its target socket, and one bounded direction each
-way, with half-close (EOF on one side becomes shutdown(SHUT_WR) on the other)."""
+way, with half-close (EOF on one side becomes shutdown(SHUT_WR) on the other).
+
+A direction moves bytes with splice(2) through a pipe of its own when it can: the bytes stay in
+the kernel, bounded by the pipe's capacity (CHUNK), and never enter user space. Where a pipe
+cannot be had (no os.splice, or out of file descriptors) it falls back to recv/send with at most
+one CHUNK held in user space."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import selectors
 import socket
 import threading
@@ -13,6 +20,9 @@ from spacetail.forward import ForwardSpec
 CHUNK = 64 * 1024  # the most one direction holds that its destination has not taken yet
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 CLIENT, TARGET = 0, 1
+_SPLICE = getattr(os, "splice", None)
+_SPLICE_FLAGS = getattr(os, "SPLICE_F_NONBLOCK", 0) | getattr(os, "SPLICE_F_MOVE", 0)
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
 @dataclass
@@ -38,20 +48,84 @@ class Stats:
 
 
 class Direction:
-    """Bytes read from one side waiting for the other; at most one chunk, never more."""
-
-    __slots__ = ("eof", "pending", "shut")
+    """Bytes read from one side waiting for the other, in user space: one chunk at most."""
 
     def __init__(self) -> None:
-        self.pending: memoryview | None = None
+        self.chunk: memoryview | None = None
         self.eof = False  # the source said EOF
         self.shut = False  # ... and the destination was told (shutdown SHUT_WR)
 
-    def wants_read(self) -> bool:
-        return not self.eof and self.pending is None
+    @property
+    def pending(self) -> int:
+        return len(self.chunk) if self.chunk is not None else 0
 
-    def done(self) -> bool:
-        return self.shut
+    def wants_read(self) -> bool:
+        return not self.eof and self.chunk is None
+
+    def fill(self, src: socket.socket) -> int:
+        """Read once from SRC: the byte count, 0 at EOF; BlockingIOError when nothing is there."""
+        data = src.recv(CHUNK)
+        if data:
+            self.chunk = memoryview(data)
+        return len(data)
+
+    def drain(self, dst: socket.socket) -> int:
+        """Write what is held to DST once: the byte count; BlockingIOError when DST is full."""
+        assert self.chunk is not None
+        sent = dst.send(self.chunk)
+        rest = self.chunk[sent:]
+        self.chunk = rest if len(rest) else None
+        return sent
+
+    def close(self) -> None:
+        self.chunk = None
+
+
+class SpliceDirection(Direction):
+    """The same through a pipe with splice(2): the bytes never enter user space."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.r, self.w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            fcntl.fcntl(self.w, _F_SETPIPE_SZ, CHUNK)
+        except OSError:
+            pass  # the default capacity (64 KiB on Linux) bounds it as well
+        self.held = 0
+
+    @property
+    def pending(self) -> int:
+        return self.held
+
+    def wants_read(self) -> bool:
+        return not self.eof and self.held < CHUNK
+
+    def fill(self, src: socket.socket) -> int:
+        assert _SPLICE is not None
+        n = int(_SPLICE(src.fileno(), self.w, CHUNK - self.held, flags=_SPLICE_FLAGS))
+        self.held += n
+        return n
+
+    def drain(self, dst: socket.socket) -> int:
+        assert _SPLICE is not None
+        n = int(_SPLICE(self.r, dst.fileno(), self.held, flags=_SPLICE_FLAGS))
+        self.held -= n
+        return n
+
+    def close(self) -> None:
+        self.held = 0
+        for fd in (self.r, self.w):
+            os.close(fd)
+        self.r = self.w = -1
+
+
+def new_direction(use_splice: bool) -> Direction:
+    if use_splice and _SPLICE is not None:
+        try:
+            return SpliceDirection()
+        except OSError:
+            pass  # EMFILE/ENFILE: this connection relays through user space instead
+    return Direction()
 
 
 class Connection:
@@ -64,14 +138,15 @@ class Connection:
         self.target: socket.socket | None = None
         self.since = since
         # dirs[s] carries bytes read from side s to the other side.
-        self.dirs = (Direction(), Direction())
+        self.dirs: tuple[Direction, Direction] = (Direction(), Direction())
         self.registered = [0, 0]
         self.error: str | None = None
 
-    def attach(self, target: socket.socket) -> None:
+    def attach(self, target: socket.socket, *, use_splice: bool = True) -> None:
         self.client.setblocking(False)
         target.setblocking(False)
         self.target = target
+        self.dirs = (new_direction(use_splice), new_direction(use_splice))
 
     def sockets(self) -> tuple[socket.socket, socket.socket]:
         assert self.target is not None
@@ -83,7 +158,7 @@ class Connection:
         events = 0
         if self.dirs[side].wants_read():
             events |= READ
-        if self.dirs[1 - side].pending is not None:
+        if self.dirs[1 - side].pending:
             events |= WRITE
         return events
 
@@ -94,27 +169,25 @@ class Connection:
             self._read(side, lock)
 
     def _read(self, side: int, lock: threading.Lock) -> None:
-        src = self.sockets()[side]
+        direction = self.dirs[side]
         try:
-            data = src.recv(CHUNK)
+            n = direction.fill(self.sockets()[side])
         except (BlockingIOError, InterruptedError):
             return
-        direction = self.dirs[side]
-        if not data:
+        if n == 0:
             direction.eof = True
         else:
-            direction.pending = memoryview(data)
             with lock:
-                self.stats.buffered += len(data)
+                self.stats.buffered += n
         self._flush(side, lock)  # most writes succeed at once: no extra round through select
 
     def _flush(self, side: int, lock: threading.Lock) -> None:
         """Send what SIDE's direction holds to the other side; pass its EOF on once drained."""
         direction = self.dirs[side]
         dst = self.sockets()[1 - side]
-        if direction.pending is not None:
+        if direction.pending:
             try:
-                sent = dst.send(direction.pending)
+                sent = direction.drain(dst)
             except (BlockingIOError, InterruptedError):
                 return
             with lock:
@@ -123,21 +196,19 @@ class Connection:
                     self.stats.bytes_sent += sent
                 else:
                     self.stats.bytes_received += sent
-            rest = direction.pending[sent:]
-            direction.pending = rest if len(rest) else None
-        if direction.pending is None and direction.eof and not direction.shut:
+        if not direction.pending and direction.eof and not direction.shut:
             direction.shut = True
             dst.shutdown(socket.SHUT_WR)
 
     def finished(self) -> bool:
-        return self.error is not None or (self.dirs[0].done() and self.dirs[1].done())
+        return self.error is not None or (self.dirs[0].shut and self.dirs[1].shut)
 
     def close(self, lock: threading.Lock) -> None:
         with lock:  # what was never delivered is no longer held
             for direction in self.dirs:
-                if direction.pending is not None:
-                    self.stats.buffered -= len(direction.pending)
-                    direction.pending = None
+                self.stats.buffered -= direction.pending
+        for direction in self.dirs:
+            direction.close()
         self.client.close()
         if self.target is not None:
             self.target.close()

@@ -35,14 +35,25 @@ class DirectDialer:
             raise DialError(f"cannot reach {host}:{port}: {exc.strerror}") from exc
 
 
+SPLICE = [True]
+
+
+@pytest.fixture(autouse=True, params=["splice", "userspace"])
+def relay_mode(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test runs with both ways of moving bytes: splice(2) and user-space chunks."""
+    SPLICE[0] = request.param == "splice"
+    yield
+    SPLICE[0] = True
+
+
 @contextmanager
 def forwarding(
-    spec_text: str, dialer: DirectDialer | None = None, **kwargs: int
+    spec_text: str, dialer: DirectDialer | None = None
 ) -> Iterator[tuple[Forwarder, list[int]]]:
     specs = parse_forwards("--forward", spec_text, public=False)
     logged: list[str] = []
     fwd = Forwarder(specs, bind_listeners(specs), dialer or DirectDialer(), log=logged.append,
-                    **kwargs)  # fmt: skip
+                    splice=SPLICE[0])  # fmt: skip
     fwd.start()
     try:
         yield fwd, [s.listen_port for s in specs]
