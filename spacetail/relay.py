@@ -160,6 +160,7 @@ class _Loop:
         self.sel = selectors.DefaultSelector()
         self.conns: set[Connection] = set()
         self.closed = False
+        self.rounds = 0  # select() wake-ups: a relay that spins shows here
 
     def run(self) -> None:
         o = self.o
@@ -167,7 +168,9 @@ class _Loop:
         for fwd in o._forwards:
             self.sel.register(fwd.listener, 1, fwd)
         while not o._stopping.is_set():
-            for key, mask in self.sel.select():
+            events = self.sel.select()
+            self.rounds += 1
+            for key, mask in events:
                 data = key.data
                 if data is None:
                     self._drain_wake()

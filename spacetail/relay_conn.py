@@ -23,6 +23,7 @@ CLIENT, TARGET = 0, 1
 _SPLICE = getattr(os, "splice", None)
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_NONBLOCK", 0) | getattr(os, "SPLICE_F_MOVE", 0)
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 
 
 @dataclass
@@ -90,19 +91,31 @@ class SpliceDirection(Direction):
         try:
             fcntl.fcntl(self.w, _F_SETPIPE_SZ, CHUNK)
         except OSError:
-            pass  # the default capacity (64 KiB on Linux) bounds it as well
+            pass  # over the user's pipe quota (pipe-user-pages-soft) pipes stay small
+        # What the pipe really holds: reading more than fits would spin on a readable socket.
+        self.capacity = min(CHUNK, int(fcntl.fcntl(self.w, _F_GETPIPE_SZ)))
         self.held = 0
+        # The pipe can also fill up by its slots (one per socket buffer spliced in) before its
+        # bytes reach capacity; then splice says EAGAIN on a readable socket, and reading again
+        # before the pipe drains would spin.
+        self.full = False
 
     @property
     def pending(self) -> int:
         return self.held
 
     def wants_read(self) -> bool:
-        return not self.eof and self.held < CHUNK
+        return not self.eof and not self.full and self.held < self.capacity
 
     def fill(self, src: socket.socket) -> int:
         assert _SPLICE is not None
-        n = int(_SPLICE(src.fileno(), self.w, CHUNK - self.held, flags=_SPLICE_FLAGS))
+        try:
+            n = int(_SPLICE(src.fileno(), self.w, self.capacity - self.held, flags=_SPLICE_FLAGS))
+        except BlockingIOError:
+            # With bytes in the pipe, EAGAIN may be the pipe's: wait for a drain (WRITE on the
+            # other side is armed while bytes are held). An empty pipe is never full.
+            self.full = self.held > 0
+            raise
         self.held += n
         return n
 
@@ -110,6 +123,7 @@ class SpliceDirection(Direction):
         assert _SPLICE is not None
         n = int(_SPLICE(self.r, dst.fileno(), self.held, flags=_SPLICE_FLAGS))
         self.held -= n
+        self.full = False
         return n
 
     def close(self) -> None:

@@ -13,6 +13,7 @@ and give uid 1983 a passwd entry (initdb, sshd and ssh need one):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -29,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import MARKER, SPACELIFT_UID, free_port, processes_with_marker, wait_gone
+from tests.helpers import MARKER, SPACELIFT_UID, free_port, wait_gone
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 APT_HINT = (
@@ -232,25 +233,50 @@ def sshd(marker: str) -> Iterator[SSHServer]:
             "Subsystem sftp internal-sftp\n"
         )
         argv = ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)]
+        sessions: list[int] = []
         try:
             with spawn(argv, env, work / "sshd.log", unprivileged=False) as proc:
                 wait_port(port, proc, work / "sshd.log", "sshd")
-                yield SSHServer(port, work, user, work / "user_key")
+                try:
+                    yield SSHServer(port, work, user, work / "user_key")
+                finally:
+                    sessions = descendants(proc.pid)
         finally:
-            finish_strays(marker, "sshd")
+            end_sessions(sessions)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def finish_strays(marker: str, name: str) -> None:
-    """A per-connection sshd can still be tidying up after its client left: give each one that
-    carries MARKER a few seconds to end (woken by its exit), then SIGKILL it."""
-    for pid, cmdline in processes_with_marker(marker):
-        if name in cmdline and not wait_gone(pid, 5):
+def descendants(pid: int) -> list[int]:
+    """PID's live descendants (sshd's per-connection processes: each calls setsid() and their
+    environment no longer carries the test's marker, so neither a process group nor the leak
+    check finds them)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
             try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat[stat.rfind(")") + 2 :].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [p for p, pp in parents.items() if pp == parent]
+        found += children
+        frontier += children
+    return found
+
+
+def end_sessions(pids: list[int]) -> None:
+    """SIGTERM sshd's session processes (started by our sshd, so ours), then wait for each."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    for pid in pids:
+        if not wait_gone(pid, 5):
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 # --- tailscaled (real or fake) ------------------------------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 from spacetail.forward import ForwardSpec, bind_listeners, parse_forwards
 from spacetail.relay import Forwarder
 from spacetail.socks5 import GENERAL_FAILURE, Dialer, DialError
-from tests import realservers
+from tests import helpers, realservers
 from tests.helpers import MARKER, Userland
 from tests.loopback import Target, echo, free_port, recv_all, wait_until
 
@@ -253,6 +253,11 @@ def test_ansible_ping_through_nc(
         assert result.returncode == 0, result.stdout + result.stderr
         assert '"ping": "pong"' in result.stdout
         assert "target | SUCCESS" in result.stdout
+    # Ansible's ssh control master outlives it (ControlPersist) with nc as its ProxyCommand;
+    # once sshd and its sessions are gone the connection ends, and nc must end with it.
+    for pid, cmdline in helpers.processes_with_marker(test_id):
+        if "nc-launcher" in cmdline or cmdline.startswith("ssh"):
+            assert helpers.wait_gone(pid, 10), f"still running: {cmdline}"
 
 
 def test_forward_to_sshd_keeps_an_idle_session_open(

@@ -154,17 +154,20 @@ def test_the_257th_connection_is_closed_at_once_and_counted() -> None:
     target.close()
 
 
-def test_a_client_that_never_reads_holds_at_most_one_chunk() -> None:
+@pytest.mark.parametrize("block", [65536, 100], ids=["large-writes", "small-writes"])
+def test_a_client_that_never_reads_holds_at_most_one_chunk(block: int) -> None:
     """The target pushes 256 MiB at a client that reads nothing: the target stalls once the
-    kernel's buffers and our one chunk are full; nothing piles up in the forwarder."""
+    kernel's buffers and our one chunk are full; nothing piles up in the forwarder. Small
+    writes fill a pipe by its slots long before its bytes: that must not make it spin."""
     pushed: list[int] = []
 
     def firehose(conn: socket.socket) -> None:
         conn.settimeout(2)  # a send that makes no progress for 2 s ends the push
-        block, sent = b"z" * 65536, 0
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        data, sent = b"z" * block, 0
         try:
             while sent < 256 << 20:
-                sent += conn.send(block)
+                sent += conn.send(data)
         except TimeoutError:
             pass
         pushed.append(sent)
@@ -181,6 +184,9 @@ def test_a_client_that_never_reads_holds_at_most_one_chunk() -> None:
                 isinstance(buffered, int) and 0 < buffered <= CHUNK
             )  # one chunk waits; nothing else is ours
             assert pushed[0] < 128 << 20, "backpressure did not stop the target"
+            # The target made no progress for 2 s before giving up; a relay polling a full pipe
+            # or buffer would have woken up a million times meanwhile, not a few per chunk.
+            assert fwd._loop.rounds < 8 * (pushed[0] // 4096 + 100)
             assert rss_kib() - rss_before < 16 << 10
             c.shutdown(socket.SHUT_WR)
             c.settimeout(30)
