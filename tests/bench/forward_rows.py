@@ -145,7 +145,9 @@ def measure(
         alternate(1, *transfers)  # warm-up
         for key in ("fwd", "socks", "direct"):
             s[key].clear()
+        cpu0 = cpu_seconds(r.forwarder.pid)
         alternate(trials, *transfers)
+        s["fwd_cpu"] = (cpu_seconds(r.forwarder.pid) - cpu0) / trials
         setups = (
             add("set_fwd", lambda: _echo_once(socket.create_connection(("127.0.0.1", r.fwd_echo)))),
             add("set_socks", lambda: _echo_once(dialer.dial("127.0.0.1", r.echo))),
@@ -186,7 +188,8 @@ def rows(
          "check": lambda row: (row.ratio or 99) <= 1 / THROUGHPUT_RATIO,
          "note": f"MB/s: forward {statistics.median(throughput['fwd']):.0f}, SOCKS5 "
                  f"{statistics.median(throughput['socks']):.0f}, loopback "
-                 f"{statistics.median(throughput['direct']):.0f}"},
+                 f"{statistics.median(throughput['direct']):.0f}; the forwarder's CPU "
+                 f"{s['fwd_cpu']:.3f} s per transfer"},
         {"name": f"{mb:g} MB over plain loopback (no proxy)", "spacetail": s["direct"]},
         {"name": "connection set-up through a forward (connect + 1-byte echo)",
          "spacetail": s["set_fwd"], "bare": s["set_socks"],
