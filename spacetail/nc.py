@@ -7,17 +7,21 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 from spacetail import dnsmsg
-from spacetail.socks5 import Dialer, DialError, Resolver, is_address
+from spacetail.errors import OperationFailed
+from spacetail.socks5 import Dialer, Resolver, is_address
 from spacetail.tailscale import LocalAPI, LocalAPIError
 
 CHUNK = 64 * 1024
 
 
-class ResolveError(OSError):
-    """The tailnet's resolver could not be asked, or has no address for the name."""
+class ResolveError(OSError, OperationFailed):
+    """The tailnet's resolver could not be asked, or has no address for the name (an OSError
+    for the Dialer's fallback, an OperationFailed for `spacetail resolve`: exit 1)."""
 
 
 def _query(api: LocalAPI, name: str, qtype: str, timeout: float) -> dnsmsg.Message:
@@ -88,7 +92,7 @@ def _down(sock: socket.socket, stdout_fd: int, errors: list[str]) -> None:
             while view:
                 view = view[os.write(stdout_fd, view) :]
     except OSError as exc:
-        errors.append(f"receiving: {exc.strerror or exc}")
+        errors.append(f"the connection failed: {exc.strerror or exc}")
         _shutdown(sock, socket.SHUT_RDWR)
     finally:
         os.close(stdout_fd)
@@ -114,7 +118,7 @@ def relay_stdio(
     EOF (as `tailscale nc` does), so nothing more could be sent then; a stdin read still
     pending is left to the daemon thread, which ends with the process. SOCK is closed."""
     errors: list[str] = []
-    sock.setblocking(True)
+    sock.settimeout(None)
     down = threading.Thread(target=_down, args=(sock, stdout_fd, errors), daemon=True)
     up = threading.Thread(target=_up, args=(sock, stdin_fd, []), daemon=True)
     down.start()
@@ -122,20 +126,42 @@ def relay_stdio(
     down.join()
     sock.close()  # a later stdin chunk meets a closed socket object (EBADF), not a reused fd
     if errors:
-        (err or _stderr)(f"spacetail nc: {errors[0]}")
+        (err or _stderr)(errors[0])
         return 1
     return 0
 
 
 def _stderr(line: str) -> None:
-    print(line, file=sys.stderr)
+    print(f"spacetail: error: {line}", file=sys.stderr, flush=True)
 
 
 def nc(dialer: Dialer, host: str, port: int, *, err: Callable[[str], None] | None = None) -> int:
-    """Dial HOST:PORT and relay stdin/stdout; 1 with tailscale's reason when the dial fails."""
-    try:
-        sock = dialer.dial(host, port)
-    except DialError as exc:
-        (err or _stderr)(f"spacetail nc: {exc}")
-        return 1
-    return relay_stdio(sock, err=err)
+    """Dial HOST:PORT and relay stdin/stdout (relay_stdio's exit status). A failed dial raises
+    DialError (an OperationFailed: one line with tailscale's reason, exit 1)."""
+    return relay_stdio(dialer.dial(host, port), err=err)
+
+
+def tailnet_from_status(
+    status: Mapping[str, Any], *, timeout: float = 10.0
+) -> tuple[Dialer, LocalAPI, str | None]:
+    """What `spacetail nc` and `spacetail resolve` need, from `client.status()`'s answer: a
+    Dialer on the manager's SOCKS5 proxy with the tailnet resolver as its fallback, the
+    LocalAPI, and the MagicDNS suffix for short names. OperationFailed when no manager runs or
+    the node is not Running."""
+    if not status.get("running"):
+        raise OperationFailed(
+            f"no manager runs for {status.get('state_dir')}; run `spacetail up` first"
+        )
+    state = status.get("backend_state")
+    if state != "Running":
+        why = "; ".join(status.get("health") or []) or "still logging in"
+        raise OperationFailed(f"tailscale is {state}, not Running ({why}); see `spacetail status`")
+    socks = str((status.get("proxies") or {}).get("socks5") or "")
+    host, _, port = socks.removeprefix("socks5://").rpartition(":")
+    if not host or not port.isdigit():
+        raise OperationFailed(f"the manager reports no SOCKS5 proxy address ({socks!r})")
+    api = LocalAPI(Path(str(status.get("tailscaled_socket"))))
+    dns_name = str(status.get("dns_name") or "")
+    suffix = dns_name.split(".", 1)[1] if "." in dns_name else None
+    dialer = Dialer((host.strip("[]"), int(port)), tailnet_resolver(api, suffix), timeout=timeout)
+    return dialer, api, suffix

@@ -10,6 +10,8 @@ import socket
 import struct
 from collections.abc import Callable, Sequence
 
+from spacetail.errors import OperationFailed
+
 VERSION = 5
 NO_AUTH = 0
 NO_ACCEPTABLE = 0xFF
@@ -36,8 +38,9 @@ LOOKUP_FAILURES = frozenset({GENERAL_FAILURE, HOST_UNREACHABLE})
 Resolver = Callable[[str], Sequence[str]]
 
 
-class DialError(OSError):
-    """A dial through the proxy failed; the message says why, in tailscale's terms."""
+class DialError(OSError, OperationFailed):
+    """A dial through the proxy failed; the message says why, in tailscale's terms. An OSError
+    (the forwarder treats it like any failed connect) and an OperationFailed (`nc` exits 1)."""
 
     def __init__(self, message: str, reply: int | None = None, reason: str = "") -> None:
         super().__init__(message)

@@ -10,10 +10,12 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from spacetail import nc
+from spacetail.errors import OperationFailed
 from spacetail.forward import bind_listeners, parse_forwards
 from spacetail.relay import Forwarder
 from spacetail.socks5 import Dialer, DialError
@@ -216,3 +218,42 @@ def test_the_reference_dns_answers_are_what_the_fake_gives(
     for entry in json.loads((REFERENCE / "dns-query-needslogin.json").read_text()):
         status, _ctype, body = dns_query(fake_tsd.socket, entry["query"])
         assert (status, body) == (entry["status"], entry["body"])
+
+
+def manager_status(tsd: realservers.Tailscaled, **changes: Any) -> dict[str, Any]:
+    """What `client.status()` answers while a manager runs (the fields nc and resolve read)."""
+    return {"running": True, "backend_state": "Running", "health": [],
+            "proxies": {"socks5": f"socks5://127.0.0.1:{tsd.socks_port}"},
+            "tailscaled_socket": str(tsd.socket), "dns_name": "ci-runner.tail-fake.ts.net",
+            "state_dir": "/state", **changes}  # fmt: skip
+
+
+def test_tailnet_from_status_gives_a_dialer_with_the_tailnet_resolver(
+    running: realservers.Tailscaled,
+) -> None:
+    dialer, api, suffix = nc.tailnet_from_status(manager_status(running))
+    assert dialer.proxy == ("127.0.0.1", running.socks_port) and suffix == "tail-fake.ts.net"
+    assert nc.resolve(api, "fake-peer", magic_suffix=suffix)[0] == "100.64.0.8"
+    target = Target(echo)
+    with dialer.dial(SPLIT, target.port) as sock:  # the resolver fallback is wired in
+        sock.sendall(b"s")
+        sock.settimeout(10)
+        assert sock.recv(1) == b"s"
+    target.close()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"running": False}, "no manager runs for /state; run `spacetail up` first"),
+        ({"backend_state": "NeedsLogin", "health": ["You are logged out."]},
+         "tailscale is NeedsLogin, not Running (You are logged out.); see `spacetail status`"),
+        ({"proxies": None}, "the manager reports no SOCKS5 proxy address ('')"),
+    ],
+)  # fmt: skip
+def test_tailnet_from_status_refuses_without_a_running_node(
+    fake_tsd: realservers.Tailscaled, changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(OperationFailed) as caught:
+        nc.tailnet_from_status(manager_status(fake_tsd, **changes))
+    assert str(caught.value) == message and caught.value.exit_code == 1

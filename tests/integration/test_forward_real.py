@@ -183,9 +183,12 @@ def proxy_command(userland: Userland, home: Path, socks_port: int) -> str:
     launcher = home / "nc-launcher"
     launcher.write_text(
         f"#!{userland.python}\nimport sys\nsys.path.insert(0, {str(userland.root / 'site')!r})\n"
-        "from spacetail.nc import nc\nfrom spacetail.socks5 import Dialer\n"
-        f"raise SystemExit(nc(Dialer(('127.0.0.1', {socks_port})), sys.argv[1], "
-        "int(sys.argv[2])))\n"
+        "from spacetail.errors import SpacetailError\nfrom spacetail.nc import nc\n"
+        "from spacetail.socks5 import Dialer\ntry:\n"
+        f"    code = nc(Dialer(('127.0.0.1', {socks_port})), sys.argv[1], int(sys.argv[2]))\n"
+        "except SpacetailError as exc:\n"
+        "    print(f'spacetail: error: {exc}', file=sys.stderr)\n    code = exc.exit_code\n"
+        "raise SystemExit(code)\n"
     )
     launcher.chmod(0o755)
     return f"{launcher} %h %p"
@@ -226,7 +229,7 @@ def test_nc_fails_with_one_line_when_the_target_cannot_be_reached(
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1
-    assert result.stderr.startswith(f"spacetail nc: cannot reach 127.0.0.1:{port}: ")
+    assert result.stderr.startswith(f"spacetail: error: cannot reach 127.0.0.1:{port}: ")
 
 
 def test_ansible_ping_through_nc(
