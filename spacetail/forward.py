@@ -59,6 +59,13 @@ def _port(setting: str, spec: str, text: str, what: str) -> int:
     return int(text)
 
 
+def parse_port(setting: str, text: str) -> int:
+    """A TCP port given alone (`spacetail nc HOST PORT`); ConfigError naming SETTING if not."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ConfigError(f"{setting}: {text!r} is not a port; use 1-65535")
+    return int(text)
+
+
 def _listen_host(setting: str, spec: str, text: str, public: bool) -> str:
     host = "127.0.0.1" if text in ("", "localhost") else text
     try:

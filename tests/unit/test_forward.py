@@ -13,6 +13,7 @@ from spacetail.forward import (
     bind_listeners,
     listening_inodes,
     parse_forwards,
+    parse_port,
     port_holder,
 )
 
@@ -136,3 +137,10 @@ def test_port_holder_finds_the_listening_inode_and_nothing_for_a_free_port() -> 
         holder = port_holder(port)
         assert holder is not None and holder.endswith(f"(pid {os.getpid()})")
     assert port_holder(port) is None
+
+
+def test_a_port_alone() -> None:
+    assert parse_port("nc PORT", "22") == 22
+    for bad in ("0", "65536", "ssh", "-1", ""):
+        with pytest.raises(ConfigError, match=r"^nc PORT: .* is not a port; use 1-65535$"):
+            parse_port("nc PORT", bad)
