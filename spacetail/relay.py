@@ -19,7 +19,6 @@ from __future__ import annotations
 import queue
 import socket
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -214,7 +213,7 @@ class _Loop:
             if refuse:
                 client.close()
                 continue
-            conn = Connection(fwd.spec, fwd.stats, client, time.monotonic())
+            conn = Connection(fwd.spec, fwd.stats, client)
             self.o._jobs.put(conn)
 
     def _dialed(self, conn: Connection, result: socket.socket | OSError) -> None:

@@ -145,12 +145,11 @@ def new_direction(use_splice: bool) -> Direction:
 class Connection:
     """Client and target sockets plus their two directions; driven by the selector loop."""
 
-    def __init__(self, spec: ForwardSpec, stats: Stats, client: socket.socket, since: float):
+    def __init__(self, spec: ForwardSpec, stats: Stats, client: socket.socket) -> None:
         self.spec = spec
         self.stats = stats
         self.client = client
         self.target: socket.socket | None = None
-        self.since = since
         # dirs[s] carries bytes read from side s to the other side.
         self.dirs: tuple[Direction, Direction] = (Direction(), Direction())
         self.registered = [0, 0]
