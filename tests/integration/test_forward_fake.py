@@ -19,7 +19,7 @@ from spacetail.errors import OperationFailed
 from spacetail.forward import bind_listeners, parse_forwards
 from spacetail.relay import Forwarder
 from spacetail.socks5 import Dialer, DialError
-from spacetail.tailscale import LocalAPI
+from spacetail.tailscale import LocalAPI, LocalAPIError
 from tests import realservers
 from tests.helpers import MARKER, Userland
 from tests.loopback import Target, echo, free_port, recv_all, wait_until
@@ -257,3 +257,15 @@ def test_tailnet_from_status_refuses_without_a_running_node(
     with pytest.raises(OperationFailed) as caught:
         nc.tailnet_from_status(manager_status(fake_tsd, **changes))
     assert str(caught.value) == message and caught.value.exit_code == 1
+
+
+def test_localapi_dns_query_returns_the_message_and_names_a_refusal(
+    running: realservers.Tailscaled,
+) -> None:
+    api = LocalAPI(running.socket)
+    raw = api.dns_query(SPLIT, "A")
+    assert raw[:2] == b"\x00\x01" and raw[3] & 0x0F == 0  # id 1, NOERROR
+    with pytest.raises(
+        LocalAPIError, match=r"^dns-query: HTTP 400: unknown DNS message type: BOGUS$"
+    ):
+        api.dns_query(SPLIT, "bogus")
