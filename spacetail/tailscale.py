@@ -3,6 +3,7 @@ LocalAPI over the unix socket, and how to read tailscale's own error text."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -222,6 +223,21 @@ class LocalAPI:
         if not isinstance(data, dict):
             raise LocalAPIError("status: not a JSON object")
         return data
+
+    def dns_query(self, name: str, qtype: str = "A", timeout: float = 5.0) -> bytes:
+        """The raw DNS response of tailscaled's own resolver (what `tailscale dns query` asks;
+        it knows split-DNS names that the proxies cannot resolve, tailscale#4677)."""
+        from urllib.parse import urlencode
+
+        query = urlencode({"name": name, "type": qtype})
+        code, body = self._request("GET", f"/localapi/v0/dns-query?{query}", timeout)
+        if code != 200:
+            text = body.decode(errors="replace").strip()
+            raise LocalAPIError(f"dns-query: HTTP {code}: {text}")
+        try:
+            return base64.b64decode(json.loads(body)["Bytes"], validate=True)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LocalAPIError(f"dns-query: unexpected answer: {exc!r}") from exc
 
     def watch(self) -> Iterator[dict[str, Any]]:
         """Notifications from watch-ipn-bus, the first one carrying the current state."""

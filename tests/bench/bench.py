@@ -567,6 +567,17 @@ def quick_and_idle(b: Bench, trials: int, idle: float) -> list[Row]:
     return rows
 
 
+def forwards(b: Bench, trials: int, real: Path, idle: float, mb: int) -> list[Row]:
+    """Issue 11's rows: a forward against tailscaled's SOCKS5 proxy used directly."""
+    from tests.bench import forward_rows
+
+    total = mb << 20
+    with b.trial(real) as t:
+        samples = forward_rows.measure(t.env, real, t.home, trials, total, idle, alternate,
+                                       rss_mb, cpu_seconds)  # fmt: skip
+    return [Row(**d) for d in forward_rows.rows(samples, total, idle, IDLE_CPU_SECONDS)]
+
+
 # --- the machine -----------------------------------------------------------------------------
 
 
@@ -618,10 +629,38 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--json", metavar="FILE", help="also write every sample to FILE")
     p.add_argument("--src", metavar="DIR",
                    help="benchmark this spacetail package folder, not the repo's")  # fmt: skip
+    p.add_argument("--forward-mb", type=int, default=256,
+                   help="size of the transfer through a forward (256 MB)")  # fmt: skip
+    p.add_argument("--only-forward", action="store_true",
+                   help="run only the forwarder rows (they need the real tailscaled)")  # fmt: skip
     args = p.parse_args(argv)
     if args.trials < 1:
         p.error("--trials must be at least 1")
     return args
+
+
+def everyday_rows(
+    bench: Bench, args: argparse.Namespace, real: Path | None, section: Callable[[str], None]
+) -> list[Row]:
+    """The rows of issue 7: up, down, status, memory and idle CPU of the manager."""
+    rows: list[Row] = []
+    section("up until Running")
+    rows.append(up_running(bench, args.trials))
+    if real is not None:
+        section("up --no-wait with the real tailscaled")
+        real_rows, real_rss = up_no_wait_real(bench, args.trials, real)
+        rows += real_rows
+    else:
+        real_rss = 0.0
+        name = "up --no-wait until the LocalAPI answers (real tailscaled)"
+        rows.append(Row(name, [], budget=f"<= {API_RATIO}x bare", check=lambda r: True))
+    section("down")
+    rows.append(down(bench, args.trials))
+    section("status, --version, memory, idle CPU")
+    rows += quick_and_idle(bench, args.trials, args.idle)
+    if real_rss:
+        rows.append(Row("real tailscaled resident memory (NeedsLogin)", [real_rss], unit="MB"))
+    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -654,24 +693,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         def section(name: str) -> None:
             print(f"... {name} ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
 
-        section("up until Running")
-        rows.append(up_running(bench, args.trials))
+        if not args.only_forward:
+            rows += everyday_rows(bench, args, real, section)
         if real is not None:
-            section("up --no-wait with the real tailscaled")
-            real_rows, real_rss = up_no_wait_real(bench, args.trials, real)
-            rows += real_rows
-        else:
-            real_rss = 0.0
-            name = "up --no-wait until the LocalAPI answers (real tailscaled)"
-            rows.append(Row(name, [], budget=f"<= {API_RATIO}x bare", check=lambda r: True))
-        section("down")
-        rows.append(down(bench, args.trials))
-        section("status, --version, memory, idle CPU")
-        rows += quick_and_idle(bench, args.trials, args.idle)
-        if real_rss:
-            rows.append(Row("real tailscaled resident memory (NeedsLogin)", [real_rss], unit="MB"))
+            section("forwarders through the real tailscaled")
+            rows += forwards(bench, args.trials, real, args.idle, args.forward_mb)
         print()
         print(table(rows))
+        for row in rows:
+            if row.note:
+                print(f"- {row.name}: {row.note}")
         print(f"\n({time.monotonic() - started:.0f} s in all)")
         if args.json:
             Path(args.json).write_text(

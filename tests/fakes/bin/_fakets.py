@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 import sys
 import time
 from collections.abc import Iterator
@@ -188,6 +189,59 @@ def is_tailnet_name(host: str) -> bool:
     """True for a MagicDNS name: anything ending in .ts.net (a trailing dot allowed)."""
     h = host.lower().rstrip(".")
     return h.endswith(".ts.net")
+
+
+# --------------------------------------------------------------------------------------------
+# The tailnet's DNS (LocalAPI dns-query): MagicDNS names plus split-DNS names that only this
+# resolver knows (the proxies cannot resolve them, as tailscale#4677 describes).
+
+SPLIT_DNS = {"db.internal.example.com": "127.0.0.1"}
+SPLIT_DNS_ALIASES = {"alias.internal.example.com": "db.internal.example.com"}
+DNS_TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16,
+             "AAAA": 28, "SRV": 33, "ANY": 255}  # fmt: skip
+RCODE_SERVFAIL, RCODE_NXDOMAIN = 2, 3
+
+
+def is_split_dns_name(host: str) -> bool:
+    return host.lower().rstrip(".").endswith(".internal.example.com")
+
+
+def _dns_name(name: str) -> bytes:
+    out = b""
+    for label in name.rstrip(".").split("."):
+        if label:
+            out += bytes([len(label)]) + label.encode()
+    return out + b"\0"
+
+
+def _rr(name: str, rtype: int, rdata: bytes) -> bytes:
+    return _dns_name(name) + struct.pack(">HHIH", rtype, 1, 600, len(rdata)) + rdata
+
+
+def dns_records(name: str, qtype: int, names: dict[str, list[str]]) -> tuple[int, list[bytes]]:
+    """(rcode, answer records) for NAME in NAMES (name -> addresses), following one alias."""
+    key = name.lower().rstrip(".")
+    answers: list[bytes] = []
+    if key in SPLIT_DNS_ALIASES:
+        target = SPLIT_DNS_ALIASES[key]
+        answers.append(_rr(key, 5, _dns_name(target)))
+        key = target
+    if key not in names:
+        return RCODE_NXDOMAIN, answers
+    for address in names[key]:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        packed = socket.inet_pton(family, address)
+        rtype = 1 if len(packed) == 4 else 28
+        if qtype in (rtype, 255):
+            answers.append(_rr(key, rtype, packed))
+    return 0, answers
+
+
+def dns_response(name: str, qtype: int, rcode: int, answers: list[bytes]) -> bytes:
+    """A response as tailscaled's resolver builds it: id 1, QR+AA+RD, the question echoed."""
+    flags = 0x8500 | rcode
+    header = struct.pack(">HHHHHH", 1, flags, 1, len(answers), 0, 0)
+    return header + _dns_name(name) + struct.pack(">HH", qtype, 1) + b"".join(answers)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,167 @@
+"""`spacetail nc HOST PORT` (stdin/stdout to HOST:PORT through tailscale, for ssh's ProxyCommand
+and Ansible) and `spacetail resolve NAME` (the addresses the tailnet's resolver gives)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from spacetail import dnsmsg
+from spacetail.errors import OperationFailed
+from spacetail.socks5 import Dialer, Resolver, is_address
+from spacetail.tailscale import LocalAPI, LocalAPIError
+
+CHUNK = 64 * 1024
+
+
+class ResolveError(OSError, OperationFailed):
+    """The tailnet's resolver could not be asked, or has no address for the name (an OSError
+    for the Dialer's fallback, an OperationFailed for `spacetail resolve`: exit 1)."""
+
+
+def _query(api: LocalAPI, name: str, qtype: str, timeout: float) -> dnsmsg.Message:
+    try:
+        return dnsmsg.parse(api.dns_query(name, qtype, timeout))
+    except LocalAPIError as exc:
+        raise ResolveError(f"cannot ask tailscale's resolver about {name}: {exc}") from exc
+    except dnsmsg.DNSFormatError as exc:
+        raise ResolveError(f"tailscale's resolver answered nonsense for {name}: {exc}") from exc
+
+
+def candidates(name: str, magic_suffix: str | None) -> list[str]:
+    """NAME, and for a short name NAME.<MagicDNS suffix> (what MagicDNS search domains do)."""
+    name = name.rstrip(".")
+    if "." not in name and magic_suffix:
+        return [name, f"{name}.{magic_suffix.strip('.')}"]
+    return [name]
+
+
+def resolve(
+    api: LocalAPI, name: str, *, magic_suffix: str | None = None, timeout: float = 5.0
+) -> list[str]:
+    """IPv4 then IPv6 addresses of NAME from tailscale's own resolver (MagicDNS and split DNS);
+    an address is returned as it is. ResolveError names tailscale's answer when there is none."""
+    if is_address(name):
+        return [name]
+    answer = "no answer"
+    for candidate in candidates(name, magic_suffix):
+        found: list[str] = []
+        for qtype in ("A", "AAAA"):
+            message = _query(api, candidate, qtype, timeout)
+            found += [a for a in message.addresses(candidate) if a not in found]
+            if message.rcode != dnsmsg.RCode.NOERROR:
+                answer = message.rcode_text
+        if found:
+            return found
+    raise ResolveError(f"tailnet DNS has no address for {name} ({answer})")
+
+
+def tailnet_resolver(api: LocalAPI, magic_suffix: str | None = None) -> Resolver:
+    """The Dialer's fallback: names tailscale's proxies cannot resolve, asked of its resolver."""
+
+    def lookup(name: str) -> Sequence[str]:
+        return resolve(api, name, magic_suffix=magic_suffix)
+
+    return lookup
+
+
+# --- stdin/stdout relay -------------------------------------------------------------------------
+
+
+def _up(sock: socket.socket, stdin_fd: int, errors: list[str]) -> None:
+    """stdin -> socket; EOF on stdin becomes shutdown(SHUT_WR) (half-close)."""
+    try:
+        while data := os.read(stdin_fd, CHUNK):
+            sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+    except OSError as exc:
+        errors.append(f"sending: {exc.strerror or exc}")
+        _shutdown(sock, socket.SHUT_RDWR)
+
+
+def _down(sock: socket.socket, stdout_fd: int, errors: list[str]) -> None:
+    """socket -> stdout; EOF from the socket closes stdout, so the reader sees EOF too."""
+    try:
+        while data := sock.recv(CHUNK):
+            view = memoryview(data)
+            while view:
+                view = view[os.write(stdout_fd, view) :]
+    except OSError as exc:
+        errors.append(f"the connection failed: {exc.strerror or exc}")
+        _shutdown(sock, socket.SHUT_RDWR)
+    finally:
+        os.close(stdout_fd)
+
+
+def _shutdown(sock: socket.socket, how: int) -> None:
+    try:
+        sock.shutdown(how)
+    except OSError:
+        pass
+
+
+def relay_stdio(
+    sock: socket.socket,
+    stdin_fd: int = 0,
+    stdout_fd: int = 1,
+    *,
+    err: Callable[[str], None] | None = None,
+) -> int:
+    """Carry STDIN_FD to SOCK and SOCK to STDOUT_FD; EOF on stdin becomes shutdown(SHUT_WR) on
+    SOCK, EOF on SOCK closes STDOUT_FD. Returns once SOCK's side has ended: 0, or 1 (one line
+    to ERR) when the connection failed. tailscaled's proxies end both directions at the first
+    EOF (as `tailscale nc` does), so nothing more could be sent then; a stdin read still
+    pending is left to the daemon thread, which ends with the process. SOCK is closed."""
+    errors: list[str] = []
+    sock.settimeout(None)
+    down = threading.Thread(target=_down, args=(sock, stdout_fd, errors), daemon=True)
+    up = threading.Thread(target=_up, args=(sock, stdin_fd, []), daemon=True)
+    down.start()
+    up.start()
+    down.join()
+    sock.close()  # a later stdin chunk meets a closed socket object (EBADF), not a reused fd
+    if errors:
+        (err or _stderr)(errors[0])
+        return 1
+    return 0
+
+
+def _stderr(line: str) -> None:
+    print(f"spacetail: error: {line}", file=sys.stderr, flush=True)
+
+
+def nc(dialer: Dialer, host: str, port: int, *, err: Callable[[str], None] | None = None) -> int:
+    """Dial HOST:PORT and relay stdin/stdout (relay_stdio's exit status). A failed dial raises
+    DialError (an OperationFailed: one line with tailscale's reason, exit 1)."""
+    return relay_stdio(dialer.dial(host, port), err=err)
+
+
+def tailnet_from_status(
+    status: Mapping[str, Any], *, timeout: float = 10.0
+) -> tuple[Dialer, LocalAPI, str | None]:
+    """What `spacetail nc` and `spacetail resolve` need, from `client.status()`'s answer: a
+    Dialer on the manager's SOCKS5 proxy with the tailnet resolver as its fallback, the
+    LocalAPI, and the MagicDNS suffix for short names. OperationFailed when no manager runs or
+    the node is not Running."""
+    if not status.get("running"):
+        raise OperationFailed(
+            f"no manager runs for {status.get('state_dir')}; run `spacetail up` first"
+        )
+    state = status.get("backend_state")
+    if state != "Running":
+        why = "; ".join(status.get("health") or []) or "still logging in"
+        raise OperationFailed(f"tailscale is {state}, not Running ({why}); see `spacetail status`")
+    socks = str((status.get("proxies") or {}).get("socks5") or "")
+    host, _, port = socks.removeprefix("socks5://").rpartition(":")
+    if not host or not port.isdigit():
+        raise OperationFailed(f"the manager reports no SOCKS5 proxy address ({socks!r})")
+    api = LocalAPI(Path(str(status.get("tailscaled_socket"))))
+    dns_name = str(status.get("dns_name") or "")
+    suffix = dns_name.split(".", 1)[1] if "." in dns_name else None
+    dialer = Dialer((host.strip("[]"), int(port)), tailnet_resolver(api, suffix), timeout=timeout)
+    return dialer, api, suffix
