@@ -125,6 +125,26 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_nc(args: argparse.Namespace) -> int:
+    """stdin/stdout to HOST:PORT through the running manager's tailscale (ssh ProxyCommand)."""
+    from spacetail import client, nc
+    from spacetail.forward import parse_port
+
+    port = parse_port("nc PORT", args.port)
+    dialer, _api, _suffix = nc.tailnet_from_status(client.status(_paths(args)))
+    return nc.nc(dialer, args.host, port)
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    """The addresses the tailnet's resolver gives NAME (MagicDNS and split DNS)."""
+    from spacetail import client, nc
+
+    _dialer, api, suffix = nc.tailnet_from_status(client.status(_paths(args)))
+    for address in nc.resolve(api, args.name, magic_suffix=suffix):
+        print(address)
+    return 0
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
     from spacetail.log import tail
 
@@ -213,6 +233,8 @@ COMMANDS = {
     "status": "show what runs",
     "env": "print the proxy exports (or unsets) for eval",
     "logs": "show the manager's (or tailscaled's) log",
+    "nc": "connect stdin/stdout to HOST PORT through the tailnet (ssh ProxyCommand)",
+    "resolve": "print the addresses the tailnet gives a name (MagicDNS, split DNS)",
     "run": "up, run a command with the proxy environment, down",
     "manager": "run the manager in the foreground (systemd, terminals)",
     "install-tailscale": "download and verify tailscale",
@@ -246,6 +268,14 @@ def _options(name: str, p: argparse.ArgumentParser) -> Handler:
 
         _add_settings(p, PROXIES, "when no manager runs: the addresses up would use")
         return cmd_env
+    if name == "nc":
+        p.add_argument("host", metavar="HOST", help="tailnet name, split-DNS name or address")
+        p.add_argument("port", metavar="PORT", help="TCP port")
+        return cmd_nc
+    if name == "resolve":
+        p.add_argument("name", metavar="NAME",
+                       help="a MagicDNS short name, *.ts.net or split-DNS name")  # fmt: skip
+        return cmd_resolve
     if name == "logs":
         p.add_argument("--tailscaled", action="store_true", help="tailscaled's log")
         p.add_argument("-n", "--lines", type=int, default=40, help="how many lines (40)")

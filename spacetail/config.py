@@ -12,6 +12,7 @@ from typing import Any
 
 from spacetail.credentials import Auth, auth_from_env
 from spacetail.errors import ConfigError
+from spacetail.forward import ForwardSpec, parse_forwards
 
 DEFAULT_SOCKS5 = "127.0.0.1:1080"
 DEFAULT_HTTP_PROXY = "127.0.0.1:8080"
@@ -47,6 +48,7 @@ class Config:
     watch_shell: bool = True
     watch_pid: int | None = None
     max_lifetime: float = DEFAULT_MAX_LIFETIME
+    forwards: tuple[ForwardSpec, ...] = ()
 
     @property
     def proxies(self) -> dict[str, str]:
@@ -335,7 +337,11 @@ def _local_settings(v: _Values) -> dict[str, Any]:
         if not _DIGITS.match(raw.strip()) or int(raw) < 1:
             raise ConfigError(f"{name}: {raw!r} is not a process id")
         watch_pid = int(raw)
+    name, raw = v.get("forward")
+    public = v.boolean("forward-public", False)
+    forwards = parse_forwards(name, raw, public=public) if raw.strip() else ()
     return {
+        "forwards": forwards,
         "socks5": socks5,
         "http_proxy": http_proxy,
         "log_upload": v.boolean("log-upload", False),

@@ -103,6 +103,15 @@ def _read_line(fd: int, timeout: float) -> str:
     return data.decode("utf-8", "replace").strip()
 
 
+def signal_ready(fd: int | None, line: str) -> None:
+    """One line on the readiness pipe (s6-style), then close it."""
+    if fd is None:
+        return
+    with contextlib.suppress(OSError):
+        os.write(fd, f"{line}\n".encode())
+        os.close(fd)
+
+
 def activated_listener(env: Mapping[str, str]) -> socket.socket | None:
     """The listening socket systemd passed us (LISTEN_FDS/LISTEN_PID), if any."""
     if env.get("LISTEN_PID", "") != str(os.getpid()):

@@ -17,7 +17,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from spacetail import __version__, statedir
@@ -25,6 +25,7 @@ from spacetail import events as ev
 from spacetail.children import Child, die_with_parent
 from spacetail.config import Config
 from spacetail.control import ControlServer, Request
+from spacetail.daemon import signal_ready
 from spacetail.events import ChildProcess, Event
 from spacetail.identity import ProcessIdentity
 from spacetail.lifetime import Lifetime
@@ -33,6 +34,7 @@ from spacetail.login import Login, Phase
 from spacetail.loop import Loop
 from spacetail.paths import Paths
 from spacetail.proxyenv import clean_saved_envs
+from spacetail.relay import forwarder_through_tailscale
 from spacetail.report import last_words
 from spacetail.tailscale import Binaries, LocalAPI, clean_env, logout_argv, tailscaled_argv
 from spacetail.tailscaled import (
@@ -67,6 +69,7 @@ class Launch:
     watch_pidfd: int | None = None
     watch_pid: int | None = None
     login_deadline: float | None = None  # CLOCK_MONOTONIC, from `up`: its --timeout holds
+    forward_listeners: list[socket.socket] = field(default_factory=list)  # bound by `up`
 
 
 class Manager(Loop):
@@ -121,8 +124,13 @@ class Manager(Loop):
         self.logout_on_stop = not cfg.persist_node
         self.exit_code = 0
         self.shutdown_on_failure = True  # a login that never succeeded leaves nothing running
-        self._socket_ino = _inode(self.paths.control_socket)
+        self._socket_ino = statedir.inode(self.paths.control_socket)
         self._preexec = die_with_parent(os.getpid())
+        self.forwarder = (
+            forwarder_through_tailscale(cfg, launch.forward_listeners, self.api, self.note)
+            if launch.forward_listeners
+            else None
+        )
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -158,6 +166,8 @@ class Manager(Loop):
         )
         self._signal_ready(f"READY {os.getpid()}")
         try:
+            if self.forwarder is not None:
+                self.forwarder.start()
             self.start_tailscaled()
             while self.stop_reason is None:
                 self.tick()
@@ -169,13 +179,7 @@ class Manager(Loop):
         return self.exit_code
 
     def _signal_ready(self, line: str) -> None:
-        """One line on the readiness pipe (s6-style), then close it."""
-        fd = self.launch.ready_fd
-        if fd is None:
-            return
-        with contextlib.suppress(OSError):
-            os.write(fd, f"{line}\n".encode())
-            os.close(fd)
+        signal_ready(self.launch.ready_fd, line)
         self.launch.ready_fd = None
 
     def _next_timeout(self) -> float:
@@ -385,9 +389,11 @@ class Manager(Loop):
         # A node that never logged in has nothing to log out (and the control server may be
         # the very thing that is unreachable).
         never_ran = self.login.phase is Phase.FAILED and self.login.running_since is None
+        if self.forwarder is not None:
+            self.forwarder.stop()
         self.login.stop()
         self.server.stop_listening()
-        if _inode(self.paths.control_socket) == self._socket_ino:
+        if statedir.inode(self.paths.control_socket) == self._socket_ino:
             # New clients get "no manager" at once rather than a dying one.
             self._guarded("removing the control socket", self.paths.control_socket.unlink)
         self._answer_waiters()
@@ -417,13 +423,6 @@ class Manager(Loop):
             pass
         except OSError as exc:
             self.note(f"{what} failed ({exc.strerror or exc}); going on")
-
-
-def _inode(path: Any) -> int | None:
-    try:
-        return os.lstat(path).st_ino
-    except OSError:
-        return None
 
 
 def serve(launch: Launch) -> int:

@@ -152,6 +152,8 @@ def tailnet_from_status(
         raise OperationFailed(
             f"no manager runs for {status.get('state_dir')}; run `spacetail up` first"
         )
+    if status.get("foreign"):
+        raise OperationFailed(str(status.get("problem")))
     state = status.get("backend_state")
     if state != "Running":
         why = "; ".join(status.get("health") or []) or "still logging in"

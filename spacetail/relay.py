@@ -21,10 +21,14 @@ import socket
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from spacetail.forward import ForwardSpec
 from spacetail.relay_conn import CHUNK, Connection, Stats
+
+if TYPE_CHECKING:
+    from spacetail.config import Config
+    from spacetail.tailscale import LocalAPI
 
 MAX_OPEN = 256
 DIAL_WORKERS = 8
@@ -283,3 +287,16 @@ class _Loop:
         self.sel.close()
         self.o._wake_r.close()
         self.o._wake_w.close()
+
+
+def forwarder_through_tailscale(
+    cfg: Config, listeners: Sequence[socket.socket], api: LocalAPI, log: Callable[[str], None]
+) -> Forwarder:
+    """The manager's forwards: dialing through tailscaled's SOCKS5 proxy, and asking tailscale's
+    resolver for names the proxy cannot resolve (split DNS, tailscale#4677)."""
+    from spacetail.nc import tailnet_resolver
+    from spacetail.socks5 import Dialer
+
+    host, _, port = cfg.socks5.rpartition(":")
+    dialer = Dialer((host.strip("[]"), int(port)), tailnet_resolver(api))
+    return Forwarder(cfg.forwards, listeners, dialer, log=log)

@@ -47,6 +47,7 @@ def status_reply(m: Manager) -> dict[str, Any]:
         "watch_pid": m.launch.watch_pid,
         "uptime": round(now - m.started, 3),
         "max_lifetime_left": m.lifetime.left(),
+        "forwards": m.forwarder.snapshot() if m.forwarder else [],
         "state_dir": str(m.paths.root),
         "version": __version__,
     }
@@ -102,9 +103,32 @@ def describe(status: dict[str, Any]) -> list[str]:
     if status.get("reason") and phase != "failed":
         lines.append(f"  last problem: {status['reason']}")
     lines += [f"  health: {item}" for item in status.get("health") or []]
+    lines += [_describe_forward(f) for f in status.get("forwards") or []]
     if status.get("problem"):
         lines.append(f"  problem: {status['problem']}")
     return lines
+
+
+def _describe_forward(f: dict[str, Any]) -> str:
+    line = (
+        f"  forward {f.get('listen')} -> {f.get('target')}: {f.get('open')} open, "
+        f"{f.get('total')} in all, {_size(f.get('bytes_sent'))} sent, "
+        f"{_size(f.get('bytes_received'))} received"
+    )
+    if f.get("refused"):
+        line += f", {f['refused']} refused (256 open at most)"
+    if f.get("last_error"):
+        line += f"; last error: {f['last_error']}"
+    return line
+
+
+def _size(n: object) -> str:
+    value = float(n) if isinstance(n, (int, float)) else 0.0
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
 
 
 def _describe_stopped(status: dict[str, Any]) -> list[str]:

@@ -71,6 +71,11 @@ UP: tuple[Setting, ...] = (
             metavar="PID"),
     Setting("max-lifetime", "SPACETAIL_MAX_LIFETIME", "stop after this long", "1h",
             metavar=DURATION),
+    Setting("forward", "SPACETAIL_FORWARDS", "listen on ADDR:LPORT (127.0.0.1) and carry each "
+            "connection to HOST:PORT through the tailnet (repeatable; the variable takes specs "
+            "separated by commas or spaces)", kind=Kind.LIST, metavar="[ADDR:]LPORT=HOST:PORT"),
+    Setting("forward-public", "SPACETAIL_FORWARD_PUBLIC", "let a forward listen on a "
+            "non-loopback address (other hosts could use it)", "off", Kind.FLAG),
 )  # fmt: skip
 
 BY_KEY = {s.key: s for s in UP}

@@ -42,6 +42,14 @@ def remove_file(path: Path) -> bool:
     return True
 
 
+def inode(path: Path) -> int | None:
+    """PATH's inode (not following a symlink), or None: tells our socket from a later one."""
+    try:
+        return os.lstat(path).st_ino
+    except OSError:
+        return None
+
+
 def unplant(path: Path) -> None:
     """A symlink at one of our paths is not ours to follow: remove the link itself."""
     if os.path.islink(path):

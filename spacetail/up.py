@@ -23,6 +23,7 @@ from spacetail.client import (
     wait_for_peers,
 )
 from spacetail.errors import ConfigError, OperationFailed, SpacetailError
+from spacetail.forward import bind_listeners
 from spacetail.identity import ProcessIdentity, ProvenProcess, phase_shell
 from spacetail.log import tail
 from spacetail.paths import Paths
@@ -111,6 +112,7 @@ def _claim_manager(
         stop_manager(paths, p, logout=True, out=out)
         p = claim.reprobe()
     if p.answering and p.status is not None:
+        _check_forwards(cfg, p.status)
         say(out, f"a manager already runs here (pid {p.status['manager_pid']}); nothing to change")
         return Joined(p.answering_ident, started_here=False)
     if p.lock_held:
@@ -122,6 +124,17 @@ def _claim_manager(
     return _start_manager(
         cfg, claim, env=env, binaries=binaries, watch_pid=watch_pid, deadline=deadline
     )
+
+
+def _check_forwards(cfg: Config, status: dict[str, Any]) -> None:
+    """A running manager cannot take new forwards: say so rather than pretend."""
+    have = {(f.get("listen"), f.get("target")) for f in status.get("forwards") or []}
+    missing = [f"{f.listen}={f.target}" for f in cfg.forwards if (f.listen, f.target) not in have]
+    if missing:
+        raise OperationFailed(
+            f"a manager already runs here without --forward {', '.join(missing)}; give every "
+            "forward to the first `spacetail up`, or `spacetail down` first"
+        )
 
 
 def _watched_shell(cfg: Config, watch_pid: int | None) -> tuple[int | None, int | None]:
@@ -159,12 +172,22 @@ def _start_manager(
     shell_pid, shell_fd = _watched_shell(cfg, watch_pid)
     try:
         listener = claim.bind()
+        try:
+            # Bound here, before `up` returns: a client on the hook's next line connects, and a
+            # taken port fails `up` at once naming it, with nothing started.
+            forwards = bind_listeners(cfg.forwards)
+        except OperationFailed:
+            listener.close()
+            statedir.remove_file(paths.control_socket)
+            raise
     except OperationFailed:
         if shell_fd is not None:
             os.close(shell_fd)
         raise
-    launch = Launch(cfg, paths, binaries, listener, dict(env), None, shell_fd, shell_pid, deadline)
-    keep = [listener.fileno()] + ([shell_fd] if shell_fd is not None else [])
+    launch = Launch(cfg, paths, binaries, listener, dict(env), None, shell_fd, shell_pid, deadline,
+                    forwards)  # fmt: skip
+    keep = [listener.fileno(), *(f.fileno() for f in forwards)]
+    keep += [shell_fd] if shell_fd is not None else []
 
     def run(ready_fd: int) -> int:
         from spacetail.manager import serve  # in the manager only: up itself never needs it
@@ -175,7 +198,8 @@ def _start_manager(
     try:
         pid, line = daemon.spawn(run, keep, paths.manager_log, ready_timeout=15.0)
     finally:
-        listener.close()
+        for sock in (listener, *forwards):
+            sock.close()
         if shell_fd is not None:
             os.close(shell_fd)
     if not line.startswith("READY ") or pid is None:

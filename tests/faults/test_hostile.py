@@ -21,6 +21,7 @@ from tests import helpers
 from tests.faults.test_faults import (
     OTHER_UID,
     ask,
+    children_of,
     down_ok,
     figure,
     logs,
@@ -219,6 +220,9 @@ def test_silent_clients_do_not_stall_others(
 ) -> None:
     pid = int(manager["manager_pid"])
     poll(lambda: ask(fake_env) is not None, 5, "the manager answers")
+    # `tailscale up` may still be exiting after Running: its output pipe would close after the
+    # baseline is taken. Only tailscaled is left as the manager's child once it has.
+    poll(lambda: children_of(pid) == [int(manager["tailscaled_pid"])], 5, "tailscale up exited")
     baseline = fd_count(pid)
     silent = []
     connected: list[float] = []
