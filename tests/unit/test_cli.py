@@ -60,3 +60,27 @@ def test_status_json_when_nothing_runs(capsys: pytest.CaptureFixture[str]) -> No
     data = json.loads(capsys.readouterr().out)
     assert data["running"] is False and data["manager_pid"] is None
     assert data["backend_state"] is None and data["tailscale_ips"] == []
+
+
+def test_every_setting_and_command_is_in_the_readme_and_the_help(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--help and the README agree: each setting shows its variable in `up --help` and has a
+    row in the README's configuration table; each command has a row in its command table."""
+    from spacetail.settings import CREDENTIALS, UP, Kind
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert cli.main(["up", "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    for s in UP:
+        flag = f"--[no-]{s.key}" if s.kind is Kind.SWITCH else s.option
+        assert f"| `{s.env}` | `{flag}" in readme, s.env
+        assert s.env in help_text and s.option in help_text, s.env
+    for name, _text in CREDENTIALS:
+        assert name in help_text and f"`{name}`" in readme, name
+    assert "DURATION is seconds" in help_text and "at most 24h" in help_text
+    for command in cli.COMMANDS:
+        assert f"| `spacetail {command}" in readme, command
+    assert cli.main(["env", "--help"]) == 0
+    env_help = capsys.readouterr().out
+    assert "--socks5-server" in env_help and "--hostname" not in env_help
