@@ -35,7 +35,7 @@ from spacetail.tailscale import (
 from spacetail.tailscale import up_argv as build_up_argv
 
 HEALTH_POLL = 0.25
-API_TIMEOUT = 0.25  # the LocalAPI answers in a millisecond; longer means it is stuck
+API_TIMEOUT = 0.15  # the LocalAPI answers in a millisecond; longer means it is stuck
 MAX_ATTEMPT_SECONDS = 30.0
 STOP_WAIT = 0.2
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from spacetail.config import Config
 
+SHUTDOWN_MARGIN = 0.25
 NEVER_RAN_EXIT = 1.0  # a manager whose login failed is gone this soon (no logout, short grace)
 
 
@@ -184,8 +185,11 @@ def _start_manager(
         if shell_fd is not None:
             os.close(shell_fd)
         raise
-    launch = Launch(cfg, paths, binaries, listener, dict(env), None, shell_fd, shell_pid, deadline,
-                    forwards)  # fmt: skip
+    # The manager gives up a little before `up` does: its shutdown of a node that never ran
+    # then fits in the second `up` may take beyond its --timeout.
+    login_deadline = deadline - SHUTDOWN_MARGIN
+    launch = Launch(cfg, paths, binaries, listener, dict(env), None, shell_fd, shell_pid,
+                    login_deadline, forwards)  # fmt: skip
     keep = [listener.fileno(), *(f.fileno() for f in forwards)]
     keep += [shell_fd] if shell_fd is not None else []
 
