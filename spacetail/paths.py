@@ -115,18 +115,28 @@ class Paths:
 
 
 def ensure_private_dir(path: Path, setting: str = "SPACETAIL_DIR") -> None:
-    """Create PATH 0700 if missing; refuse one we do not own or that others can write."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise _unusable(path, setting, exc) from exc
+    """Create PATH 0700 if missing; refuse one we do not own or that others can write, and one
+    below a folder another user could change (OpenSSH's StrictModes, for every component)."""
+    for folder in [*reversed(path.parents), path]:
+        try:
+            os.lstat(folder)
+        except FileNotFoundError:
+            try:
+                os.mkdir(folder, 0o700)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise _unusable(path, setting, exc) from exc
+        except OSError as exc:
+            raise _unusable(path, setting, exc) from exc
+        if folder != path:
+            # Checked before going deeper: nothing is created inside a folder a stranger owns.
+            _check_above(folder, path, setting)
     check_private_dir(path, setting)
 
 
 def check_private_dir(path: Path, setting: str = "SPACETAIL_DIR") -> None:
+    check_ancestors(path, setting)
     try:
         st = os.lstat(path)
     except OSError as exc:
@@ -149,6 +159,42 @@ def check_private_dir(path: Path, setting: str = "SPACETAIL_DIR") -> None:
     if stat.S_IMODE(st.st_mode) != 0o700:
         # Ours and not writable by others: tightening it is safe and makes sockets private.
         os.chmod(path, 0o700)
+
+
+def check_ancestors(path: Path, setting: str) -> None:
+    """Every folder above PATH, as written and as resolved, is one no other user can change:
+    owned by root or by us, and not writable by others unless sticky (like /tmp, whose entries
+    then belong to their creator); a symlink on the way belongs to root or to us. Otherwise
+    another user could swap a folder on the way for one holding their own files."""
+    literal = list(reversed(path.parents))
+    resolved = list(reversed(Path(os.path.realpath(path.parent)).parents))
+    resolved.append(Path(os.path.realpath(path.parent)))
+    for folder in literal + resolved:
+        _check_above(folder, path, setting)
+
+
+def _check_above(folder: Path, path: Path, setting: str) -> None:
+    try:
+        st = os.lstat(folder)
+    except OSError as exc:
+        raise _unusable(path, setting, exc) from exc
+    me = os.getuid()
+    fix = f"set {setting} to a folder of your own"
+    if st.st_uid not in (0, me):
+        what = "is a symlink of" if stat.S_ISLNK(st.st_mode) else "belongs to"
+        raise ConfigError(
+            f"{setting}: {folder} (on the way to {path}) {what} uid {st.st_uid}, who could "
+            f"redirect spacetail's files; {fix}"
+        )
+    if stat.S_ISLNK(st.st_mode):
+        return  # root's or ours; where it leads is checked as resolved
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{setting}: {folder} (on the way to {path}) is not a folder; {fix}")
+    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        raise ConfigError(
+            f"{setting}: {folder} (on the way to {path}) is writable by other users "
+            f"(mode {stat.S_IMODE(st.st_mode):o}), who could redirect spacetail's files; {fix}"
+        )
 
 
 def _unusable(path: Path, setting: str, exc: OSError) -> ConfigError | OperationFailed:

@@ -1,0 +1,98 @@
+"""Promises kept under attack: another user who prepared the folders on the way, files that are
+not files at spacetail's paths, paths and PATH entries that are not what they seem, and secrets
+that must stay out of every process environment and every message.
+
+spacetail runs as the Spacelift user (uid 1983); the attacker is another real uid (1984)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.faults.test_faults import OTHER_UID, marked, stopped_after, up_ok
+from tests.helpers import SPACELIFT_UID, Userland, st
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def as_attacker(script: str, cwd: Path) -> None:
+    """Run a shell SCRIPT as the other user (uid 1984), in CWD."""
+    result = subprocess.run(
+        ["sh", "-ec", script], cwd=cwd, user=OTHER_UID, group=OTHER_UID, extra_groups=[],
+        capture_output=True, text=True, timeout=20, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture
+def shared_tmp(shared_base: Path, test_id: str) -> Iterator[Path]:
+    """A folder like /tmp (root's, mode 1777): anyone may create entries, each its owner's."""
+    path = shared_base / f"tmp-{test_id[-8:]}"
+    path.mkdir()
+    path.chmod(0o1777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def refused(userland: Userland, env: dict[str, str], setting: str, *needles: str) -> str:
+    """`up` exits 2 naming SETTING (and NEEDLES), and nothing was started."""
+    up = st(userland, env, "up", "--no-watch", timeout=30)
+    assert up.returncode == 2, up.stderr
+    line = up.stderr.strip()
+    assert line.startswith(f"spacetail: {setting}:") or f" {setting}:" in line, line
+    assert "\n" not in line, line
+    for needle in needles:
+        assert needle in line, line
+    assert not marked(env)
+    return line
+
+
+# --- A. folders another user could have prepared --------------------------------------------
+
+
+def test_runtime_folder_created_by_another_user_is_refused(
+    userland: Userland, fake_env: dict[str, str], shared_tmp: Path
+) -> None:
+    """The attack: uid 1984 creates 1983's runtime folder (0777) first, with a symlink in it to
+    a folder of its own, where it could swap the key file spacetail writes for its own key."""
+    plant = "mkdir -m 777 loot runtime-1983 && ln -s ../loot runtime-1983/spacetail"
+    as_attacker(plant, shared_tmp)
+    env = {**fake_env, "XDG_RUNTIME_DIR": str(shared_tmp / "runtime-1983")}
+    line = refused(userland, env, "XDG_RUNTIME_DIR", "uid 1984", "set XDG_RUNTIME_DIR")
+    assert "runtime-1983" in line
+    assert os.listdir(shared_tmp / "loot") == [], "something was written for the attacker"
+
+
+def test_symlink_of_another_user_on_the_way_is_refused(
+    userland: Userland, fake_env: dict[str, str], shared_tmp: Path
+) -> None:
+    as_attacker("mkdir -m 777 loot && ln -s loot run", shared_tmp)
+    env = {**fake_env, "XDG_RUNTIME_DIR": str(shared_tmp / "run")}
+    refused(userland, env, "XDG_RUNTIME_DIR", "is a symlink of uid 1984")
+    assert os.listdir(shared_tmp / "loot") == []
+
+
+def test_state_folder_below_a_folder_others_can_write_is_refused(
+    userland: Userland, fake_env: dict[str, str], shared_tmp: Path
+) -> None:
+    as_attacker("mkdir -m 777 open", shared_tmp)
+    os.chown(shared_tmp / "open", SPACELIFT_UID, SPACELIFT_UID)  # ours, but anyone may write it
+    env = {**fake_env, "SPACETAIL_DIR": str(shared_tmp / "open" / "state")}
+    refused(userland, env, "SPACETAIL_DIR", "writable by other users (mode 777)")
+    assert not (shared_tmp / "open" / "state").exists()
+
+
+def test_own_folders_in_a_sticky_tmp_are_fine(
+    userland: Userland, fake_env: dict[str, str], shared_tmp: Path
+) -> None:
+    """A runtime folder spacetail creates itself in a /tmp-like folder is used as before."""
+    env = {**fake_env, "XDG_RUNTIME_DIR": str(shared_tmp / "runtime-1983")}
+    with stopped_after(userland, env):
+        up_ok(userland, env)
+    owner = (shared_tmp / "runtime-1983").stat()
+    assert owner.st_uid == SPACELIFT_UID and (owner.st_mode & 0o777) == 0o700
