@@ -34,8 +34,10 @@ def _redirect_stdio(log_path: Path | None) -> None:
     os.dup2(devnull, 0)
     out = devnull
     if log_path is not None:
+        from spacetail.log import open_append  # a FIFO planted there must not block the manager
+
         with contextlib.suppress(OSError):
-            out = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            out = open_append(log_path)
     os.dup2(out, 1)
     os.dup2(out, 2)
     for fd in {devnull, out}:

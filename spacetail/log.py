@@ -7,6 +7,8 @@ import re
 import time
 from pathlib import Path
 
+from spacetail.paths import open_regular, remove_file
+
 _SECRETS = (
     r"tskey-[A-Za-z0-9]+-[A-Za-z0-9_-]+(?:\?[^\s\"']*)?"  # auth keys and OAuth client secrets
     r"|eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"  # JWTs (ID tokens)
@@ -18,13 +20,15 @@ def redact(text: str) -> str:
 
 
 def open_append(path: Path) -> int:
-    """A descriptor appending to PATH (created 0600); a symlink planted at PATH is removed and
-    replaced by a file, never followed."""
-    from spacetail.statedir import unplant
-
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-    unplant(path)
-    return os.open(path, flags, 0o600)
+    """A descriptor appending to PATH (created 0600). Anything but a regular file planted at
+    PATH (a symlink, a FIFO that would block the open or every write, a socket) is removed and
+    replaced by a new file, never followed or written to."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+    try:
+        return open_regular(path, flags)
+    except OSError:
+        remove_file(path)
+    return open_regular(path, flags | os.O_EXCL)
 
 
 class Log:
@@ -67,7 +71,7 @@ class Log:
 def tail(path: Path, lines: int = 12, max_bytes: int = 16384) -> str:
     """The last LINES lines of a log file, redacted; empty if there is none."""
     try:
-        with open(path, "rb") as f:
+        with open(open_regular(path, os.O_RDONLY), "rb") as f:
             f.seek(0, 2)
             size = f.tell()
             f.seek(max(0, size - max_bytes))

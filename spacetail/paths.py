@@ -208,6 +208,21 @@ def _unusable(path: Path, setting: str, exc: OSError) -> ConfigError | Operation
     return OperationFailed(f"{setting}: cannot use {path}: {exc.strerror or exc}")
 
 
+def open_regular(path: Path, flags: int, mode: int = 0o600) -> int:
+    """A descriptor on PATH, only if PATH is a regular file: never following a symlink
+    (O_NOFOLLOW) and never blocking on a FIFO planted there (O_NONBLOCK, then fstat). Raises
+    OSError for anything else; the descriptor is blocking again when returned."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def remove_file(path: Path) -> bool:
     """Unlink PATH if it exists (never following a symlink); True when something was removed."""
     try:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.test_faults import OTHER_UID, marked, stopped_after, up_ok
-from tests.helpers import SPACELIFT_UID, Userland, st
+from tests.helpers import SPACELIFT_UID, Userland, st, wait_gone
 
 # --- helpers --------------------------------------------------------------------------------
 
@@ -96,3 +98,68 @@ def test_own_folders_in_a_sticky_tmp_are_fine(
         up_ok(userland, env)
     owner = (shared_tmp / "runtime-1983").stat()
     assert owner.st_uid == SPACELIFT_UID and (owner.st_mode & 0o777) == 0o700
+
+
+# --- B. a FIFO (or another non-file) at one of spacetail's paths ------------------------------
+
+
+def plant_fifo(path: Path) -> None:
+    os.mkfifo(path, 0o600)
+    os.lchown(path, SPACELIFT_UID, SPACELIFT_UID)
+
+
+def is_fifo(path: Path) -> bool:
+    return stat.S_ISFIFO(os.lstat(path).st_mode)
+
+
+def test_fifo_at_the_record_hangs_nothing(userland: Userland, fake_env: dict[str, str]) -> None:
+    state = Path(fake_env["SPACETAIL_DIR"])
+    state.mkdir(mode=0o700)
+    os.chown(state, SPACELIFT_UID, SPACELIFT_UID)
+    plant_fifo(state / "manager.json")
+    status = st(userland, fake_env, "status", timeout=20)
+    assert status.returncode == 0, status.stderr
+    down = st(userland, fake_env, "down", timeout=20)
+    assert down.returncode == 0, down.stderr
+    assert not (state / "manager.json").exists()  # ours: removed
+    plant_fifo(state / "manager.json")
+    with stopped_after(userland, fake_env):
+        up = st(userland, fake_env, "up", "--no-watch", timeout=20)
+        assert up.returncode == 0, up.stderr
+        assert stat.S_ISREG(os.lstat(state / "manager.json").st_mode)
+
+
+@pytest.mark.parametrize("name", ["manager.log", "tailscaled.log"])
+def test_fifo_at_a_log_is_replaced_by_a_file(
+    userland: Userland, fake_env: dict[str, str], name: str
+) -> None:
+    state = Path(fake_env["SPACETAIL_DIR"])
+    state.mkdir(mode=0o700)
+    os.chown(state, SPACELIFT_UID, SPACELIFT_UID)
+    plant_fifo(state / name)
+    with stopped_after(userland, fake_env):
+        up = st(userland, fake_env, "up", "--no-watch", timeout=20)
+        assert up.returncode == 0, up.stderr
+        assert stat.S_ISREG(os.lstat(state / name).st_mode)
+        assert (state / name).stat().st_size > 0
+
+
+def test_fifo_at_the_saved_environment_is_left_alone(
+    userland: Userland, fake_env: dict[str, str], home: Path
+) -> None:
+    """Spacelift's saved environment is not ours: a FIFO there is skipped, and neither down nor
+    the manager's own shutdown (SIGTERM, as when the phase's shell is gone) blocks on it."""
+    workspace = home / "ws"
+    workspace.mkdir()
+    os.chown(workspace, SPACELIFT_UID, SPACELIFT_UID)
+    plant_fifo(workspace / ".env_hooks_after")
+    env = {**fake_env, "TF_VAR_spacelift_workspace_root": str(workspace)}
+    with stopped_after(userland, env):
+        up_ok(userland, env)
+        down = st(userland, env, "down", timeout=20)
+        assert down.returncode == 0, down.stderr
+        assert not marked(env)
+        manager = int(up_ok(userland, env)["manager_pid"])
+        os.kill(manager, signal.SIGTERM)
+        assert wait_gone(manager, 10), "the manager blocked in its shutdown"
+    assert is_fifo(workspace / ".env_hooks_after")
