@@ -9,6 +9,10 @@ from pathlib import Path
 
 from spacetail.paths import open_regular, remove_file
 
+TYPE_CHECKING = False  # keeps typing out of `spacetail status`
+if TYPE_CHECKING:
+    from typing import TextIO
+
 _SECRETS = (
     r"tskey-[A-Za-z0-9]+-[A-Za-z0-9_-]+(?:\?[^\s\"']*)?"  # auth keys and OAuth client secrets
     r"|eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"  # JWTs (ID tokens)
@@ -36,11 +40,12 @@ class Log:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._file = (
-            open(open_append(path), "a", encoding="utf-8", buffering=1)  # noqa: SIM115
-            if path
-            else None
-        )
+        self._file: TextIO | None = None
+        if path:
+            # backslashreplace: a path that is not UTF-8 (surrogate-escaped) is written as \\xff
+            # escapes instead of raising and taking the manager down.
+            fd = open_append(path)
+            self._file = open(fd, "a", encoding="utf-8", errors="backslashreplace", buffering=1)  # noqa: SIM115
 
     def _write(self, level: str, message: str) -> None:
         if self._file is None:
@@ -49,7 +54,7 @@ class Log:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}"
         try:
             self._file.write(f"{stamp} {level} {redact(message)}\n")
-        except OSError:
+        except (OSError, ValueError):
             pass
 
     def info(self, message: str) -> None:

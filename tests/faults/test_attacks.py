@@ -163,3 +163,45 @@ def test_fifo_at_the_saved_environment_is_left_alone(
         os.kill(manager, signal.SIGTERM)
         assert wait_gone(manager, 10), "the manager blocked in its shutdown"
     assert is_fifo(workspace / ".env_hooks_after")
+
+
+# --- C. PATH entries and paths that are not what they seem ------------------------------------
+
+
+@pytest.mark.parametrize("entry", ["fakes", ""])
+def test_relative_or_empty_path_entry_finds_tailscale(
+    userland: Userland, fake_env: dict[str, str], entry: str
+) -> None:
+    """The manager runs from /: binaries found through a relative (or empty, meaning the
+    current folder) PATH entry must still be the same files there."""
+    cwd = userland.root / "fakes" if entry == "" else userland.root
+    fakes = str(userland.fakes)
+    rest = [p for p in fake_env["PATH"].split(os.pathsep) if p != fakes]
+    env = {**fake_env, "PATH": os.pathsep.join([entry, *rest])}
+    with stopped_after(userland, env):
+        up = subprocess.run(
+            [str(userland.spacetail), "up", "--no-watch"], env=env, cwd=cwd, capture_output=True,
+            text=True, timeout=30, user=SPACELIFT_UID, group=SPACELIFT_UID, extra_groups=[],
+            check=False,
+        )  # fmt: skip
+        assert up.returncode == 0, up.stderr
+        status = st(userland, env, "status")
+        assert "Running" in status.stdout + status.stderr
+
+
+def test_state_folder_that_is_not_utf8(
+    userland: Userland, fake_env: dict[str, str], home: Path
+) -> None:
+    """An undecodable byte in SPACETAIL_DIR: the log and every message survive it."""
+    folder = os.fsdecode(os.fsencode(home) + b"/st\xff\xfe")
+    env = {**fake_env, "SPACETAIL_DIR": folder}
+    with stopped_after(userland, env):
+        up = st(userland, env, "up", "--no-watch", timeout=30)
+        assert up.returncode == 0, up.stderr
+        status = st(userland, env, "status")
+        assert status.returncode == 0 and "Running" in status.stdout + status.stderr
+        assert "Traceback" not in up.stderr + status.stderr
+        logs = st(userland, env, "logs")
+        assert "tailscale is Running" in logs.stdout, logs.stdout + logs.stderr
+    down_log = Path(folder, "manager.log").read_bytes()
+    assert b"stopped" in down_log
