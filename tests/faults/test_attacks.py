@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from spacetail.credentials import SECRET_VARIABLES
 from tests.faults.test_faults import OTHER_UID, marked, stopped_after, up_ok
-from tests.helpers import SPACELIFT_UID, Userland, st, wait_gone
+from tests.helpers import MARKER, SPACELIFT_UID, Userland, st, wait_gone
 
 # --- helpers --------------------------------------------------------------------------------
 
@@ -205,3 +206,40 @@ def test_state_folder_that_is_not_utf8(
         assert "tailscale is Running" in logs.stdout, logs.stdout + logs.stderr
     down_log = Path(folder, "manager.log").read_bytes()
     assert b"stopped" in down_log
+
+
+# --- D. no credential in the environment of the manager or tailscaled -------------------------
+
+CREDENTIALS = {
+    "authkey": {"TS_AUTHKEY": "tskey-auth-ok-{id}"},
+    "oauth": {"TS_AUTHKEY": "", "TS_CLIENT_SECRET": "tskey-client-ok-{id}",
+              "SPACETAIL_TAGS": "tag:ci"},
+    "oauth-as-authkey": {"TS_AUTHKEY": "tskey-client-ok-{id}", "SPACETAIL_TAGS": "tag:ci"},
+    "workload-identity": {"TS_AUTHKEY": "", "TS_CLIENT_ID": "client-1",
+                          "TS_ID_TOKEN": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln{id}",
+                          "SPACETAIL_TAGS": "tag:ci"},
+}  # fmt: skip
+
+
+def environ_of(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/environ").read_bytes()
+
+
+@pytest.mark.parametrize("kind", sorted(CREDENTIALS))
+def test_no_credential_in_any_process_environment(
+    userland: Userland, fake_env: dict[str, str], kind: str
+) -> None:
+    """/proc/PID/environ shows the environment a process was exec'd with; the manager is forked
+    from `up` without an exec, so it must overwrite the credentials there itself."""
+    values = {k: v.format(id=fake_env[MARKER]) for k, v in CREDENTIALS[kind].items()}
+    env = {k: v for k, v in {**fake_env, **values}.items() if v}
+    secrets = [v.encode() for k, v in values.items() if k in SECRET_VARIABLES and v]
+    assert secrets
+    with stopped_after(userland, env):
+        info = up_ok(userland, env)
+        assert info["backend_state"] == "Running"
+        for pid in (int(info["manager_pid"]), int(info["tailscaled_pid"])):
+            environ = environ_of(pid)
+            assert f"{MARKER}={env[MARKER]}".encode() in environ.split(b"\0")  # we read it
+            for secret in secrets:
+                assert secret not in environ, f"pid {pid} has a credential in its environment"
