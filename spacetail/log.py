@@ -19,6 +19,12 @@ _SECRETS = (
 )
 
 
+def holds_secret(text: str) -> bool:
+    """Whether TEXT holds something shaped like a key, an OAuth secret or an ID token (any
+    tskey- at all: older keys have fewer parts than redact() looks for)."""
+    return "tskey-" in text or re.search(_SECRETS, text) is not None
+
+
 def redact(text: str) -> str:
     return re.sub(_SECRETS, lambda m: m.group(0)[:11] + "…[redacted]", text)
 
