@@ -128,6 +128,18 @@ def parse_address(name: str, raw: str) -> str:
     return f"{host}:{int(port)}"
 
 
+def check_loopback(name: str, address: str) -> None:
+    """A proxy on another address serves whoever reaches it: the whole network, into the
+    tailnet. Only loopback, unless SPACETAIL_PROXY_PUBLIC says so."""
+    host = address.rpartition(":")[0].strip("[]").lower()
+    if host in ("localhost", "::1") or re.match(r"^127\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$", host):
+        return
+    raise ConfigError(
+        f"{name}: {address} is not a loopback address, so anyone who can reach it could use the "
+        "proxy into your tailnet; use 127.0.0.1:PORT, or set SPACETAIL_PROXY_PUBLIC=true"
+    )
+
+
 def check_hostname(name: str, raw: str) -> str:
     value = raw.strip().lower()
     if not _LABEL.match(value):
@@ -339,6 +351,9 @@ def _local_settings(v: _Values) -> dict[str, Any]:
     socks5 = parse_address(name, raw) if raw.strip() else DEFAULT_SOCKS5
     name, raw = v.get("http-proxy")
     http_proxy = parse_address(name, raw) if raw.strip() else DEFAULT_HTTP_PROXY
+    if not v.boolean("proxy-public", False):
+        for key, address in (("socks5-server", socks5), ("http-proxy", http_proxy)):
+            check_loopback(v.get(key)[0], address)
     name, raw = v.get("node-state")
     mode = raw.strip().lower() or "memory"
     if mode not in ("memory", "workspace"):
