@@ -117,6 +117,18 @@ class Paths:
 def ensure_private_dir(path: Path, setting: str = "SPACETAIL_DIR") -> None:
     """Create PATH 0700 if missing; refuse one we do not own or that others can write, and one
     below a folder another user could change (OpenSSH's StrictModes, for every component)."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        _create_private(path, setting)
+    except OSError as exc:
+        raise _unusable(path, setting, exc) from exc
+    check_private_dir(path, setting)
+
+
+def _create_private(path: Path, setting: str) -> None:
+    """Create what is missing of PATH one level at a time, 0700, checking each folder before
+    going deeper: nothing is created inside a folder another user could change."""
     for folder in [*reversed(path.parents), path]:
         try:
             os.lstat(folder)
@@ -130,13 +142,10 @@ def ensure_private_dir(path: Path, setting: str = "SPACETAIL_DIR") -> None:
         except OSError as exc:
             raise _unusable(path, setting, exc) from exc
         if folder != path:
-            # Checked before going deeper: nothing is created inside a folder a stranger owns.
             _check_above(folder, path, setting)
-    check_private_dir(path, setting)
 
 
 def check_private_dir(path: Path, setting: str = "SPACETAIL_DIR") -> None:
-    check_ancestors(path, setting)
     try:
         st = os.lstat(path)
     except OSError as exc:
@@ -156,6 +165,7 @@ def check_private_dir(path: Path, setting: str = "SPACETAIL_DIR") -> None:
             f"{setting}: {path} is writable by other users (mode {stat.S_IMODE(st.st_mode):o}); "
             f"run: chmod 700 {path}"
         )
+    check_ancestors(path, setting)
     if stat.S_IMODE(st.st_mode) != 0o700:
         # Ours and not writable by others: tightening it is safe and makes sockets private.
         os.chmod(path, 0o700)
