@@ -18,8 +18,8 @@ import pytest
 
 from spacetail.credentials import SECRET_VARIABLES
 from tests import helpers
-from tests.faults.test_faults import OTHER_UID, marked, stopped_after, up_ok
-from tests.helpers import MARKER, SPACELIFT_UID, Userland, st, wait_gone
+from tests.faults.test_faults import OTHER_UID, ask, marked, poll, stopped_after, up_ok
+from tests.helpers import MARKER, SPACELIFT_UID, Userland, st, status, wait_gone
 
 # --- helpers --------------------------------------------------------------------------------
 
@@ -293,3 +293,31 @@ def test_a_public_proxy_with_consent_listens(userland: Userland, fake_env: dict[
     with stopped_after(userland, env):
         info = up_ok(userland, env)
         assert info["proxies"]["socks5"] == "socks5://" + env["TS_SOCKS5_SERVER"]
+
+
+def test_no_credential_in_the_foreground_manager_environment(
+    userland: Userland, fake_env: dict[str, str]
+) -> None:
+    """`spacetail manager` (a terminal, a systemd unit) is the process the key was given to: it
+    clears the value from its own environ as the detached manager does."""
+    secret = fake_env["TS_AUTHKEY"].encode()
+    proc = subprocess.Popen(
+        [str(userland.spacetail), "manager"], env=fake_env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/", user=SPACELIFT_UID,
+        group=SPACELIFT_UID, extra_groups=[],
+    )  # fmt: skip
+    try:
+        poll(lambda: ask(fake_env) is not None, 20, "the foreground manager answers")
+        ready = st(userland, fake_env, "wait", "--timeout", "20")
+        assert ready.returncode == 0, ready.stderr
+        info = status(userland, fake_env)
+        assert info["manager_pid"] == proc.pid
+        for pid in (proc.pid, int(info["tailscaled_pid"])):
+            environ = environ_of(pid)
+            assert f"{MARKER}={fake_env[MARKER]}".encode() in environ.split(b"\0")
+            assert secret not in environ, f"pid {pid} has the key in its environment"
+        assert st(userland, fake_env, "down").returncode == 0
+        assert proc.wait(10) == 0
+    finally:
+        proc.kill()
+        proc.wait()
