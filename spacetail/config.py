@@ -13,6 +13,7 @@ from typing import Any
 from spacetail.credentials import Auth, auth_from_env
 from spacetail.errors import ConfigError
 from spacetail.forward import ForwardSpec, parse_forwards
+from spacetail.log import holds_secret, redact
 
 DEFAULT_SOCKS5 = "127.0.0.1:1080"
 DEFAULT_HTTP_PROXY = "127.0.0.1:8080"
@@ -129,6 +130,18 @@ def parse_address(name: str, raw: str) -> str:
     return f"{host}:{int(port)}"
 
 
+def check_loopback(name: str, address: str) -> None:
+    """A proxy on another address serves whoever reaches it: the whole network, into the
+    tailnet. Only loopback, unless SPACETAIL_PROXY_PUBLIC says so."""
+    host = address.rpartition(":")[0].strip("[]").lower()
+    if host in ("localhost", "::1") or re.match(r"^127\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$", host):
+        return
+    raise ConfigError(
+        f"{name}: {address} is not a loopback address, so anyone who can reach it could use the "
+        "proxy into your tailnet; use 127.0.0.1:PORT, or set SPACETAIL_PROXY_PUBLIC=true"
+    )
+
+
 def check_hostname(name: str, raw: str) -> str:
     value = raw.strip().lower()
     if not _LABEL.match(value):
@@ -171,11 +184,22 @@ def parse_tags(name: str, raw: str) -> tuple[str, ...]:
 
 def split_args(name: str, raw: str) -> list[str]:
     try:
-        return shlex.split(raw)
+        args = shlex.split(raw)
     except ValueError as exc:
         raise ConfigError(
-            f"{name}: cannot split {raw!r} like a shell ({exc}); fix the quotes"
+            f"{name}: cannot split {redact(raw)!r} like a shell ({exc}); fix the quotes"
         ) from exc
+    return args
+
+
+def refuse_secrets(name: str, args: list[str]) -> None:
+    """A key or token anywhere in ARGS (a bare word, or any flag's value) would be on a
+    command line, where every process can read it: refused, and never echoed."""
+    if any(holds_secret(arg) for arg in args):
+        raise ConfigError(
+            f"{name}: holds what looks like a key or token, which would be on a command line; "
+            "remove it and set TS_AUTHKEY, TS_CLIENT_SECRET or TS_ID_TOKEN instead"
+        )
 
 
 def _flag(arg: str) -> tuple[str, str | None] | None:
@@ -237,10 +261,12 @@ class _Values:
         self.raw = raw_values(UP, env, flags)
         extra = split_args("TS_EXTRA_ARGS", env.get("TS_EXTRA_ARGS", ""))
         self.from_extra, self.extra_rest = _take_up_flags(extra)
+        refuse_secrets("TS_EXTRA_ARGS", extra)
         self.tailscaled_extra = split_args(
             "TS_TAILSCALED_EXTRA_ARGS", env.get("TS_TAILSCALED_EXTRA_ARGS", "")
         )
         _check_tailscaled_args(self.tailscaled_extra)
+        refuse_secrets("TS_TAILSCALED_EXTRA_ARGS", self.tailscaled_extra)
 
     def get(self, key: str) -> tuple[str, str]:
         """(name, raw) for KEY; a flag of TS_EXTRA_ARGS counts when nothing else set it, and
@@ -327,6 +353,9 @@ def _local_settings(v: _Values) -> dict[str, Any]:
     socks5 = parse_address(name, raw) if raw.strip() else DEFAULT_SOCKS5
     name, raw = v.get("http-proxy")
     http_proxy = parse_address(name, raw) if raw.strip() else DEFAULT_HTTP_PROXY
+    if not v.boolean("proxy-public", False):
+        for key, address in (("socks5-server", socks5), ("http-proxy", http_proxy)):
+            check_loopback(v.get(key)[0], address)
     name, raw = v.get("node-state")
     mode = raw.strip().lower() or "memory"
     if mode not in ("memory", "workspace"):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from spacetail.errors import ConfigError
+from spacetail.log import holds_secret
 
 AuthKind = Literal["authkey", "oauth", "wif"]
 # Every variable that may hold a credential: never passed to a child process.
@@ -56,12 +57,17 @@ def secret_from(name: str, raw: str, *, check_mode: bool = True) -> Secret:
     """A value, or `file:PATH` naming a file that exists and that others cannot read."""
     if not raw.startswith("file:"):
         return Secret(name, value=raw)
-    try:
-        path = Path(raw[len("file:") :]).expanduser()
-    except RuntimeError:  # ~user of a user that does not exist
+    text = raw[len("file:") :]
+    if holds_secret(text):
+        # The key itself after file: (a mistyped value): name the mistake, never the value.
         raise ConfigError(
-            f"{name}: cannot expand {raw[len('file:') :]!r}; give the file's full path"
-        ) from None
+            f"{name}: what follows file: looks like a key, not a path; "
+            f"set {name} to the key itself, or to file:PATH"
+        )
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError:  # ~user of a user that does not exist
+        raise ConfigError(f"{name}: cannot expand {text!r}; give the file's full path") from None
     try:
         st = path.stat()
     except OSError:

@@ -11,8 +11,10 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
+
+from spacetail.credentials import SECRET_VARIABLES
 
 SD_LISTEN_FDS_START = 3
 
@@ -29,13 +31,43 @@ def close_fds(keep: Sequence[int]) -> None:
                 os.close(fd)
 
 
+def scrub_environ(names: Collection[str]) -> bool:
+    """Overwrite, in this process' memory, the values of the variables NAMES in the environment
+    block the kernel set up at exec: /proc/PID/environ shows that block for the process' whole
+    life, whatever os.environ or setenv() do later. A forked manager would otherwise show the
+    key of `up`'s environment to anyone who may read its /proc. True when done (or nothing to
+    do); False where the block cannot be found."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            raw = f.read()
+        fields = raw[raw.rfind(b")") + 2 :].split()
+        start, end = int(fields[47]), int(fields[48])  # env_start, env_end: fields 50 and 51
+    except (OSError, IndexError, ValueError):
+        return False
+    if not 0 < start < end:
+        return False
+    import ctypes
+
+    block = ctypes.string_at(start, end - start)
+    wanted = {os.fsencode(n) + b"=" for n in names}
+    offset = 0
+    for entry in block.split(b"\0"):
+        name = entry[: entry.find(b"=") + 1]
+        if name and name in wanted and len(entry) > len(name):
+            ctypes.memset(start + offset + len(name), 0, len(entry) - len(name))
+        offset += len(entry) + 1
+    return True
+
+
 def _redirect_stdio(log_path: Path | None) -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     out = devnull
     if log_path is not None:
+        from spacetail.log import open_append  # a FIFO planted there must not block the manager
+
         with contextlib.suppress(OSError):
-            out = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            out = open_append(log_path)
     os.dup2(out, 1)
     os.dup2(out, 2)
     for fd in {devnull, out}:
@@ -48,6 +80,7 @@ def spawn(
     keep: Sequence[int],
     log_path: Path | None,
     ready_timeout: float,
+    scrub: Collection[str] = SECRET_VARIABLES,
 ) -> tuple[int | None, str]:
     """Run RUN(ready_fd) in a detached grandchild; return (its pid, its readiness line).
 
@@ -65,9 +98,14 @@ def spawn(
             os.setsid()
             if os.fork() != 0:
                 os._exit(0)
+            # First of all: the manager's environment must hold no credential (tailscale up
+            # gets the secret from a 0600 file; tailscaled gets none).
+            scrubbed = scrub_environ(scrub)
             os.chdir("/")
             os.umask(0o077)
             _redirect_stdio(log_path)
+            if not scrubbed:
+                print("cannot clear the credentials from /proc/self/environ", file=sys.stderr)
             close_fds([*keep, w])
             for fd in keep:
                 os.set_inheritable(fd, False)

@@ -7,10 +7,22 @@ import re
 import time
 from pathlib import Path
 
+from spacetail.paths import open_regular, remove_file
+
+TYPE_CHECKING = False  # keeps typing out of `spacetail status`
+if TYPE_CHECKING:
+    from typing import TextIO
+
 _SECRETS = (
     r"tskey-[A-Za-z0-9]+-[A-Za-z0-9_-]+(?:\?[^\s\"']*)?"  # auth keys and OAuth client secrets
     r"|eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"  # JWTs (ID tokens)
 )
+
+
+def holds_secret(text: str) -> bool:
+    """Whether TEXT holds something shaped like a key, an OAuth secret or an ID token (any
+    tskey- at all: older keys have fewer parts than redact() looks for)."""
+    return "tskey-" in text or re.search(_SECRETS, text) is not None
 
 
 def redact(text: str) -> str:
@@ -18,13 +30,15 @@ def redact(text: str) -> str:
 
 
 def open_append(path: Path) -> int:
-    """A descriptor appending to PATH (created 0600); a symlink planted at PATH is removed and
-    replaced by a file, never followed."""
-    from spacetail.statedir import unplant
-
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-    unplant(path)
-    return os.open(path, flags, 0o600)
+    """A descriptor appending to PATH (created 0600). Anything but a regular file planted at
+    PATH (a symlink, a FIFO that would block the open or every write, a socket) is removed and
+    replaced by a new file, never followed or written to."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+    try:
+        return open_regular(path, flags)
+    except OSError:
+        remove_file(path)
+    return open_regular(path, flags | os.O_EXCL)
 
 
 class Log:
@@ -32,11 +46,12 @@ class Log:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._file = (
-            open(open_append(path), "a", encoding="utf-8", buffering=1)  # noqa: SIM115
-            if path
-            else None
-        )
+        self._file: TextIO | None = None
+        if path:
+            # backslashreplace: a path that is not UTF-8 (surrogate-escaped) is written as \\xff
+            # escapes instead of raising and taking the manager down.
+            fd = open_append(path)
+            self._file = open(fd, "a", encoding="utf-8", errors="backslashreplace", buffering=1)  # noqa: SIM115
 
     def _write(self, level: str, message: str) -> None:
         if self._file is None:
@@ -45,7 +60,7 @@ class Log:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}"
         try:
             self._file.write(f"{stamp} {level} {redact(message)}\n")
-        except OSError:
+        except (OSError, ValueError):
             pass
 
     def info(self, message: str) -> None:
@@ -67,7 +82,7 @@ class Log:
 def tail(path: Path, lines: int = 12, max_bytes: int = 16384) -> str:
     """The last LINES lines of a log file, redacted; empty if there is none."""
     try:
-        with open(path, "rb") as f:
+        with open(open_regular(path, os.O_RDONLY), "rb") as f:
             f.seek(0, 2)
             size = f.tell()
             f.seek(max(0, size - max_bytes))

@@ -121,15 +121,34 @@ class Paths:
 
 
 def ensure_private_dir(path: Path, setting: str = "SPACETAIL_DIR") -> None:
-    """Create PATH 0700 if missing; refuse one we do not own or that others can write."""
+    """Create PATH 0700 if missing; refuse one we do not own or that others can write, and one
+    below a folder another user could change (OpenSSH's StrictModes, for every component)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
+        os.lstat(path)
+    except FileNotFoundError:
+        _create_private(path, setting)
     except OSError as exc:
         raise _unusable(path, setting, exc) from exc
     check_private_dir(path, setting)
+
+
+def _create_private(path: Path, setting: str) -> None:
+    """Create what is missing of PATH one level at a time, 0700, checking each folder before
+    going deeper: nothing is created inside a folder another user could change."""
+    for folder in [*reversed(path.parents), path]:
+        try:
+            os.lstat(folder)
+        except FileNotFoundError:
+            try:
+                os.mkdir(folder, 0o700)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise _unusable(path, setting, exc) from exc
+        except OSError as exc:
+            raise _unusable(path, setting, exc) from exc
+        if folder != path:
+            _check_above(folder, path, setting)
 
 
 def check_private_dir(path: Path, setting: str = "SPACETAIL_DIR") -> None:
@@ -152,6 +171,7 @@ def check_private_dir(path: Path, setting: str = "SPACETAIL_DIR") -> None:
             f"{setting}: {path} is writable by other users (mode {stat.S_IMODE(st.st_mode):o}); "
             f"run: chmod 700 {path}"
         )
+    check_ancestors(path, setting)
     if stat.S_IMODE(st.st_mode) != 0o700:
         # Ours and not writable by others: tightening it is safe and makes sockets private.
         os.chmod(path, 0o700)
@@ -160,6 +180,42 @@ def check_private_dir(path: Path, setting: str = "SPACETAIL_DIR") -> None:
 def _dir_setting(setting: str) -> str:
     """The state folder's own setting to fix; XDG_RUNTIME_DIR's folders are fixed there."""
     return setting if setting in ("SPACETAIL_DIR", "--dir") else "SPACETAIL_DIR"
+
+
+def check_ancestors(path: Path, setting: str) -> None:
+    """Every folder above PATH, as written and as resolved, is one no other user can change:
+    owned by root or by us, and not writable by others unless sticky (like /tmp, whose entries
+    then belong to their creator); a symlink on the way belongs to root or to us. Otherwise
+    another user could swap a folder on the way for one holding their own files."""
+    literal = list(reversed(path.parents))
+    resolved = list(reversed(Path(os.path.realpath(path.parent)).parents))
+    resolved.append(Path(os.path.realpath(path.parent)))
+    for folder in literal + resolved:
+        _check_above(folder, path, setting)
+
+
+def _check_above(folder: Path, path: Path, setting: str) -> None:
+    try:
+        st = os.lstat(folder)
+    except OSError as exc:
+        raise _unusable(path, setting, exc) from exc
+    me = os.getuid()
+    fix = f"set {setting} to a folder of your own"
+    if st.st_uid not in (0, me):
+        what = "is a symlink of" if stat.S_ISLNK(st.st_mode) else "belongs to"
+        raise ConfigError(
+            f"{setting}: {folder} (on the way to {path}) {what} uid {st.st_uid}, who could "
+            f"redirect spacetail's files; {fix}"
+        )
+    if stat.S_ISLNK(st.st_mode):
+        return  # root's or ours; where it leads is checked as resolved
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{setting}: {folder} (on the way to {path}) is not a folder; {fix}")
+    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        raise ConfigError(
+            f"{setting}: {folder} (on the way to {path}) is writable by other users "
+            f"(mode {stat.S_IMODE(st.st_mode):o}), who could redirect spacetail's files; {fix}"
+        )
 
 
 def _unusable(path: Path, setting: str, exc: OSError) -> ConfigError | OperationFailed:
@@ -171,6 +227,21 @@ def _unusable(path: Path, setting: str, exc: OSError) -> ConfigError | Operation
     if exc.errno == errno.ENOSPC:
         return OperationFailed(f"{setting}: no space left to create {path}; free some disk space")
     return OperationFailed(f"{setting}: cannot use {path}: {exc.strerror or exc}")
+
+
+def open_regular(path: Path, flags: int, mode: int = 0o600) -> int:
+    """A descriptor on PATH, only if PATH is a regular file: never following a symlink
+    (O_NOFOLLOW) and never blocking on a FIFO planted there (O_NONBLOCK, then fstat). Raises
+    OSError for anything else; the descriptor is blocking again when returned."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def remove_file(path: Path) -> bool:

@@ -9,6 +9,8 @@ import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
+from spacetail.paths import open_regular
+
 # Go programs (terraform, providers) read HTTP(S)_PROXY; curl-likes read ALL_PROXY. NO_PROXY is
 # left as the user set it: Go never proxies loopback, and the user's exceptions keep working.
 HTTP_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
@@ -79,12 +81,13 @@ def clean_saved_env(path: Path, proxies: Mapping[str, str]) -> int:
     Returns the number of lines removed."""
     ours = set(proxy_variables(proxies).values())
     try:
-        st = os.lstat(path)
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        # Not ours: anything but a regular file (a symlink, a FIFO that would block the open for
+        # ever) is left alone and skipped.
+        fd = open_regular(path, os.O_RDONLY)
+        with open(fd, encoding="utf-8", errors="surrogateescape") as f:
+            st = os.fstat(fd)
             lines = f.readlines()
     except OSError:
-        return 0
-    if not os.path.isfile(path) or os.path.islink(path):
         return 0
     kept = []
     for line in lines:

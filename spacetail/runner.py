@@ -78,9 +78,11 @@ def _find_program(name: str, env: Mapping[str, str]) -> str:
 def foreground(cfg: Config, paths: Paths, env: Mapping[str, str]) -> int:
     """The manager in this process; takes a listening socket from systemd when given one."""
     from spacetail import daemon, statedir
+    from spacetail.credentials import SECRET_VARIABLES
     from spacetail.manager import Launch, serve
     from spacetail.tailscale import find_binaries
 
+    daemon.scrub_environ(SECRET_VARIABLES)  # as a detached manager: no credential in environ
     binaries = find_binaries(env)
     listener = daemon.activated_listener(env)
     if listener is None:

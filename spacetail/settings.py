@@ -59,6 +59,8 @@ UP: tuple[Setting, ...] = (
             metavar="ADDR"),
     Setting("http-proxy", "TS_OUTBOUND_HTTP_PROXY_LISTEN", "HTTP proxy address",
             "127.0.0.1:8080", metavar="ADDR"),
+    Setting("proxy-public", "SPACETAIL_PROXY_PUBLIC", "let the proxies listen beyond loopback",
+            "off", Kind.SWITCH),
     Setting("log-upload", "SPACETAIL_LOG_UPLOAD", "upload tailscaled's logs to Tailscale", "off",
             Kind.SWITCH),
     Setting("node-state", "SPACETAIL_NODE_STATE", "where the node's state lives", "memory",

@@ -13,7 +13,7 @@ from pathlib import Path
 from spacetail import control
 from spacetail.errors import OperationFailed
 from spacetail.identity import ProcessIdentity, ProvenProcess
-from spacetail.paths import Paths, ensure_private_dir
+from spacetail.paths import Paths, ensure_private_dir, open_regular
 
 TYPE_CHECKING = False  # keeps typing and filelock out of `spacetail status` until needed
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ def write_record(
 def read_record(path: Path) -> tuple[dict[str, Any] | None, bool]:
     """(record, garbage): a missing file is (None, False); an unreadable one is (None, True)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = open_regular(path, os.O_RDONLY)  # a planted FIFO must not hang status or down
     except FileNotFoundError:
         return None, False
     except OSError:

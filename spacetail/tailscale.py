@@ -44,7 +44,9 @@ def which(name: str, path: str) -> str | None:
     for folder in path.split(os.pathsep):
         candidate = os.path.join(folder or ".", name)
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
+            # Absolute, resolved in up's folder: the manager runs from / (a relative or empty
+            # PATH entry would then name another file, or none).
+            return os.path.abspath(candidate)
     return None
 
 

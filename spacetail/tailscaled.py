@@ -5,6 +5,7 @@ SIGKILL. Decisions (restart or not, log in or not) are the manager's."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 import time
@@ -24,6 +25,7 @@ from spacetail.events import (
 )
 from spacetail.identity import ProcessIdentity
 from spacetail.log import redact
+from spacetail.paths import open_regular
 from spacetail.tailscale import STATES, LocalAPIError
 
 API_START_TIMEOUT = 15.0
@@ -50,7 +52,7 @@ class TailscaledRun:
     def said(self, log_path: Path) -> str:
         """This run's own words on why it exited, from its part of tailscaled.log."""
         try:
-            with open(log_path, "rb") as f:
+            with open(open_regular(log_path, os.O_RDONLY), "rb") as f:
                 f.seek(self.log_offset)
                 return said(f.read(65536).decode("utf-8", "replace"))
         except OSError:

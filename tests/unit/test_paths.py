@@ -90,3 +90,40 @@ def test_long_paths_get_a_short_socket_folder(tmp_path: Path) -> None:
 def test_secrets_never_in_the_workspace(tmp_path: Path) -> None:
     paths = p.Paths(tmp_path / "workspace" / ".spacetail", tmp_path / "run")
     assert tmp_path / "workspace" not in paths.secrets_dir.parents
+
+
+def test_folder_above_writable_by_others_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # not sticky: anyone could rename our folder away and put theirs
+    with pytest.raises(ConfigError, match=r"^XDG_RUNTIME_DIR: .*shared \(on the way to .*mode 777"):
+        p.ensure_private_dir(shared / "run" / "k", "XDG_RUNTIME_DIR")
+    assert not (shared / "run").exists()  # nothing created below it
+
+
+def test_sticky_folder_above_is_fine_and_levels_are_0700(tmp_path: Path) -> None:
+    sticky = tmp_path / "tmp"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    p.ensure_private_dir(sticky / "runtime" / "k")
+    assert (sticky / "runtime").stat().st_mode & 0o777 == 0o700
+    assert (sticky / "runtime" / "k").stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to make a folder owned by another user")
+def test_folder_above_of_another_user_is_refused_even_when_ours_exists(tmp_path: Path) -> None:
+    theirs = tmp_path / "theirs"
+    (theirs / "state").mkdir(parents=True, mode=0o700)
+    os.chown(theirs, 1984, 1984)
+    with pytest.raises(ConfigError, match=r"theirs \(on the way to .*\) belongs to uid 1984"):
+        p.check_private_dir(theirs / "state")
+
+
+def test_symlink_above_is_followed_and_its_target_checked(tmp_path: Path) -> None:
+    target = tmp_path / "real"
+    target.mkdir(mode=0o700)
+    (tmp_path / "link").symlink_to(target)
+    p.ensure_private_dir(tmp_path / "link" / "state")  # root's symlink to a private folder
+    target.chmod(0o777)
+    with pytest.raises(ConfigError, match=r"real \(on the way to .*link/state\) is writable"):
+        p.check_private_dir(tmp_path / "link" / "state")
