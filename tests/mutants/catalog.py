@@ -22,6 +22,7 @@ class Mutant:
 
 PROMISES = "tests/integration/test_promises.py"
 FAULTS = "tests/faults/test_faults.py"
+PROMISES_FAULTS = "tests/faults/test_promises.py"
 SHELL_EXIT = 'self.stop(f"the phase\'s shell (pid {self.watch_pid}) exited")'
 
 MUTANTS: tuple[Mutant, ...] = (
@@ -242,5 +243,69 @@ MUTANTS: tuple[Mutant, ...] = (
             "tests/unit/test_tailscale.py::test_permanent",  # first: fails in a second, not 30
             "tests/integration/test_auth.py::test_permanent_failures_are_not_retried",
         ),
+    ),
+    Mutant(
+        "foreign-pid-trusted",
+        "a PID from another PID namespace (a reply over the socket) is never signalled",
+        "spacetail/client.py",
+        "stop_manager",
+        "handle = ProvenProcess.open(ident) if ident is not None and not p.foreign else None",
+        'local = __import__("spacetail.identity").identity.ProcessIdentity.of('
+        'int(p.status["manager_pid"])); handle = ProvenProcess.open(local) if local else None',
+        (f"{PROMISES_FAULTS}::test_down_in_another_pid_namespace_never_signals_a_stranger",),
+    ),
+    Mutant(
+        "failed-up-leaves-manager",
+        "an up that fails (peers, signals) stops what it started: Running, or nothing left",
+        "spacetail/up.py",
+        "up",
+        "if joined.started_here:",
+        "if False:",
+        (f"{PROMISES_FAULTS}::test_up_whose_peer_never_answers_leaves_nothing",),
+    ),
+    Mutant(
+        "joining-up-stops-manager",
+        "an up that joined a running manager never stops it",
+        "spacetail/up.py",
+        "_claim_manager",
+        "return Joined(p.answering_ident, started_here=False)",
+        "return Joined(p.answering_ident, started_here=True)",
+        (f"{PROMISES_FAULTS}::test_a_second_up_with_a_short_timeout_does_not_stop_the_first",),
+    ),
+    Mutant(
+        "frozen-tailscaled-stalls-loop",
+        "a frozen tailscaled does not stretch up past its --timeout + 1 s",
+        "spacetail/login.py",
+        "Login._poll_health",
+        "health = summarize(self.api.status(API_TIMEOUT))",
+        "health = summarize(self.api.status(1.0))",
+        (f"{PROMISES_FAULTS}::test_up_with_a_frozen_tailscaled_keeps_its_timeout",),
+    ),
+    Mutant(
+        "no-relogin",
+        "a logout behind the manager's back while Running logs in again",
+        "spacetail/login.py",
+        "Login.on_state",
+        'elif backend in ("NeedsLogin", "Stopped") and self.phase is Phase.RUNNING:',
+        "elif False:",
+        (f"{PROMISES_FAULTS}::test_logout_behind_the_managers_back_logs_in_again",),
+    ),
+    Mutant(
+        "accept-spins",
+        "out of descriptors the manager backs off instead of spinning",
+        "spacetail/control.py",
+        "ControlServer._accept",
+        "self._paused_until = self.clock() + ACCEPT_PAUSE",
+        "self._paused_until = self.clock()  # accept again at once",
+        (f"{PROMISES_FAULTS}::test_out_of_descriptors_the_manager_backs_off",),
+    ),
+    Mutant(
+        "forward-unbounded",
+        "a forward holds at most 256 open connections; the next is closed at once and counted",
+        "spacetail/relay.py",
+        "Forwarder.__init__",
+        "self._max_open = max_open",
+        "self._max_open = max_open * 100",
+        ("tests/unit/test_relay.py::test_the_257th_connection_is_closed_at_once_and_counted",),
     ),
 )
