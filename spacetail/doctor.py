@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from spacetail.errors import ConfigError
-from spacetail.failures import FailureClass, diagnose, meaningful_line
+from spacetail.failures import Failure, FailureClass, diagnose, meaningful_line
 from spacetail.log import redact
 
 VERSION_TIMEOUT = 5.0
@@ -270,6 +270,12 @@ def no_proxy_excludes(no_proxy: str, host: str) -> str | None:
     return None
 
 
+def _fix(failure: Failure) -> str:
+    """failures' advice, without its pointers to the doctor (this is the doctor)."""
+    text = re.sub(r" \(`spacetail doctor`[^)]*\)", "", failure.advice)
+    return re.sub(r",? or run `spacetail doctor`", "", text)
+
+
 def _safe_url(value: str) -> str:
     """A proxy URL without the password it may carry (scheme://user:password@host:port)."""
     return re.sub(r"(://)[^/@\s]*@", r"\1***@", value)
@@ -376,7 +382,7 @@ class Doctor:
             if result.exit_code != 0 or not _version_tuple(first):
                 failure = diagnose(result.output or f"exit {result.exit_code}")
                 check.add(Status.FAIL, f"{name} at {path} does not run: {failure.line}",
-                          failure.advice)  # fmt: skip
+                          _fix(failure))  # fmt: skip
                 continue
             self.versions[name] = first
             check.details[name] = {"path": str(path), "version": first}
@@ -423,7 +429,7 @@ class Doctor:
                   f"{status.get('phase')}, up {status.get('uptime')} s")  # fmt: skip
         if status.get("phase") == "failed" and status.get("reason"):
             failure = diagnose(str(status["reason"]))
-            check.add(Status.FAIL, f"it gave up: {failure.line}", failure.advice)
+            check.add(Status.FAIL, f"it gave up: {failure.line}", _fix(failure))
         if status.get("restarts"):
             check.add(Status.WARN, f"tailscaled was restarted {status['restarts']} times "
                       f"(last: {status.get('last_exit')})",
@@ -448,7 +454,7 @@ class Doctor:
 
             error = login_error(health)
             failure = diagnose(error or str(status.get("reason") or f"state {state}"))
-            check.add(Status.FAIL, f"state {state}: {failure.line}", failure.advice)
+            check.add(Status.FAIL, f"state {state}: {failure.line}", _fix(failure))
         for item in health:
             if "last login error" not in item.lower():
                 check.add(Status.WARN, f"tailscale says: {item}")

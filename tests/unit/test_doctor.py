@@ -543,3 +543,11 @@ def test_sh_runner_is_bounded_and_never_passes_secrets(tmp_path: Path) -> None:
     slow = run(["sleep", "5"], 0.3)
     assert slow.timed_out and "no answer within 0.3 s" in slow.stderr
     assert run([str(tmp_path / "missing")], 5).exit_code == 127
+
+
+def test_advice_inside_the_doctor_does_not_point_at_the_doctor(tmp_path: Path) -> None:
+    error = "You are logged out. The last login error was: dial tcp: lookup x on y: no such host"
+    status = running_status(backend_state="NeedsLogin", health=[error])
+    d, _, _ = make(tmp_path, status)
+    fix = d.tailscale_state().findings[0].fix or ""
+    assert "TS_LOGIN_SERVER" in fix and "doctor" not in fix
