@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from spacetail import doctor as spacetail_doctor
 from tests import helpers
 from tests.helpers import Userland, free_port
 
@@ -118,8 +119,12 @@ def test_doctor_against_the_real_tailscaled_needs_login(
             if "connection refused" in state or time.monotonic() > deadline:
                 break
         text = doctor(userland, home, shell, "--target", f"127.0.0.1:{listener}")
+        # The LocalAPI dns-query endpoint answers even before login (SERVFAIL: no upstream).
+        sock = Path(helpers.status(userland, env)["tailscaled_socket"])
+        rcode, addresses = spacetail_doctor.dns_query(sock, "db.tail-x.ts.net", 5)
     finally:
         assert helpers.run(userland, ["down"], env).returncode == 0
+    assert (rcode, addresses) == (2, [])
     assert result.returncode == 1
     assert found["binaries"]["details"]["tailscale"]["version"] == "1.96.4"
     assert found["tailscale"]["status"] == "fail"
