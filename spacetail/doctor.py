@@ -469,7 +469,7 @@ class Doctor:
             proxy_variables(status["proxies"]) if self.running and status.get("proxies") else {}
         )
         seen = {n: self.env[n] for n in PROXY_CHECKED if self.env.get(n)}
-        check.details = {"set": seen, "expected": expected}
+        check.details = {"set": {n: _safe_url(v) for n, v in seen.items()}, "expected": expected}
         if not self.running:
             if seen:
                 values = sorted({_safe_url(v) for v in seen.values()})

@@ -223,7 +223,8 @@ def test_proxy_variables_unset_or_elsewhere(tmp_path: Path) -> None:
     text = texts(check, Status.FAIL)
     assert "HTTP_PROXY is not set in this shell" in text
     assert "not this manager's http://127.0.0.1:8080" in text
-    assert "hunter22" not in doctor.render_text([check])  # a proxy password is never shown
+    # A proxy password is never shown.
+    assert "hunter22" not in doctor.render_text([check]) + doctor.render_json([check])
 
 
 @pytest.mark.parametrize(
