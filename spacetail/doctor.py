@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from spacetail.credentials import SECRET_VARIABLES
 from spacetail.errors import ConfigError
 from spacetail.failures import Failure, FailureClass, diagnose, meaningful_line
 from spacetail.log import redact
+from spacetail.proxyenv import NAMES as PROXY_CHECKED
 
 VERSION_TIMEOUT = 5.0
 NETCHECK_TIMEOUT = 15.0
@@ -35,10 +37,6 @@ PING_TIMEOUT = 5.0  # tailscale ping's own --timeout; the command gets 3 s more
 DNS_TIMEOUT = 5.0
 TCP_TIMEOUT = 5.0
 WIF_MIN_VERSION = (1, 90)
-SECRET_VARIABLES = ("TS_AUTHKEY", "TS_AUTH_KEY", "TS_CLIENT_SECRET", "TS_ID_TOKEN",
-                    "SPACELIFT_OIDC_TOKEN")  # fmt: skip
-PROXY_CHECKED = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
-                 "all_proxy")  # fmt: skip
 UP_HOOK = 'eval "$(spacetail up --env || echo false)"'
 DOWN_HOOK = 'eval "$(spacetail down --env || echo false)"'
 _TAILNET_V4 = ipaddress.ip_network("100.64.0.0/10")
