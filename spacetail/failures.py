@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 
 class FailureClass(enum.Enum):
@@ -337,6 +338,31 @@ def diagnose(
     elif kind is FailureClass.LOCAL:
         setting = _local_setting(line, socks5, http_proxy)
     return Failure(kind, line or "(no output)", setting)
+
+
+class Settings(Protocol):
+    """The four fields of config.Config that decide whose setting a failure is about."""
+
+    @property
+    def extra_args(self) -> Sequence[str]: ...
+    @property
+    def tailscaled_extra_args(self) -> Sequence[str]: ...
+    @property
+    def socks5(self) -> str: ...
+    @property
+    def http_proxy(self) -> str: ...
+
+
+def diagnose_for(output: str, program: Program, cfg: Settings) -> Failure:
+    """diagnose() with the user's settings taken from a config.Config."""
+    return diagnose(
+        output,
+        program,
+        extra_args=cfg.extra_args,
+        tailscaled_extra_args=cfg.tailscaled_extra_args,
+        socks5=cfg.socks5,
+        http_proxy=cfg.http_proxy,
+    )
 
 
 def excerpt(path: Path, offset: int = 0, limit: int = 10, max_bytes: int = 65536) -> list[str]:

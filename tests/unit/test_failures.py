@@ -245,3 +245,23 @@ def test_legacy_names_still_work() -> None:
     assert tailscale.classify("connection refused") == "transient"
     assert tailscale.classify("hm") == "unknown"
     assert tailscale.advice is failures.advice
+
+
+def test_diagnose_for_takes_the_settings_from_a_config() -> None:
+    from spacetail import config
+
+    env = {
+        "TS_AUTHKEY": "tskey-auth-x-y",
+        "TS_EXTRA_ARGS": "--bogus-flag",
+        "TS_TAILSCALED_EXTRA_ARGS": "--bogus",
+        "TS_SOCKS5_SERVER": "127.0.0.1:18093",
+    }
+    cfg = config.load(env)
+    up = failures.diagnose_for(_ref("up-unknown-flag.txt"), Program.UP, cfg)
+    assert (up.setting, up.exit_code) == ("TS_EXTRA_ARGS", 2)
+    daemon = failures.diagnose_for(
+        _ref("tailscaled-unknown-flag-head.txt"), Program.TAILSCALED, cfg
+    )
+    assert daemon.setting == "TS_TAILSCALED_EXTRA_ARGS"
+    port = failures.diagnose_for(_ref("tailscaled-port-in-use.log"), Program.TAILSCALED, cfg)
+    assert port.setting == "TS_SOCKS5_SERVER"
