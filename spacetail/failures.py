@@ -223,6 +223,8 @@ def _local_fix(failure: Failure) -> str:
     lower = failure.line.lower()
     if "address already in use" in lower or "cannot assign" in lower:
         setting = failure.setting or "TS_SOCKS5_SERVER or TS_OUTBOUND_HTTP_PROXY_LISTEN"
+        if re.search(r"(?:^|: )proxy listener", lower):
+            setting = "TS_SOCKS5_SERVER and TS_OUTBOUND_HTTP_PROXY_LISTEN (they share it)"
         return f"another program holds the port; set {setting} to a free 127.0.0.1 port"
     if "unix" in lower or "safesocket" in lower:
         return (
@@ -306,8 +308,10 @@ def _local_setting(line: str, socks5: str | None, http_proxy: str | None) -> str
     if not m:
         return None
     address = m.group(1)
-    if socks5 == address and http_proxy == address:
-        return "TS_SOCKS5_SERVER" if "socks5" in line.lower() else "TS_OUTBOUND_HTTP_PROXY_LISTEN"
+    # tailscaled names the listener: "SOCKS5 listener", "HTTP proxy listener", or "proxy
+    # listener" when both share one address (then the fix is both settings).
+    if "http proxy listener" in line.lower() and http_proxy == address:
+        return "TS_OUTBOUND_HTTP_PROXY_LISTEN"
     if socks5 == address:
         return "TS_SOCKS5_SERVER"
     if http_proxy == address:

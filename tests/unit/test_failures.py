@@ -96,6 +96,24 @@ def test_port_in_use_names_the_proxy_setting_by_its_address(
     assert "free 127.0.0.1 port" in f.advice
 
 
+@pytest.mark.parametrize(
+    ("log", "socks5", "http", "setting", "fix"),
+    [
+        ("tailscaled-http-port-in-use.log", "127.0.0.1:18098", "127.0.0.1:18097",
+         "TS_OUTBOUND_HTTP_PROXY_LISTEN", "set TS_OUTBOUND_HTTP_PROXY_LISTEN to a free"),
+        ("tailscaled-shared-port-in-use.log", "127.0.0.1:18097", "127.0.0.1:18097",
+         "TS_SOCKS5_SERVER", "set TS_SOCKS5_SERVER and TS_OUTBOUND_HTTP_PROXY_LISTEN (they"),
+    ],
+)  # fmt: skip
+def test_http_and_shared_proxy_ports_in_use(
+    log: str, socks5: str, http: str, setting: str, fix: str
+) -> None:
+    f = failures.diagnose(_ref(log), Program.TAILSCALED, socks5=socks5, http_proxy=http)
+    assert f.line.endswith("listen tcp 127.0.0.1:18097: bind: address already in use")
+    assert (f.kind, f.setting, f.exit_code) == (FailureClass.LOCAL, setting, 2)
+    assert fix in f.advice
+
+
 def test_unbindable_socket_is_local_and_points_at_the_state_folder() -> None:
     f = failures.diagnose(_ref("tailscaled-socket-unbindable.log"), Program.TAILSCALED)
     assert f.line.startswith("safesocket.Listen: listen unix ")
