@@ -158,7 +158,15 @@ def test_install_tailscale_dest_puts_both_in_the_folder(
     bin_dir = home / ".local" / "bin"
     result = helpers.run(
         userland,
-        ["install-tailscale", "--base-url", mirror.base_url, "--dest", str(bin_dir)],
+        [
+            "install-tailscale",
+            "--version",
+            VERSION,
+            "--base-url",
+            mirror.base_url,
+            "--dest",
+            str(bin_dir),
+        ],
         env,
     )
     assert result.returncode == 0, result.stderr
@@ -183,9 +191,10 @@ def test_install_tailscale_without_network_says_which_url_and_what_to_do(
         env=env, capture_output=True, text=True, timeout=60, check=False, cwd="/",
     )  # fmt: skip
     assert result.returncode == 1, result.stderr
-    url = f"https://pkgs.tailscale.com/stable/{PKG}.sha256"
+    default = install.DEFAULT_VERSION
+    url = f"https://pkgs.tailscale.com/stable/tailscale_{default}_{ARCH}.tgz.sha256"
     lines = result.stderr.splitlines()
-    assert lines[0] == f"spacetail: downloading tailscale {VERSION} ({ARCH}) from " + url[:-7]
+    assert lines[0] == f"spacetail: downloading tailscale {default} ({ARCH}) from " + url[:-7]
     assert lines[-1].startswith(f"spacetail: error: cannot download {url}: ")
     assert lines[-1].endswith(
         "; use --base-url with a mirror of pkgs.tailscale.com, or the spacetail runner image"
