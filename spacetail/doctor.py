@@ -420,6 +420,10 @@ class Doctor:
         if not self.running:
             if status.get("stale") or status.get("problem"):
                 check.add(Status.FAIL, str(status.get("stale") or status.get("problem")))
+            last = status.get("last_failure")
+            if isinstance(last, Mapping) and last.get("reason"):
+                check.add(Status.FAIL, f"the last manager stopped at {last.get('at')}: "
+                          f"{last['reason']}", last.get("advice"))  # fmt: skip
             return check.add(Status.FAIL, "no manager runs here",
                              f"start one in a before_* hook: {UP_HOOK}")  # fmt: skip
         check.details = {k: status.get(k) for k in ("manager_pid", "phase", "uptime", "restarts")}

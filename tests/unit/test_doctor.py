@@ -213,6 +213,15 @@ def test_stale_manager_files_are_reported(tmp_path: Path) -> None:
     assert by_name(checks, "proxy variables").status is Status.OK
 
 
+def test_the_last_managers_failure_is_shown(tmp_path: Path) -> None:
+    last = {"at": "2026-11-29T22:00:00Z", "reason": "the login failed: invalid key",
+            "advice": "create a new one and update TS_AUTHKEY", "failure": True}  # fmt: skip
+    d, _, _ = make(tmp_path, {"running": False, "last_failure": last})
+    check = d.manager()
+    assert "the last manager stopped at 2026-11-29T22:00:00Z: the login failed" in texts(check)
+    assert check.findings[0].fix == "create a new one and update TS_AUTHKEY"
+
+
 def test_proxy_variables_unset_or_elsewhere(tmp_path: Path) -> None:
     d, _, _ = make(
         tmp_path, running_status(), HTTP_PROXY="", http_proxy="",
