@@ -17,9 +17,7 @@ import json
 import os
 import re
 import socket
-import struct
 import time
-import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,91 +160,30 @@ def decode_jwt(token: str) -> dict[str, Any]:
     return claims
 
 
-def _skip_name(msg: bytes, pos: int) -> int:
-    while True:
-        length = msg[pos]
-        if length == 0:
-            return pos + 1
-        if length & 0xC0 == 0xC0:
-            return pos + 2
-        pos += 1 + length
-
-
-def parse_dns_message(msg: bytes) -> tuple[int, list[str]]:
-    """The response code and the A/AAAA addresses of a DNS answer (RFC 1035 wire format)."""
-    try:
-        flags, qdcount, ancount = struct.unpack_from("!HHH", msg, 2)
-        pos = 12
-        for _ in range(qdcount):
-            pos = _skip_name(msg, pos) + 4
-        addresses = []
-        for _ in range(ancount):
-            pos = _skip_name(msg, pos)
-            rtype, _cls, _ttl, length = struct.unpack_from("!HHIH", msg, pos)
-            rdata = msg[pos + 10 : pos + 10 + length]
-            pos += 10 + length
-            if (rtype, length) in ((1, 4), (28, 16)):
-                addresses.append(str(ipaddress.ip_address(rdata)))
-    except (struct.error, IndexError) as exc:
-        raise ValueError("a truncated DNS message") from exc
-    return flags & 0xF, addresses
-
-
-_RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
-
-
 def dns_query(socket_path: Path, name: str, timeout: float = DNS_TIMEOUT) -> tuple[int, list[str]]:
-    """Ask tailscale's own resolver (LocalAPI dns-query) for NAME's A record.
-
-    The LocalAPI client gains a dns_query of its own on another branch; until then this calls
-    the endpoint directly."""
+    """Ask tailscale's own resolver (LocalAPI dns-query) for NAME: its rcode and addresses."""
+    from spacetail import dnsmsg
     from spacetail.tailscale import LocalAPI
 
-    url = "/localapi/v0/dns-query?" + urllib.parse.urlencode({"name": name, "type": "A"})
-    code, body = LocalAPI(socket_path)._request("GET", url, timeout)
-    if code != 200:
-        raise ValueError(f"dns-query: HTTP {code}: {body[:200].decode('utf-8', 'replace')}")
-    answer = json.loads(body)
-    return parse_dns_message(base64.b64decode(answer.get("Bytes") or ""))
-
-
-_SOCKS_REPLIES = {1: "general failure", 2: "not allowed", 3: "network unreachable",
-                  4: "host unreachable", 5: "connection refused", 6: "TTL expired",
-                  7: "command not supported", 8: "address type not supported"}  # fmt: skip
-
-
-class Socks5Error(Exception):
-    pass
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise Socks5Error("the proxy closed the connection")
-        data += chunk
-    return data
+    message = dnsmsg.parse(LocalAPI(socket_path).dns_query(name, "A", timeout))
+    return message.rcode, message.addresses(name)
 
 
 def socks5_connect(proxy: str, target: Target, timeout: float = TCP_TIMEOUT) -> None:
     """Open a TCP connection to TARGET through the SOCKS5 proxy at host:port, then close it.
-    The name goes to the proxy unresolved, so tailscaled resolves MagicDNS names."""
+    The name goes to the proxy unresolved, so tailscaled resolves MagicDNS names. Raises
+    OSError (socks5.DialError for the proxy's refusal)."""
+    from spacetail import socks5
+
     host, _, port = proxy.rpartition(":")
     with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
-        sock.sendall(b"\x05\x01\x00")
-        if _recv_exact(sock, 2) != b"\x05\x00":
-            raise Socks5Error("the proxy wants authentication")
-        try:
-            ip = ipaddress.ip_address(target.host)
-            address = (b"\x01" if ip.version == 4 else b"\x04") + ip.packed
-        except ValueError:
-            name = target.host.encode("idna")
-            address = b"\x03" + bytes([len(name)]) + name
-        sock.sendall(b"\x05\x01\x00" + address + struct.pack("!H", target.port))
-        reply = _recv_exact(sock, 4)
-        if reply[1] != 0:
-            raise Socks5Error(_SOCKS_REPLIES.get(reply[1], f"error {reply[1]}"))
+        socks5.handshake(sock, target.host, target.port)
+
+
+def _rcode_text(rcode: int) -> str:
+    from spacetail import dnsmsg
+
+    return dnsmsg.Message(rcode, ()).rcode_text
 
 
 def no_proxy_excludes(no_proxy: str, host: str) -> str | None:
@@ -558,7 +495,7 @@ class Doctor:
         check.details["addresses"] = addresses
         if not addresses:
             check.add(Status.FAIL, f"DNS: {target.host} does not resolve through the tailnet "
-                      f"({_RCODES.get(rcode, rcode)})", "check the name: a MagicDNS name "
+                      f"({_rcode_text(rcode)})", "check the name: a MagicDNS name "
                       "(host.tailnet.ts.net) or a name your tailnet's DNS serves")  # fmt: skip
         elif any(_is_tailnet_ip(a) for a in addresses):
             check.add(Status.OK, f"DNS: {target.host} -> {', '.join(addresses)} (tailnet)")
@@ -595,8 +532,8 @@ class Doctor:
         started = self.clock()
         try:
             self.connect(proxy, target, TCP_TIMEOUT)
-        except (OSError, Socks5Error) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        except OSError as exc:  # socks5.DialError is one
+            reason = getattr(exc, "reason", "") or exc.strerror or str(exc)
             check.add(Status.FAIL, f"TCP through the SOCKS5 proxy {proxy}: {reason}",
                       f"is something listening on port {target.port}, and may this node reach "
                       "it (tailnet policy, subnet routes: TS_ACCEPT_ROUTES)?")  # fmt: skip

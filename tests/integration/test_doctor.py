@@ -75,9 +75,11 @@ def test_doctor_against_the_fake_running_node(
     assert up.returncode == 0, up.stderr
     try:
         env = {**with_exports(fake_env, up.stdout), **SECRETS}
-        name = f"svc.tail-fake.ts.net:{listener}"
+        name = f"fake-peer.tail-fake.ts.net:{listener}"
         closed = f"127.0.0.1:{free_port()}"
-        result = doctor(userland, home, env, "--json", "--target", name, "--target", closed)
+        split = f"db.internal.example.com:{listener}"  # a split-DNS name of the fake tailnet
+        result = doctor(userland, home, env, "--json", "--target", name, "--target", closed,
+                        "--target", split)  # fmt: skip
         text = doctor(userland, home, env, "--target", name)
     finally:
         assert helpers.run(userland, ["down"], fake_env).returncode == 0
@@ -88,7 +90,14 @@ def test_doctor_against_the_fake_running_node(
     assert found["tailscale"]["details"]["backend_state"] == "Running"
     assert found["proxy variables"]["status"] == "ok"
     target = found[f"target {name}"]
-    assert any("ping: svc answers relayed through DERP" in f["text"] for f in target["findings"])
+    texts = [f["text"] for f in target["findings"]]
+    assert "DNS: fake-peer.tail-fake.ts.net -> 100.64.0.8 (tailnet)" in texts  # type A
+    assert any(t.startswith("ping: fake-peer answers relayed through DERP") for t in texts), texts
+    # A split-DNS name: tailscale's resolver knows it, its proxies do not (tailscale#4677).
+    split_check = found[f"target {split}"]
+    assert any("tailscale#4677" in f["text"] and f["status"] == "warn"
+               for f in split_check["findings"])  # fmt: skip
+    assert split_check["findings"][-1]["status"] == "fail"  # TCP through the proxy
     assert any(f["text"].startswith("TCP through the SOCKS5 proxy") and f["status"] == "ok"
                for f in target["findings"])  # fmt: skip
     closed = next(c for n, c in found.items() if n.startswith("target 127.0.0.1"))

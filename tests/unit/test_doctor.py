@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from spacetail import doctor
+from spacetail import doctor, socks5
 from spacetail.doctor import Check, CommandResult, Doctor, Status, Target
 from spacetail.errors import ConfigError
 
@@ -304,7 +304,7 @@ def test_dns_nxdomain_split_dns_and_no_endpoint(tmp_path: Path) -> None:
     names = ["typo.tail-x.ts.net:80", "corp.internal:80", "old.tailscaled:80"]
     d, _, runner = make(tmp_path, running_status(), None, net, targets=names)
     nx, split, old = (d.target(t) for t in d.targets)
-    assert "does not resolve through the tailnet (NXDOMAIN)" in texts(nx, Status.FAIL)
+    assert "does not resolve through the tailnet (no such host)" in texts(nx, Status.FAIL)
     assert "tailscale#4677" in texts(split, Status.WARN)
     assert "could not be asked: dns-query: HTTP 404: 404 page not found" in texts(old)
     # Pinged only where a tailnet node is likely: the unasked name, not NXDOMAIN or split DNS.
@@ -314,7 +314,9 @@ def test_dns_nxdomain_split_dns_and_no_endpoint(tmp_path: Path) -> None:
 
 def test_tcp_through_the_proxy_fails_with_the_reason(tmp_path: Path) -> None:
     net = Net()
-    net.refused[5432] = doctor.Socks5Error("connection refused")
+    net.refused[5432] = socks5.DialError(
+        "cannot reach db.tail-x.ts.net:5432: connection refused", 5, "connection refused"
+    )
     d, _, _ = make(tmp_path, running_status(), None, net, targets=["db.tail-x.ts.net:5432"])
     check = d.target(d.targets[0])
     assert "TCP through the SOCKS5 proxy 127.0.0.1:1080: connection refused" in texts(check)
@@ -502,21 +504,6 @@ def test_bad_target(text: str) -> None:
         doctor.parse_target(text)
 
 
-def test_parse_dns_message() -> None:
-    def name(n: str) -> bytes:
-        return b"".join(bytes([len(p)]) + p.encode() for p in n.split(".")) + b"\0"
-
-    header = struct.pack("!HHHHHH", 1, 0x8180, 1, 2, 0, 0)
-    question = name("db.tail-x.ts.net") + struct.pack("!HH", 1, 1)
-    a = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + bytes([100, 101, 102, 103])
-    aaaa = b"\xc0\x0c" + struct.pack("!HHIH", 28, 1, 60, 16) + bytes(15) + b"\x01"
-    assert doctor.parse_dns_message(header + question + a + aaaa) == (0, ["100.101.102.103", "::1"])
-    nx = struct.pack("!HHHHHH", 1, 0x8183, 1, 0, 0, 0) + question
-    assert doctor.parse_dns_message(nx) == (3, [])
-    with pytest.raises(ValueError, match="truncated"):
-        doctor.parse_dns_message(header + question + a[:5])
-
-
 def test_socks5_connect_against_a_loopback_proxy() -> None:
     """A minimal SOCKS5 server that records the request and answers with a chosen reply."""
     requests: list[bytes] = []
@@ -536,7 +523,7 @@ def test_socks5_connect_against_a_loopback_proxy() -> None:
             port = server.getsockname()[1]
             try:
                 if error:
-                    with pytest.raises(doctor.Socks5Error, match=str(error)):
+                    with pytest.raises(socks5.DialError, match=str(error)):
                         doctor.socks5_connect(f"127.0.0.1:{port}", Target("db.ts.net", 5432), 5)
                 else:
                     doctor.socks5_connect(f"127.0.0.1:{port}", Target("db.ts.net", 5432), 5)
