@@ -8,6 +8,7 @@ import os
 import platform
 import re
 import shutil
+import socket
 import sys
 import tarfile
 import tempfile
@@ -65,7 +66,8 @@ _MACHINES = {
 
 
 def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    # The CLI passes its own log, which adds this prefix; the lines themselves carry none.
+    print(f"spacetail: {line}", file=sys.stderr, flush=True)
 
 
 def validate_version(version: str) -> str:
@@ -145,6 +147,29 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _network_reason(reason: object) -> str:
+    """An OSError's words without its errno prefix, and what they usually mean."""
+    if isinstance(reason, socket.gaierror):
+        text = (reason.strerror or str(reason)).lower()
+        return f"{text} (no network or DNS?)"
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror.lower()
+    return str(reason)
+
+
+def _network_advice(url: str) -> str:
+    if url.startswith(DEFAULT_BASE_URL + "/"):
+        fix = "use --base-url with a mirror of pkgs.tailscale.com, or the spacetail runner image"
+    else:
+        fix = "check --base-url, or use the spacetail runner image"
+    # A proxy variable saved by an earlier phase may point at a proxy that is gone.
+    proxies = [v for v in _PROXY_VARS if os.environ.get(v)]
+    return f"{proxies[0]} is set: unset it if that proxy is gone, or {fix}" if proxies else fix
+
+
 def _open(url: str) -> BinaryIO:
     # The scheme was checked by validate_base_url.
     request = urllib.request.Request(  # noqa: S310
@@ -162,9 +187,11 @@ def _open(url: str) -> BinaryIO:
             "check --version, --arch and --base-url"
         ) from None
     except urllib.error.URLError as exc:
-        raise OperationFailed(f"cannot download {url}: {exc.reason}") from None
+        reason = _network_reason(exc.reason)
+        raise OperationFailed(f"cannot download {url}: {reason}; {_network_advice(url)}") from None
     except (OSError, ValueError) as exc:
-        raise OperationFailed(f"cannot download {url}: {exc}") from None
+        reason = _network_reason(exc)
+        raise OperationFailed(f"cannot download {url}: {reason}; {_network_advice(url)}") from None
     return response
 
 
@@ -307,36 +334,20 @@ def _replace(staging: Path, final: Path, dest: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _replace_files(staging: Path, dest: Path) -> None:
+    """Move the executables, then the marker, from ``staging`` into ``dest`` (a PATH folder
+    such as ~/.local/bin that holds other files); each rename is atomic, the marker comes last
+    so a half-done install is never taken for a finished one."""
+    (dest / _MARKER).unlink(missing_ok=True)
+    for name in (*EXECUTABLES, _MARKER):
+        os.replace(staging / name, dest / name)
+
+
 def _megabytes(size: int) -> str:
     return f"{size / 1_000_000:.1f} MB"
 
 
-def install_tailscale(
-    version: str,
-    base_url: str,
-    dest: Path,
-    arch: str | None = None,
-    *,
-    log: Callable[[str], None] = _stderr,
-) -> Path:
-    """Install tailscale ``version`` into ``dest/version`` and return that folder.
-
-    Downloads the static package and its ``.sha256`` from ``base_url``, checks the
-    digest before unpacking, and unpacks only ``tailscale`` and ``tailscaled``.
-    A folder already installed and still matching its recorded digests is reused.
-    """
-    version = validate_version(version)
-    base_url = validate_base_url(base_url)
-    arch = tailscale_arch(arch)
-    url, sha_url = package_urls(version, base_url, arch)
-    pkg = package_name(version, arch)
-    dest = Path(dest).absolute()
-    final = dest / version
-
-    if _verified(final, version, arch):
-        log(f"spacetail: tailscale {version} ({arch}) already installed in {final}")
-        return final
-
+def _lock(dest: Path, log: Callable[[str], None]) -> filelock.BaseFileLock:
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -346,7 +357,7 @@ def install_tailscale(
         try:
             lock.acquire(blocking=False)
         except filelock.Timeout:
-            log(f"spacetail: waiting for another spacetail installing into {dest}")
+            log(f"waiting for another spacetail installing into {dest}")
             lock.acquire()
     except filelock.Timeout:
         raise OperationFailed(
@@ -355,34 +366,57 @@ def install_tailscale(
         ) from None
     except OSError as exc:
         raise OperationFailed(f"cannot lock install folder {dest}: {exc}") from None
+    return lock
+
+
+def _fetch(version: str, base_url: str, arch: str, staging: Path) -> tuple[Path, int]:
+    """Download and verify the package into ``staging``; unpack the executables and the
+    marker into ``staging/out``. Return that folder and the package's size."""
+    url, sha_url = package_urls(version, base_url, arch)
+    pkg = package_name(version, arch)
+    download = staging / "download"
+    download.mkdir()
+    expected = _expected_sha256(sha_url, download / (pkg + ".sha256"))
+    archive = download / pkg
+    size, actual = _download(url, archive, MAX_PACKAGE_BYTES)
+    if actual != expected:
+        raise OperationFailed(
+            f"checksum mismatch for {pkg}: expected {expected}, got {actual}; nothing was installed"
+        )
+    out = staging / "out"
+    out.mkdir()
+    hashes = _unpack(archive, version, arch, out)
+    marker = {"version": version, "arch": arch, "package_sha256": actual, "sha256": hashes}
+    (out / _MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+    # Readable by other users: a root-run install may serve the unprivileged runner.
+    (out / _MARKER).chmod(0o644)
+    out.chmod(0o755)
+    return out, size
+
+
+def _install(
+    version: str, base_url: str, arch: str, dest: Path, final: Path, *, log: Callable[[str], None]
+) -> Path:
+    """Install into ``final``: ``dest/version`` (a cache) or ``dest`` itself (a PATH folder)."""
+    if _verified(final, version, arch):
+        log(f"tailscale {version} ({arch}) already installed in {final}")
+        return final
+    lock = _lock(dest, log)
     try:
         # Another process may have finished the same install while this one waited.
         if _verified(final, version, arch):
-            log(f"spacetail: tailscale {version} ({arch}) already installed in {final}")
+            log(f"tailscale {version} ({arch}) already installed in {final}")
             return final
         _remove_partials(dest)
         staging = Path(tempfile.mkdtemp(prefix=_PARTIAL_PREFIX, dir=dest))
         try:
-            log(f"spacetail: downloading tailscale {version} ({arch}) from {url}")
-            download = staging / "download"
-            download.mkdir()
-            expected = _expected_sha256(sha_url, download / (pkg + ".sha256"))
-            archive = download / pkg
-            size, actual = _download(url, archive, MAX_PACKAGE_BYTES)
-            if actual != expected:
-                raise OperationFailed(
-                    f"checksum mismatch for {pkg}: expected {expected}, got {actual}; "
-                    "nothing was installed"
-                )
-            out = staging / "out"
-            out.mkdir()
-            hashes = _unpack(archive, version, arch, out)
-            marker = {"version": version, "arch": arch, "package_sha256": actual, "sha256": hashes}
-            (out / _MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-            # Readable by other users: a root-run install may serve the unprivileged runner.
-            (out / _MARKER).chmod(0o644)
-            out.chmod(0o755)
-            _replace(out, final, dest)
+            url = package_urls(version, base_url, arch)[0]
+            log(f"downloading tailscale {version} ({arch}) from {url}")
+            out, size = _fetch(version, base_url, arch, staging)
+            if final == dest:
+                _replace_files(out, dest)
+            else:
+                _replace(out, final, dest)
         except OSError as exc:
             raise OperationFailed(
                 f"cannot install tailscale {version} into {final}: {exc}; nothing was installed"
@@ -392,10 +426,56 @@ def install_tailscale(
     finally:
         lock.release()
     log(
-        f"spacetail: downloaded tailscale {version} ({arch}, {_megabytes(size)}), "
+        f"downloaded tailscale {version} ({arch}, {_megabytes(size)}), "
         f"sha256 verified, installed in {final}"
     )
     return final
+
+
+def install_cached(
+    version: str,
+    base_url: str,
+    root: Path | None = None,
+    arch: str | None = None,
+    *,
+    log: Callable[[str], None] = _stderr,
+) -> Path:
+    """Install tailscale ``version`` into the versioned cache ``root/version`` (default root:
+    default_install_dir(), where ``up`` finds it with find_installed) and return that folder.
+
+    Downloads the static package and its ``.sha256`` from ``base_url``, checks the digest
+    before unpacking, and unpacks only ``tailscale`` and ``tailscaled``. A folder already
+    installed and still matching its recorded digests is reused.
+    """
+    version = validate_version(version)
+    base_url = validate_base_url(base_url)
+    arch = tailscale_arch(arch)
+    root = Path(default_install_dir() if root is None else root).absolute()
+    return _install(version, base_url, arch, root, root / version, log=log)
+
+
+def install_tailscale(
+    version: str,
+    base_url: str,
+    dest: Path | None = None,
+    arch: str | None = None,
+    *,
+    log: Callable[[str], None] = _stderr,
+) -> Path:
+    """Install tailscale ``version`` and return the folder that holds ``tailscale`` and
+    ``tailscaled``.
+
+    Without ``dest`` (or with dest = default_install_dir()) that is the versioned cache, as
+    install_cached. With ``dest`` (``--dest ~/.local/bin``) the two executables go IN dest, next
+    to what is there, with a hidden marker recording their digests.
+    """
+    if dest is None or Path(dest).absolute() == default_install_dir().absolute():
+        return install_cached(version, base_url, None, arch, log=log)
+    version = validate_version(version)
+    base_url = validate_base_url(base_url)
+    arch = tailscale_arch(arch)
+    dest = Path(dest).absolute()
+    return _install(version, base_url, arch, dest, dest, log=log)
 
 
 def _version_key(name: str) -> tuple[int, ...]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import socket
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -14,7 +13,13 @@ from typing import Any
 
 from spacetail.config import Config
 from spacetail.errors import ConfigError
+from spacetail.failures import advice as advice  # noqa: PLC0414 (re-export)
+from spacetail.failures import classify as classify  # noqa: PLC0414 (re-export)
+from spacetail.failures import login_error as login_error  # noqa: PLC0414 (re-export)
 from spacetail.paths import Paths
+
+# advice, classify and login_error moved to spacetail.failures; they are re-exported above
+# until login.py and client.py import them from there.
 
 # ipn.State values as they appear in watch-ipn-bus notifications.
 STATES = {
@@ -285,73 +290,3 @@ def summarize(status: Mapping[str, Any]) -> dict[str, Any]:
         "health": [str(h) for h in health],
         "version": status.get("Version"),
     }
-
-
-# --- reading tailscale's errors ---------------------------------------------------------------
-
-_LOGIN_ERROR = re.compile(r"last login error was: (.+)$", re.IGNORECASE)
-# Permanent: retrying the same credentials cannot help.
-_PERMANENT = re.compile(
-    r"invalid key|not valid|expired|revoked|has been deleted|unauthorized|not authorized|"
-    r"requested tags .* (?:are )?invalid|not permitted|tags? .*not allowed|"
-    r"authkeys require|identity requires|invalid hostname|not a valid|unknown attribute|"
-    r"id token|audience|client.id|flag provided but not defined|invalid argument|"
-    r"invalid value|forbidden|status 4\d\d|\(4\d\d\)|"
-    r"\b4\d\d (?:unauthorized|forbidden|bad request)",
-    re.IGNORECASE,
-)
-# Transient: the control server could not be reached or answered with a server error.
-_TRANSIENT = re.compile(
-    r"connection refused|connection reset|timed? ?out|timeout|no such host|"
-    r"temporary failure|network is unreachable|eof|tls handshake|i/o timeout|"
-    r"\b5\d\d\b|bad gateway|service unavailable|fetch control key|context deadline",
-    re.IGNORECASE,
-)
-
-
-def login_error(health: list[str]) -> str | None:
-    for item in health:
-        m = _LOGIN_ERROR.search(item)
-        if m:
-            return m.group(1).strip()
-    return None
-
-
-def classify(text: str) -> str:
-    """'permanent', 'transient' or 'unknown', from tailscale's own words."""
-    if _PERMANENT.search(text):
-        return "permanent"
-    if _TRANSIENT.search(text):
-        return "transient"
-    return "unknown"
-
-
-def advice(text: str) -> str:
-    """What a person should do about a login error."""
-    lower = text.lower()
-    if "expired" in lower:
-        return "the auth key has expired: create a new one and update TS_AUTHKEY"
-    if "revoked" in lower or "deleted" in lower:
-        return "the auth key was revoked: create a new one and update TS_AUTHKEY"
-    if "tag" in lower and ("permit" in lower or "invalid" in lower or "allowed" in lower):
-        return "the key or OAuth client may not assign these tags: fix SPACETAIL_TAGS or the ACL"
-    if "exit-node" in lower:
-        return "TS_EXIT_NODE must be a tailnet IP or the unique name of an exit node"
-    if "exchange jwt" in lower or "federated identity" in lower:
-        return (
-            "the tailnet refused the ID token: check TS_CLIENT_ID, TS_AUDIENCE and the "
-            "federated identity's issuer and subject"
-        )
-    if "oauth authkeys require" in lower:
-        return "set SPACETAIL_TAGS to tags the OAuth client owns"
-    if "invalid key" in lower or "not valid" in lower:
-        return (
-            "the control server refused the auth key (wrong, expired, revoked, or a single-use "
-            "key already used): create a new one and update TS_AUTHKEY"
-        )
-    if classify(text) == "transient":
-        return (
-            "the control server could not be reached: check TS_LOGIN_SERVER and the network, "
-            "or raise --timeout"
-        )
-    return "see the tailscaled log below"

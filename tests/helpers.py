@@ -81,9 +81,12 @@ def build_userland(base: Path) -> Userland:
     site.mkdir()
     shutil.copytree(REPO / "spacetail", site / "spacetail",
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    import sh
+
     for module in (filelock, platformdirs):
         shutil.copytree(Path(module.__file__ or "").parent, site / module.__name__,
                         ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    shutil.copy(sh.__file__, site / "sh.py")  # one module file, not a package
     (root / "bin").mkdir()
     launcher = root / "bin" / "spacetail"
     launcher.write_text(

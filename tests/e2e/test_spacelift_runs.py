@@ -1,9 +1,10 @@
 """Whole Spacelift runs, emulated: every phase in a fresh container whose worker waits for every
 process to exit, hooks chained as Spacelift chains them, the environment saved between phases.
 
-The hooks are the README's: before a phase `eval "$(spacetail up --env)"`, after it
-`eval "$(spacetail down --env)"`. No test sleeps to synchronize: a container is killed when its
-log shows a line, and the worker reports when the phase shell exited and when all was quiet.
+The hooks are the README's, read from README.md: before a phase
+`eval "$(spacetail up --env || echo false)"`, after it the same with `down`. No test sleeps to
+synchronize: a container is killed when its log shows a line, and the worker reports when the
+phase shell exited and when all was quiet.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import pytest
 
 from tests.e2e.conftest import Service
 from tests.e2e.spacelift import PhaseResult, SpaceliftRun
+from tests.e2e.test_readme_hooks import readme_hooks
 
 pytestmark = pytest.mark.userns
 
-UP = 'eval "$(spacetail up --env)"'
-DOWN = 'eval "$(spacetail down --env)"'
+UP = readme_hooks()["before_plan"]
+DOWN = readme_hooks()["after_plan"]
 QUIET_WITHIN = 2.0  # README: the manager stops within 2 s of the shell's exit, logout included
 EOF_WITHIN = 1.0  # seconds from the phase shell's exit until its output pipe is closed
 PROXY_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")

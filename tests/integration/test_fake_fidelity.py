@@ -462,6 +462,28 @@ def test_real_and_fake_tailscaled_flag_errors(real: Kit, fake: Kit, args: list[s
 
 
 @pytest.mark.real
+@pytest.mark.parametrize("taken", ["socks5", "http", "shared"])
+def test_real_and_fake_proxy_port_in_use(real: Kit, fake: Kit, taken: str) -> None:
+    """tailscaled's last line names the listener whose port is taken (spacetail.failures reads
+    it to name the setting)."""
+    results = []
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        busy = f"127.0.0.1:{holder.getsockname()[1]}"
+        other = f"127.0.0.1:{free_port()}"
+        socks, http = {"socks5": (busy, other), "http": (other, busy), "shared": (busy, busy)}[
+            taken
+        ]
+        for kit in (real, fake):
+            argv = kit.tailscaled_argv(kit.work / f"port-{taken}.sock", socks, http)
+            res = subprocess.run(argv, capture_output=True, text=True, env=kit.env,
+                                 cwd=kit.work, check=False, timeout=20)  # fmt: skip
+            last = (res.stdout + res.stderr).strip().splitlines()[-1]
+            results.append((res.returncode, re.sub(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ", "", last)))
+    assert results[1] == results[0]
+    assert results[0][1].endswith(f"listen tcp {busy}: bind: address already in use")
+
+
+@pytest.mark.real
 def test_real_and_fake_cli_without_daemon(real: Kit, fake: Kit) -> None:
     missing = real.work / "missing.sock"
     for args in (["status", "--json"], ["up"], ["down"], ["logout"], ["ping", "x"]):

@@ -75,7 +75,7 @@ def test_install_from_mirror_runs_real_tailscale(
     mirror.publish(VERSION, ARCH, real_package.data)
     lines: list[str] = []
     dest = tmp_path / "cache"
-    folder = install.install_tailscale(VERSION, mirror.base_url, dest, ARCH, log=lines.append)
+    folder = install.install_cached(VERSION, mirror.base_url, dest, ARCH, log=lines.append)
     assert folder == dest / VERSION
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
         "tailscale",
@@ -85,12 +85,11 @@ def test_install_from_mirror_runs_real_tailscale(
     assert _run(folder / "tailscaled", "--version").splitlines()[0] == VERSION
     size = f"{len(real_package.data) / 1_000_000:.1f} MB"
     assert lines[-1] == (
-        f"spacetail: downloaded tailscale {VERSION} ({ARCH}, {size}), "
-        f"sha256 verified, installed in {folder}"
+        f"downloaded tailscale {VERSION} ({ARCH}, {size}), sha256 verified, installed in {folder}"
     )
     assert install.find_installed(dest) == folder
 
-    again = install.install_tailscale(VERSION, mirror.base_url, dest, ARCH, log=lines.append)
+    again = install.install_cached(VERSION, mirror.base_url, dest, ARCH, log=lines.append)
     assert again == folder
     assert mirror.package_requests(PKG) == 1
 
@@ -103,7 +102,7 @@ def test_corrupted_mirror_installs_nothing(
     mirror.publish(VERSION, ARCH, bytes(corrupted), real_package.sha256.encode() + b"\n")
     dest = tmp_path / "cache"
     with pytest.raises(OperationFailed) as excinfo:
-        install.install_tailscale(VERSION, mirror.base_url, dest, ARCH, log=lambda _: None)
+        install.install_cached(VERSION, mirror.base_url, dest, ARCH, log=lambda _: None)
     got = hashlib.sha256(corrupted).hexdigest()
     assert str(excinfo.value) == (
         f"checksum mismatch for {PKG}: expected {real_package.sha256}, got {got}; "
@@ -148,3 +147,59 @@ def test_install_tailscale_command_then_up_finds_the_binaries(
     again = helpers.run(userland, command, env)
     assert again.returncode == 0
     assert mirror.package_requests(PKG) == 1  # later phases reuse the workspace cache
+
+
+def test_install_tailscale_dest_puts_both_in_the_folder(
+    mirror: Mirror, real_package: Package, userland: helpers.Userland, home: Path, test_id: str
+) -> None:
+    """`--dest ~/.local/bin`: the executables land IN the folder, ready on PATH."""
+    mirror.publish(VERSION, ARCH, real_package.data)
+    env = helpers.base_env(userland, home / "no-tailscale-here", home, test_id)
+    bin_dir = home / ".local" / "bin"
+    result = helpers.run(
+        userland,
+        [
+            "install-tailscale",
+            "--version",
+            VERSION,
+            "--base-url",
+            mirror.base_url,
+            "--dest",
+            str(bin_dir),
+        ],
+        env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()) == bin_dir
+    assert _run(bin_dir / "tailscale", "version").splitlines()[0] == VERSION
+    assert _run(bin_dir / "tailscaled", "--version").splitlines()[0] == VERSION
+    assert "spacetail: spacetail:" not in result.stderr
+    assert result.stderr.startswith("spacetail: downloading tailscale")
+
+
+def test_install_tailscale_without_network_says_which_url_and_what_to_do(
+    userland: helpers.Userland, home: Path, test_id: str
+) -> None:
+    """A network namespace with only a loopback that is down: no DNS, no route, as on a runner
+    without network. The one message names the URL, the cause in plain words, and the fix."""
+    env = helpers.base_env(userland, home / "no-tailscale-here", home, test_id)
+    env["TF_VAR_spacelift_workspace_root"] = str(home)
+    result = subprocess.run(
+        ["unshare", "--net", "--", "setpriv", f"--reuid={helpers.SPACELIFT_UID}",
+         f"--regid={helpers.SPACELIFT_UID}", "--clear-groups", str(userland.spacetail),
+         "install-tailscale"],
+        env=env, capture_output=True, text=True, timeout=60, check=False, cwd="/",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    default = install.DEFAULT_VERSION
+    url = f"https://pkgs.tailscale.com/stable/tailscale_{default}_{ARCH}.tgz.sha256"
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"spacetail: downloading tailscale {default} ({ARCH}) from " + url[:-7]
+    assert lines[-1].startswith(f"spacetail: error: cannot download {url}: ")
+    assert lines[-1].endswith(
+        "; use --base-url with a mirror of pkgs.tailscale.com, or the spacetail runner image"
+    )
+    assert "(no network or DNS?)" in lines[-1] or "unreachable" in lines[-1]
+    assert "[Errno" not in result.stderr
+    assert "spacetail: spacetail:" not in result.stderr
+    assert install.find_installed(home / ".spacetail-cache" / "tailscale") is None

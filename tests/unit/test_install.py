@@ -209,7 +209,7 @@ def test_install_unpacks_only_the_executables(mirror: Mirror, tmp_path: Path) ->
     mirror.publish(VERSION, ARCH, build_package(standard_members()))
     log = Log()
     dest = tmp_path / "dest"
-    folder = install.install_tailscale(VERSION, mirror.base_url, dest, ARCH, log=log)
+    folder = install.install_cached(VERSION, mirror.base_url, dest, ARCH, log=log)
     assert folder == dest / VERSION
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
         "tailscale",
@@ -222,33 +222,36 @@ def test_install_unpacks_only_the_executables(mirror: Mirror, tmp_path: Path) ->
     assert leftovers(dest) == [VERSION]
     assert f"downloaded tailscale {VERSION} ({ARCH}, " in log.text()
     assert f"sha256 verified, installed in {folder}" in log.text()
-    assert all(line.startswith("spacetail: ") for line in log.lines)
+    # The CLI's log adds "spacetail: "; a line of its own would print it twice.
+    assert not any(line.startswith("spacetail") for line in log.lines)
 
 
 def test_default_log_goes_to_stderr(
     mirror: Mirror, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     mirror.publish(VERSION, ARCH, build_package(standard_members()))
-    install.install_tailscale(VERSION, mirror.base_url, tmp_path, ARCH)
+    install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH)
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "sha256 verified" in captured.err
+    assert all(line.startswith("spacetail: ") for line in captured.err.splitlines())
+    assert "spacetail: spacetail:" not in captured.err
 
 
 def test_checksum_file_with_file_name(mirror: Mirror, tmp_path: Path) -> None:
     package = build_package(standard_members())
     sha = hashlib.sha256(package).hexdigest().upper().encode() + f"  {PKG}\n".encode()
     mirror.publish(VERSION, ARCH, package, sha)
-    folder = install.install_tailscale(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    folder = install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
     assert (folder / "tailscaled").is_file()
 
 
 def test_install_is_idempotent(mirror: Mirror, tmp_path: Path) -> None:
     mirror.publish(VERSION, ARCH, build_package(standard_members()))
-    first = install.install_tailscale(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    first = install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
     inode = (first / "tailscaled").stat().st_ino
     log = Log()
-    second = install.install_tailscale(VERSION, mirror.base_url, tmp_path, ARCH, log=log)
+    second = install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=log)
     assert second == first
     assert (second / "tailscaled").stat().st_ino == inode
     assert mirror.package_requests() == 1
@@ -257,9 +260,9 @@ def test_install_is_idempotent(mirror: Mirror, tmp_path: Path) -> None:
 
 def test_changed_executable_is_reinstalled(mirror: Mirror, tmp_path: Path) -> None:
     mirror.publish(VERSION, ARCH, build_package(standard_members()))
-    folder = install.install_tailscale(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    folder = install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
     (folder / "tailscaled").write_bytes(b"#!/bin/sh\necho tampered\n")
-    install.install_tailscale(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
     assert mirror.package_requests() == 2
     assert (folder / "tailscaled").read_bytes() == script(f"tailscaled {VERSION}")
     assert leftovers(tmp_path) == [VERSION]
@@ -268,8 +271,8 @@ def test_changed_executable_is_reinstalled(mirror: Mirror, tmp_path: Path) -> No
 def test_other_arch_in_the_same_folder_is_replaced(mirror: Mirror, tmp_path: Path) -> None:
     mirror.publish(VERSION, ARCH, build_package(standard_members()))
     mirror.publish(VERSION, "arm64", build_package(standard_members(arch="arm64")))
-    install.install_tailscale(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
-    install.install_tailscale(VERSION, mirror.base_url, tmp_path, "arm64", log=Log())
+    install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    install.install_cached(VERSION, mirror.base_url, tmp_path, "arm64", log=Log())
     assert mirror.package_requests(f"tailscale_{VERSION}_arm64.tgz") == 1
     assert leftovers(tmp_path) == [VERSION]
 
@@ -280,7 +283,7 @@ def test_checksum_mismatch_installs_nothing(mirror: Mirror, tmp_path: Path) -> N
     mirror.publish(VERSION, ARCH, package, wrong.encode() + b"\n")
     dest = tmp_path / "dest"
     with pytest.raises(OperationFailed) as excinfo:
-        install.install_tailscale(VERSION, mirror.base_url, dest, ARCH, log=Log())
+        install.install_cached(VERSION, mirror.base_url, dest, ARCH, log=Log())
     actual = hashlib.sha256(package).hexdigest()
     assert str(excinfo.value) == (
         f"checksum mismatch for {PKG}: expected {wrong}, got {actual}; nothing was installed"
@@ -292,7 +295,7 @@ def test_checksum_mismatch_installs_nothing(mirror: Mirror, tmp_path: Path) -> N
 def test_checksum_file_without_digest(mirror: Mirror, tmp_path: Path) -> None:
     mirror.publish(VERSION, ARCH, build_package(standard_members()), b"<html>oops</html>\n")
     with pytest.raises(OperationFailed, match=r"does not hold a sha256 digest"):
-        install.install_tailscale(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+        install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
     assert leftovers(tmp_path) == []
 
 
@@ -300,7 +303,7 @@ def refused(mirror: Mirror, tmp_path: Path, members: list[Member]) -> str:
     mirror.publish(VERSION, ARCH, build_package(members))
     dest = tmp_path / "dest"
     with pytest.raises(OperationFailed) as excinfo:
-        install.install_tailscale(VERSION, mirror.base_url, dest, ARCH, log=Log())
+        install.install_cached(VERSION, mirror.base_url, dest, ARCH, log=Log())
     assert leftovers(dest) == []
     assert not (tmp_path / "evil").exists()
     return str(excinfo.value)
@@ -343,7 +346,7 @@ def test_missing_executable_is_refused(mirror: Mirror, tmp_path: Path) -> None:
 def test_symlink_elsewhere_is_not_followed(mirror: Mirror, tmp_path: Path) -> None:
     link = member(f"{PREFIX}/systemd/link", kind=tarfile.SYMTYPE, linkname="/etc/passwd")
     mirror.publish(VERSION, ARCH, build_package([*standard_members(), link]))
-    folder = install.install_tailscale(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    folder = install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
     assert not (folder / "systemd").exists()
     assert not (folder / "link").exists()
 
@@ -351,13 +354,13 @@ def test_symlink_elsewhere_is_not_followed(mirror: Mirror, tmp_path: Path) -> No
 def test_not_a_tarball(mirror: Mirror, tmp_path: Path) -> None:
     mirror.publish(VERSION, ARCH, b"not a tarball at all")
     with pytest.raises(OperationFailed, match=r"cannot be unpacked.*nothing was installed"):
-        install.install_tailscale(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+        install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
     assert leftovers(tmp_path) == []
 
 
 def test_missing_package_gives_http_status(mirror: Mirror, tmp_path: Path) -> None:
     with pytest.raises(OperationFailed) as excinfo:
-        install.install_tailscale("1.2.3", mirror.base_url, tmp_path, ARCH, log=Log())
+        install.install_cached("1.2.3", mirror.base_url, tmp_path, ARCH, log=Log())
     message = str(excinfo.value)
     assert "HTTP 404" in message
     assert "tailscale_1.2.3_amd64.tgz.sha256" in message
@@ -371,32 +374,120 @@ def test_oversized_download_is_cut(
     monkeypatch.setattr(install, "MAX_PACKAGE_BYTES", 100)
     mirror.publish(VERSION, ARCH, build_package(standard_members()))
     with pytest.raises(OperationFailed, match=r"larger than 100 bytes"):
-        install.install_tailscale(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+        install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
     assert leftovers(tmp_path) == []
 
 
-def test_unreachable_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in PROXY_VARS:
         monkeypatch.delenv(var, raising=False)
         monkeypatch.delenv(var.upper(), raising=False)
+
+
+def test_unreachable_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_proxies(monkeypatch)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     # Nothing listens on the port any more: the connection is refused.
     base_url = f"http://127.0.0.1:{port}"
     with pytest.raises(OperationFailed) as excinfo:
-        install.install_tailscale(VERSION, base_url, tmp_path, ARCH, log=Log())
-    message = str(excinfo.value)
-    assert message.startswith(f"cannot download {base_url}/{PKG}.sha256: ")
-    assert "refused" in message.lower()
+        install.install_cached(VERSION, base_url, tmp_path, ARCH, log=Log())
+    assert str(excinfo.value) == (
+        f"cannot download {base_url}/{PKG}.sha256: connection refused; "
+        "check --base-url, or use the spacetail runner image"
+    )
     assert leftovers(tmp_path) == []
     assert install.find_installed(tmp_path) is None
 
 
+def test_no_dns_names_the_url_and_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a network: the default server's name does not resolve (a .invalid name never
+    does, so the test does not depend on this machine's network)."""
+    _no_proxies(monkeypatch)
+    monkeypatch.setattr(install, "DEFAULT_BASE_URL", "https://pkgs.tailscale.invalid/stable")
+    with pytest.raises(OperationFailed) as excinfo:
+        install.install_cached(VERSION, install.DEFAULT_BASE_URL, tmp_path, ARCH, log=Log())
+    message = str(excinfo.value)
+    url = f"https://pkgs.tailscale.invalid/stable/{PKG}.sha256"
+    assert message.startswith(f"cannot download {url}: ")
+    assert "(no network or DNS?); use --base-url with a mirror of pkgs.tailscale.com" in message
+    assert message.endswith("or the spacetail runner image")
+    assert "[Errno" not in message
+
+
+def test_a_stale_proxy_variable_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_proxies(monkeypatch)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{port}")
+    with pytest.raises(OperationFailed) as excinfo:
+        install.install_cached(VERSION, "https://mirror.invalid/x", tmp_path, ARCH, log=Log())
+    assert "https_proxy is set: unset it if that proxy is gone, or check --base-url" in str(
+        excinfo.value
+    )
+
+
+# --- --dest: the executables go IN the folder ------------------------------------------------
+
+
+def test_dest_puts_the_executables_in_the_folder(mirror: Mirror, tmp_path: Path) -> None:
+    mirror.publish(VERSION, ARCH, build_package(standard_members()))
+    bin_dir = tmp_path / ".local" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "other-tool").write_bytes(b"keep me")
+    (bin_dir / "tailscale").write_bytes(b"an older one")
+    log = Log()
+    folder = install.install_tailscale(VERSION, mirror.base_url, bin_dir, ARCH, log=log)
+    assert folder == bin_dir
+    for name in ("tailscale", "tailscaled"):
+        assert (bin_dir / name).read_bytes() == script(f"{name} {VERSION}")
+        assert stat.S_IMODE((bin_dir / name).stat().st_mode) == 0o755
+    assert (bin_dir / "other-tool").read_bytes() == b"keep me"
+    assert sorted(p.name for p in bin_dir.iterdir() if not p.name.startswith(".")) == [
+        "other-tool",
+        "tailscale",
+        "tailscaled",
+    ]
+    assert not [p for p in bin_dir.iterdir() if p.name.startswith(".partial-")]
+    assert f"installed in {bin_dir}" in log.text()
+    again = Log()
+    assert install.install_tailscale(VERSION, mirror.base_url, bin_dir, ARCH, log=again) == bin_dir
+    assert "already installed" in again.text()
+    assert mirror.package_requests() == 1
+
+
+def test_dest_install_that_fails_leaves_the_folder_as_it_was(
+    mirror: Mirror, tmp_path: Path
+) -> None:
+    mirror.publish(VERSION, ARCH, build_package(standard_members()), b"0" * 64 + b"\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "tailscale").write_bytes(b"an older one")
+    with pytest.raises(OperationFailed, match="checksum mismatch"):
+        install.install_tailscale(VERSION, mirror.base_url, bin_dir, ARCH, log=Log())
+    assert sorted(p.name for p in bin_dir.iterdir() if p.name != ".install.lock") == ["tailscale"]
+    assert (bin_dir / "tailscale").read_bytes() == b"an older one"
+
+
+def test_without_dest_the_versioned_cache_is_used(
+    mirror: Mirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TF_VAR_spacelift_workspace_root", str(tmp_path))
+    mirror.publish(VERSION, ARCH, build_package(standard_members()))
+    cache = install.default_install_dir()
+    for dest in (None, cache):
+        folder = install.install_tailscale(VERSION, mirror.base_url, dest, ARCH, log=Log())
+        assert folder == cache / VERSION
+    assert install.find_installed() == cache / VERSION
+    assert mirror.package_requests() == 1
+
+
 def test_silent_mirror_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in PROXY_VARS:
-        monkeypatch.delenv(var, raising=False)
-        monkeypatch.delenv(var.upper(), raising=False)
+    _no_proxies(monkeypatch)
     monkeypatch.setattr(install, "REQUEST_TIMEOUT", 0.3)
     with socket.socket() as silent:
         # The kernel accepts the connection into the backlog; nobody ever answers.
@@ -404,9 +495,7 @@ def test_silent_mirror_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         silent.listen(4)
         port = silent.getsockname()[1]
         with pytest.raises(OperationFailed, match=r"timed out"):
-            install.install_tailscale(
-                VERSION, f"http://127.0.0.1:{port}", tmp_path, ARCH, log=Log()
-            )
+            install.install_cached(VERSION, f"http://127.0.0.1:{port}", tmp_path, ARCH, log=Log())
     assert leftovers(tmp_path) == []
 
 
@@ -416,7 +505,7 @@ def test_proxy_variables_are_honoured(
     mirror.publish(VERSION, ARCH, build_package(standard_members()))
     # The mirror doubles as the proxy; the .invalid name is never resolved by anyone.
     monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{mirror.port}")
-    folder = install.install_tailscale(
+    folder = install.install_cached(
         VERSION, "http://mirror.invalid/stable", tmp_path, ARCH, log=Log()
     )
     assert (folder / "tailscale").is_file()
@@ -428,7 +517,7 @@ def test_stale_partial_folder_is_removed(mirror: Mirror, tmp_path: Path) -> None
     (stale / "out").mkdir(parents=True)
     (stale / "out" / "tailscale").write_bytes(b"half")
     mirror.publish(VERSION, ARCH, build_package(standard_members()))
-    install.install_tailscale(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
     assert leftovers(tmp_path) == [VERSION]
 
 
@@ -444,7 +533,7 @@ def test_concurrent_installs_download_once(mirror: Mirror, tmp_path: Path) -> No
     def run() -> None:
         try:
             barrier.wait(timeout=30)
-            folder = install.install_tailscale(VERSION, mirror.base_url, dest, ARCH, log=Log())
+            folder = install.install_cached(VERSION, mirror.base_url, dest, ARCH, log=Log())
         except BaseException as exc:
             with guard:
                 errors.append(exc)
@@ -516,5 +605,5 @@ def test_find_installed_uses_default_dir(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
 def test_find_installed_after_install(mirror: Mirror, tmp_path: Path) -> None:
     mirror.publish(VERSION, ARCH, build_package(standard_members()))
-    folder = install.install_tailscale(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    folder = install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
     assert install.find_installed(tmp_path) == folder

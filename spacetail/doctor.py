@@ -1,0 +1,682 @@
+"""`spacetail doctor`: everything between a hook and a tailnet service, checked line by line.
+
+Each check says what holds and what does not, with the fix: the binaries, the state folder, the
+manager and tailscale's state, the proxy variables of the calling shell, the network to
+Tailscale (netcheck), each target (the tailnet's DNS, `tailscale ping`, a TCP connection
+through the proxy), and a workload identity token. Every step has a bounded timeout, and no
+secret is ever printed: values of the credential variables are never read into a finding, and
+the whole output is scrubbed of them and of anything shaped like a key or a token.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import ipaddress
+import json
+import os
+import re
+import socket
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from spacetail.credentials import SECRET_VARIABLES
+from spacetail.errors import ConfigError
+from spacetail.failures import Failure, FailureClass, diagnose, meaningful_line
+from spacetail.log import redact
+from spacetail.proxyenv import NAMES as PROXY_CHECKED
+
+VERSION_TIMEOUT = 5.0
+NETCHECK_TIMEOUT = 15.0
+PING_TIMEOUT = 5.0  # tailscale ping's own --timeout; the command gets 3 s more
+DNS_TIMEOUT = 5.0
+TCP_TIMEOUT = 5.0
+WIF_MIN_VERSION = (1, 90)
+UP_HOOK = 'eval "$(spacetail up --env || echo false)"'
+DOWN_HOOK = 'eval "$(spacetail down --env || echo false)"'
+_TAILNET_V4 = ipaddress.ip_network("100.64.0.0/10")
+_TAILNET_V6 = ipaddress.ip_network("fd7a:115c:a1e0::/48")
+
+
+class Status(enum.Enum):
+    OK = "ok"
+    WARN = "warn"  # holds, with a caveat (slower, or unknown)
+    FAIL = "fail"
+    SKIP = "skip"  # could not be checked because something before it failed
+
+
+_RANK = {Status.SKIP: 0, Status.OK: 1, Status.WARN: 2, Status.FAIL: 3}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of a check: what holds or not, and the fix when it does not."""
+
+    status: Status
+    text: str
+    fix: str | None = None
+
+
+@dataclass
+class Check:
+    """One thing between the hook and the service, with its findings and machine-readable facts."""
+
+    name: str
+    findings: list[Finding] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, status: Status, text: str, fix: str | None = None) -> Check:
+        self.findings.append(Finding(status, text, fix))
+        return self
+
+    @property
+    def status(self) -> Status:
+        return max((f.status for f in self.findings), key=_RANK.__getitem__, default=Status.SKIP)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+
+    @property
+    def output(self) -> str:
+        return (self.stdout + "\n" + self.stderr).strip()
+
+
+Runner = Callable[[Sequence[str], float], CommandResult]
+
+
+def sh_runner(env: Mapping[str, str]) -> Runner:
+    """One-shot CLI calls through the `sh` package: no pty (_tty_out=False), a hard timeout, any
+    exit status accepted (the doctor reads it), and an environment without our secrets."""
+    child_env = {k: v for k, v in env.items() if k not in SECRET_VARIABLES}
+
+    def run(argv: Sequence[str], timeout: float) -> CommandResult:
+        import sh
+
+        try:
+            done = sh.Command(argv[0])(
+                *argv[1:], _tty_out=False, _timeout=timeout, _ok_code=list(range(256)),
+                _env=child_env, _return_cmd=True, _in=None,
+            )  # fmt: skip
+        except sh.TimeoutException:
+            return CommandResult(-1, "", f"no answer within {timeout:g} s", timed_out=True)
+        except sh.CommandNotFound:
+            return CommandResult(127, "", f"{argv[0]}: not found")
+        except sh.ErrorReturnCode as exc:  # killed by a signal
+            return CommandResult(exc.exit_code, _text(exc.stdout), _text(exc.stderr))
+        except OSError as exc:
+            return CommandResult(126, "", f"[Errno {exc.errno}] {exc.strerror}: {argv[0]}")
+        return CommandResult(done.exit_code, _text(done.stdout), _text(done.stderr))
+
+    return run
+
+
+def _text(data: bytes | str | None) -> str:
+    if isinstance(data, bytes):
+        return data.decode("utf-8", "replace")
+    return data or ""
+
+
+# --- small protocols: targets, JWTs, DNS answers, SOCKS5 --------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_target(text: str) -> Target:
+    """HOST:PORT (or [IPv6]:PORT), else ConfigError naming --target."""
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([A-Za-z0-9._-]+):(\d{1,5})", text.strip())
+    port = int(m.group(2) or m.group(4)) if m else 0
+    if not m or not 0 < port < 65536:
+        raise ConfigError(f'--target: "{text}" is not HOST:PORT (e.g. db.example.ts.net:5432)')
+    return Target(m.group(1) or m.group(3), port)
+
+
+def decode_jwt(token: str) -> dict[str, Any]:
+    """The claims of a JWT, NOT verified (the doctor shows them; only Tailscale trusts them)."""
+    parts = token.strip().split(".")
+    if len(parts) != 3:
+        raise ValueError("not a JWT (three dot-separated parts)")
+    try:
+        raw = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        claims = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError("its payload is not base64url JSON") from exc
+    if not isinstance(claims, dict):
+        raise ValueError("its payload is not a JSON object")
+    return claims
+
+
+def dns_query(socket_path: Path, name: str, timeout: float = DNS_TIMEOUT) -> tuple[int, list[str]]:
+    """Ask tailscale's own resolver (LocalAPI dns-query) for NAME: its rcode and addresses."""
+    from spacetail import dnsmsg
+    from spacetail.tailscale import LocalAPI
+
+    message = dnsmsg.parse(LocalAPI(socket_path).dns_query(name, "A", timeout))
+    return message.rcode, message.addresses(name)
+
+
+def socks5_connect(proxy: str, target: Target, timeout: float = TCP_TIMEOUT) -> None:
+    """Open a TCP connection to TARGET through the SOCKS5 proxy at host:port, then close it.
+    The name goes to the proxy unresolved, so tailscaled resolves MagicDNS names. Raises
+    OSError (socks5.DialError for the proxy's refusal)."""
+    from spacetail import socks5
+
+    host, _, port = proxy.rpartition(":")
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
+        socks5.handshake(sock, target.host, target.port)
+
+
+def _rcode_text(rcode: int) -> str:
+    from spacetail import dnsmsg
+
+    return dnsmsg.Message(rcode, ()).rcode_text
+
+
+def no_proxy_excludes(no_proxy: str, host: str) -> str | None:
+    """The NO_PROXY entry that sends HOST around the proxy, if any (Go's and curl's rules)."""
+    for raw in no_proxy.split(","):
+        entry = raw.strip().lower()
+        if not entry:
+            continue
+        bare = entry.rsplit(":", 1)[0] if entry.count(":") == 1 else entry
+        if bare == "*" or host.lower() == bare.lstrip("."):
+            return raw.strip()
+        if host.lower().endswith("." + bare.lstrip(".")):
+            return raw.strip()
+        try:
+            if ipaddress.ip_address(host) in ipaddress.ip_network(bare, strict=False):
+                return raw.strip()
+        except ValueError:
+            continue
+    return None
+
+
+def _fix(failure: Failure) -> str:
+    """failures' advice, without its pointers to the doctor (this is the doctor)."""
+    text = re.sub(r" \(`spacetail doctor`[^)]*\)", "", failure.advice)
+    return re.sub(r",? or run `spacetail doctor`", "", text)
+
+
+def _safe_url(value: str) -> str:
+    """A proxy URL without the password it may carry (scheme://user:password@host:port)."""
+    return re.sub(r"(://)[^/@\s]*@", r"\1***@", value)
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", text.strip())
+    return tuple(int(x) for x in m.groups(default="0")) if m else ()
+
+
+def _is_tailnet_ip(text: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return ip in (_TAILNET_V4 if ip.version == 4 else _TAILNET_V6)
+
+
+_NETCHECK_ADVICE = {
+    FailureClass.DNS_FAILURE: "this machine cannot resolve Tailscale's servers: check its DNS "
+    "and network (a runner without network cannot join a tailnet)",
+    FailureClass.CONTROL_UNREACHABLE: "Tailscale's servers cannot be reached from here: allow "
+    "outbound HTTPS (443) and UDP (41641, 3478), or set the proxy tailscaled must use",
+    None: "netcheck could not measure the network; the checks of the targets tell more",
+}
+
+# --- the doctor -------------------------------------------------------------------------------
+
+
+class Doctor:
+    """Runs the checks. Its collaborators come in, so tests drive it with fakes: the environment
+    of the calling shell, the manager's status (`spacetail status --json`'s object, or None
+    when none answers), a runner for the tailscale CLI, a wall clock, the DNS query and the
+    SOCKS5 connect, and a file reader (for `file:` tokens and the workspace's spacelift.oidc)."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        status: Mapping[str, Any] | None,
+        run: Runner,
+        clock: Callable[[], float] = time.time,
+        *,
+        targets: Sequence[Target] = (),
+        resolve: Callable[[Path, str, float], tuple[int, list[str]]] = dns_query,
+        connect: Callable[[str, Target, float], None] = socks5_connect,
+        read_file: Callable[[Path], str] = lambda p: p.read_text(encoding="utf-8"),
+    ) -> None:
+        self.env = env
+        self.status = status
+        self.run_cli = run
+        self.clock = clock
+        self.targets = targets
+        self.resolve = resolve
+        self.connect = connect
+        self.read_file = read_file
+        self.versions: dict[str, str] = {}
+
+    # The order is the path a request takes, from the hook to the service.
+    def run(self) -> list[Check]:
+        checks = [self.binaries(), self.state_folder(), self.manager(), self.tailscale_state()]
+        checks += [self.proxy_variables(), self.netcheck()]
+        for target in self.targets:
+            checks.append(self.target(target))
+        if self.env.get("TS_CLIENT_ID", "").strip():
+            checks.append(self.workload_identity())
+        return checks
+
+    @property
+    def running(self) -> bool:
+        return bool(self.status and self.status.get("running"))
+
+    @property
+    def backend_running(self) -> bool:
+        return self.running and (self.status or {}).get("backend_state") == "Running"
+
+    def _tailscale(self) -> str:
+        if self.status and self.status.get("tailscale"):
+            return str(self.status["tailscale"])
+        from spacetail.tailscale import find_binaries
+
+        return str(find_binaries(self.env).tailscale)
+
+    def _cli(self, *args: str) -> list[str]:
+        argv = [self._tailscale()]
+        if self.running and (self.status or {}).get("tailscaled_socket"):
+            argv.append(f"--socket={(self.status or {})['tailscaled_socket']}")
+        return [*argv, *args]
+
+    # --- the checks ---------------------------------------------------------------------------
+
+    def binaries(self) -> Check:
+        from spacetail.tailscale import find_binaries
+
+        check = Check("binaries")
+        try:
+            found = find_binaries(self.env)
+        except ConfigError as exc:
+            message, _, fix = str(exc).partition("; ")
+            return check.add(Status.FAIL, message, fix or None)
+        for name, path, flag in (("tailscale", found.tailscale, "version"),
+                                 ("tailscaled", found.tailscaled, "--version")):  # fmt: skip
+            result = self.run_cli([str(path), flag], VERSION_TIMEOUT)
+            first = (result.stdout.strip().splitlines() or [""])[0].strip()
+            if result.exit_code != 0 or not _version_tuple(first):
+                failure = diagnose(result.output or f"exit {result.exit_code}")
+                check.add(Status.FAIL, f"{name} at {path} does not run: {failure.line}",
+                          _fix(failure))  # fmt: skip
+                continue
+            self.versions[name] = first
+            check.details[name] = {"path": str(path), "version": first}
+            check.add(Status.OK, f"{name} {first} ({path})")
+        if len(set(self.versions.values())) > 1:
+            check.add(Status.WARN, "tailscale and tailscaled are different versions",
+                      "install both from one package (spacetail install-tailscale)")  # fmt: skip
+        return check
+
+    def state_folder(self) -> Check:
+        from spacetail.paths import state_dir
+
+        path = Path(str((self.status or {}).get("state_dir") or state_dir(self.env)))
+        check = Check("state folder", details={"path": str(path)})
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return check.add(Status.OK, f"{path} does not exist yet (`spacetail up` creates it)")
+        except OSError as exc:
+            return check.add(Status.FAIL, f"{path}: {exc.strerror}",
+                             "point SPACETAIL_DIR at a folder of your own")  # fmt: skip
+        mode = st.st_mode & 0o777
+        if not os.path.isdir(path) or os.path.islink(path):
+            return check.add(Status.FAIL, f"{path} is not a plain folder",
+                             "remove it or point SPACETAIL_DIR elsewhere")  # fmt: skip
+        if st.st_uid != os.getuid():
+            return check.add(Status.FAIL, f"{path} belongs to uid {st.st_uid}, not to you",
+                             "point SPACETAIL_DIR at a folder of your own")  # fmt: skip
+        if mode & 0o022:
+            return check.add(Status.FAIL, f"{path} is writable by others (mode {mode:o})",
+                             f"chmod 700 {path}")  # fmt: skip
+        return check.add(Status.OK, f"{path} (yours, mode {mode:o})")
+
+    def manager(self) -> Check:
+        check = Check("manager")
+        status = self.status or {}
+        if not self.running:
+            if status.get("stale") or status.get("problem"):
+                check.add(Status.FAIL, str(status.get("stale") or status.get("problem")))
+            last = status.get("last_failure")
+            if isinstance(last, Mapping) and last.get("reason"):
+                check.add(Status.FAIL, f"the last manager stopped at {last.get('at')}: "
+                          f"{last['reason']}", last.get("advice"))  # fmt: skip
+            return check.add(Status.FAIL, "no manager runs here",
+                             f"start one in a before_* hook: {UP_HOOK}")  # fmt: skip
+        check.details = {k: status.get(k) for k in ("manager_pid", "phase", "uptime", "restarts")}
+        check.add(Status.OK, f"manager pid {status.get('manager_pid')}, phase "
+                  f"{status.get('phase')}, up {status.get('uptime')} s")  # fmt: skip
+        if status.get("phase") == "failed" and status.get("reason"):
+            failure = diagnose(str(status["reason"]))
+            check.add(Status.FAIL, f"it gave up: {failure.line}", _fix(failure))
+        if status.get("restarts"):
+            check.add(Status.WARN, f"tailscaled was restarted {status['restarts']} times "
+                      f"(last: {status.get('last_exit')})",
+                      "see `spacetail logs --tailscaled`")  # fmt: skip
+        return check
+
+    def tailscale_state(self) -> Check:
+        check = Check("tailscale")
+        if not self.running:
+            return check.add(Status.SKIP, "no manager, so no tailscaled to ask")
+        status = self.status or {}
+        state = status.get("backend_state")
+        health = [str(h) for h in status.get("health") or []]
+        check.details = {"backend_state": state, "health": health,
+                         "tailscale_ips": status.get("tailscale_ips")}  # fmt: skip
+        if state == "Running":
+            ips = ", ".join(status.get("tailscale_ips") or []) or "no IP yet"
+            name = status.get("dns_name") or status.get("hostname")
+            check.add(Status.OK, f"Running as {name} ({ips})")
+        else:
+            from spacetail.failures import login_error
+
+            error = login_error(health)
+            failure = diagnose(error or str(status.get("reason") or f"state {state}"))
+            check.add(Status.FAIL, f"state {state}: {failure.line}", _fix(failure))
+        for item in health:
+            if "last login error" not in item.lower():
+                check.add(Status.WARN, f"tailscale says: {item}")
+        return check
+
+    def proxy_variables(self) -> Check:
+        from spacetail.proxyenv import proxy_variables
+
+        check = Check("proxy variables")
+        status = self.status or {}
+        expected = (
+            proxy_variables(status["proxies"]) if self.running and status.get("proxies") else {}
+        )
+        seen = {n: self.env[n] for n in PROXY_CHECKED if self.env.get(n)}
+        check.details = {"set": {n: _safe_url(v) for n, v in seen.items()}, "expected": expected}
+        if not self.running:
+            if seen:
+                values = sorted({_safe_url(v) for v in seen.values()})
+                check.add(Status.FAIL, f"{', '.join(seen)} set ({', '.join(values)}) but no "
+                          "manager runs: a dead proxy, maybe saved from an earlier phase",
+                          f"unset them: {DOWN_HOOK}")  # fmt: skip
+            else:
+                check.add(Status.OK, "none set (and no manager runs)")
+        else:
+            for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"):
+                check.findings.append(self._proxy_finding(name, seen, expected))
+        no_proxy = self.env.get("NO_PROXY") or self.env.get("no_proxy") or ""
+        for target in self.targets:
+            entry = no_proxy_excludes(no_proxy, target.host)
+            if entry:
+                check.add(Status.FAIL, f"NO_PROXY entry {entry!r} sends {target.host} around the "
+                          "tailnet", f"remove {entry!r} from NO_PROXY and no_proxy")  # fmt: skip
+        return check
+
+    def _proxy_finding(
+        self, name: str, seen: Mapping[str, str], expected: Mapping[str, str]
+    ) -> Finding:
+        names = [n for n in (name, name.lower()) if n in seen]
+        want = expected.get(name, "")
+        if not names:
+            return Finding(Status.FAIL, f"{name} is not set in this shell",
+                           f"run {UP_HOOK} in the same shell (a hook of the phase)")  # fmt: skip
+        for n in names:
+            if seen[n].split("://")[-1] != want.split("://")[-1]:
+                return Finding(Status.FAIL, f"{n}={_safe_url(seen[n])}, not this manager's "
+                               f"{want}", f"unset it, then {UP_HOOK}")  # fmt: skip
+        return Finding(Status.OK, f"{' and '.join(names)} = {seen[names[0]]}")
+
+    def netcheck(self) -> Check:
+        check = Check("network to Tailscale")
+        try:
+            result = self.run_cli(self._cli("netcheck"), NETCHECK_TIMEOUT)
+        except ConfigError as exc:
+            return check.add(Status.SKIP, f"no tailscale to run netcheck: {exc}")
+        udp = re.search(r"\bUDP:\s*(true|false)", result.stdout)
+        derp = re.search(r"Nearest DERP:\s*(.+)", result.stdout)
+        check.details = {"udp": udp and udp.group(1) == "true", "nearest_derp": derp and
+                         derp.group(1).strip(), "exit_code": result.exit_code}  # fmt: skip
+        if result.timed_out or result.exit_code != 0 or not udp:
+            line = meaningful_line(result.output) or f"exit {result.exit_code}"
+            fix = _NETCHECK_ADVICE.get(diagnose(line).kind, _NETCHECK_ADVICE[None])
+            return check.add(Status.WARN, f"tailscale netcheck failed: {line}", fix)
+        where = f"nearest DERP relay: {derp.group(1).strip()}" if derp else "no DERP relay reached"
+        if udp.group(1) == "true":
+            return check.add(Status.OK, f"UDP works (direct connections possible); {where}")
+        return check.add(Status.WARN, f"UDP is blocked: relay only (DERP), slower than direct; "
+                         f"{where}",
+                         "allow outbound UDP (41641, 3478) for direct connections")  # fmt: skip
+
+    def target(self, target: Target) -> Check:
+        check = Check(f"target {target}", details={"host": target.host, "port": target.port})
+        if not self.running:
+            return check.add(Status.SKIP, "no manager: nothing to reach it through")
+        addresses = self._target_dns(check, target)
+        on_tailnet = _is_tailnet_ip(target.host) or any(map(_is_tailnet_ip, addresses or []))
+        if self.backend_running and (on_tailnet or addresses is None):
+            self._target_ping(check, target)
+        self._target_tcp(check, target)
+        return check
+
+    def _target_dns(self, check: Check, target: Target) -> list[str] | None:
+        """The addresses tailscale's resolver gives (None: it could not be asked)."""
+        try:
+            ipaddress.ip_address(target.host)
+        except ValueError:
+            pass
+        else:
+            return []
+        if not self.backend_running:
+            check.add(Status.SKIP, "DNS: tailscale is not Running")
+            return []
+        sock = Path(str((self.status or {}).get("tailscaled_socket")))
+        try:
+            rcode, addresses = self.resolve(sock, target.host, DNS_TIMEOUT)
+        except Exception as exc:  # any failure is a finding, never a traceback
+            reason = " ".join(str(exc).split())
+            check.add(Status.WARN, f"DNS: tailscale's resolver could not be asked: {reason}")
+            return None
+        check.details["addresses"] = addresses
+        if not addresses:
+            check.add(Status.FAIL, f"DNS: {target.host} does not resolve through the tailnet "
+                      f"({_rcode_text(rcode)})", "check the name: a MagicDNS name "
+                      "(host.tailnet.ts.net) or a name your tailnet's DNS serves")  # fmt: skip
+        elif any(_is_tailnet_ip(a) for a in addresses):
+            check.add(Status.OK, f"DNS: {target.host} -> {', '.join(addresses)} (tailnet)")
+        else:
+            check.add(Status.WARN, f"DNS: {target.host} -> {', '.join(addresses)}, not a tailnet "
+                      "IP: a split-DNS name, which tailscaled's proxies do not resolve "
+                      "(tailscale#4677)", "use the IP address, or a MagicDNS name")  # fmt: skip
+        return addresses
+
+    def _target_ping(self, check: Check, target: Target) -> None:
+        argv = self._cli("ping", "--c=1", "--until-direct=false",
+                         f"--timeout={PING_TIMEOUT:g}s", target.host)  # fmt: skip
+        result = self.run_cli(argv, PING_TIMEOUT + 3)
+        m = re.search(r"pong from (\S+) \(([^)]+)\) via (DERP\(([^)]+)\)|\S+) in ([\d.]+\s*[mµ]?s)",
+                      result.stdout)  # fmt: skip
+        if not m:
+            line = meaningful_line(result.output) or f"exit {result.exit_code}"
+            check.add(Status.FAIL, f"ping: no answer from {target.host}: {line}",
+                      "is the peer online, and does the tailnet policy let this node reach "
+                      "it?")  # fmt: skip
+            return
+        check.details["ping"] = {"peer": m.group(1), "ip": m.group(2), "via": m.group(3),
+                                 "latency": m.group(5)}  # fmt: skip
+        if m.group(4):
+            check.add(Status.WARN, f"ping: {m.group(1)} answers relayed through DERP "
+                      f"{m.group(4)} in {m.group(5)}: works, slower than direct")  # fmt: skip
+        else:
+            check.add(Status.OK, f"ping: {m.group(1)} answers directly ({m.group(3)}) in "
+                      f"{m.group(5)}")  # fmt: skip
+
+    def _target_tcp(self, check: Check, target: Target) -> None:
+        socks = str(((self.status or {}).get("proxies") or {}).get("socks5", ""))
+        proxy = socks.split("://", 1)[-1]
+        started = self.clock()
+        try:
+            self.connect(proxy, target, TCP_TIMEOUT)
+        except OSError as exc:  # socks5.DialError is one
+            reason = getattr(exc, "reason", "") or exc.strerror or str(exc)
+            check.add(Status.FAIL, f"TCP through the SOCKS5 proxy {proxy}: {reason}",
+                      f"is something listening on port {target.port}, and may this node reach "
+                      "it (tailnet policy, subnet routes: TS_ACCEPT_ROUTES)?")  # fmt: skip
+            return
+        ms = (self.clock() - started) * 1000
+        check.details["tcp_ms"] = round(ms, 1)
+        check.add(Status.OK, f"TCP through the SOCKS5 proxy {proxy}: connected in {ms:.0f} ms")
+
+    def workload_identity(self) -> Check:
+        check = Check("workload identity")
+        version = _version_tuple(self.versions.get("tailscale", ""))
+        if version and version[:2] < WIF_MIN_VERSION:
+            check.add(Status.FAIL, f"tailscale {self.versions['tailscale']} predates workload "
+                      "identity (1.90)", "install a newer tailscale")  # fmt: skip
+        source, token = self._id_token()
+        if token is None:
+            return check.add(Status.FAIL,
+                             f"TS_CLIENT_ID is set but there is no ID token ({source})",
+                             "set TS_ID_TOKEN, or run inside Spacelift (SPACELIFT_OIDC_TOKEN)",
+                             )  # fmt: skip
+        try:
+            claims = decode_jwt(token)
+        except ValueError as exc:
+            return check.add(Status.FAIL, f"the ID token from {source} is {exc}")
+        self._describe_claims(check, source, claims)
+        return check
+
+    def _id_token(self) -> tuple[str, str | None]:
+        explicit = self.env.get("TS_ID_TOKEN", "").strip()
+        if explicit:
+            if not explicit.startswith("file:"):
+                return "TS_ID_TOKEN", explicit
+            path = Path(explicit[5:]).expanduser()
+            try:
+                return f"TS_ID_TOKEN (file {path})", self.read_file(path).strip()
+            except OSError as exc:
+                return f"TS_ID_TOKEN: cannot read {path}: {exc.strerror}", None
+        if self.env.get("SPACELIFT_OIDC_TOKEN", "").strip():
+            return "SPACELIFT_OIDC_TOKEN", self.env["SPACELIFT_OIDC_TOKEN"].strip()
+        workspace = self.env.get("TF_VAR_spacelift_workspace_root", "").strip() or "/mnt/workspace"
+        path = Path(workspace) / "spacelift.oidc"
+        try:
+            return f"{path}", self.read_file(path).strip()
+        except OSError:
+            return f"no TS_ID_TOKEN, SPACELIFT_OIDC_TOKEN or {path}", None
+
+    def _describe_claims(self, check: Check, source: str, claims: Mapping[str, Any]) -> None:
+        iss, sub, aud = (str(claims.get(k, "")) for k in ("iss", "sub", "aud"))
+        exp = claims.get("exp")
+        check.details = {"source": source, "issuer": iss, "subject": sub, "audience": aud,
+                         "expires": exp}  # fmt: skip
+        check.add(Status.OK, f"ID token from {source} (not verified here): issuer {iss}, "
+                  f"subject {sub}, audience {aud}")  # fmt: skip
+        if isinstance(exp, int | float):
+            left = exp - self.clock()
+            when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(exp))
+            if left <= 0:
+                check.add(Status.FAIL, f"it expired at {when} ({-left / 60:.0f} min ago)",
+                          "use a fresh token: Spacelift's lives one hour from the run's "
+                          "start")  # fmt: skip
+            else:
+                check.add(Status.OK, f"it expires at {when} (in {left / 60:.0f} min)")
+        pattern = re.sub(r":run_type:[^:]+:scope:[^:]+$", ":run_type:*:scope:*", sub)
+        check.add(Status.OK, f"in Tailscale, the federated identity of this client needs issuer "
+                  f"{iss} and subject {pattern} (or exactly {sub}); the token's audience is "
+                  f"{aud}: set TS_AUDIENCE only if Tailscale expects another")  # fmt: skip
+
+
+# --- output -----------------------------------------------------------------------------------
+
+_LABELS = {Status.OK: "ok", Status.WARN: "warn", Status.FAIL: "FAIL", Status.SKIP: "skip"}
+
+
+def exit_code(checks: Iterable[Check]) -> int:
+    return 1 if any(c.status is Status.FAIL for c in checks) else 0
+
+
+def render_text(checks: Sequence[Check]) -> str:
+    """A checklist: a heading per check, one line per finding, the fix under what fails."""
+    lines = []
+    for check in checks:
+        lines.append(f"{check.name}")
+        for f in check.findings:
+            lines.append(f"  {_LABELS[f.status]:<5} {f.text}")
+            if f.fix and f.status in (Status.FAIL, Status.WARN):
+                lines.append(f"        fix: {f.fix}")
+    fails = sum(f.status is Status.FAIL for c in checks for f in c.findings)
+    warns = sum(f.status is Status.WARN for c in checks for f in c.findings)
+    if fails:
+        lines.append(f"{fails} problem{'s' * (fails != 1)}, {warns} warning{'s' * (warns != 1)}: "
+                     "see the fixes above")  # fmt: skip
+    else:
+        lines.append(f"all checks hold ({warns} warning{'s' * (warns != 1)})")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(checks: Sequence[Check]) -> str:
+    return json.dumps({
+        "ok": exit_code(checks) == 0,
+        "checks": [{"name": c.name, "status": c.status.value, "details": c.details,
+                    "findings": [{"status": f.status.value, "text": f.text, "fix": f.fix}
+                                 for f in c.findings]} for c in checks],
+    }, indent=2, default=str) + "\n"  # fmt: skip
+
+
+def scrub(text: str, env: Mapping[str, str]) -> str:
+    """Remove every secret value of ENV (and anything shaped like a key or token) from TEXT."""
+    for name in SECRET_VARIABLES:
+        value = env.get(name, "").strip()
+        if len(value) >= 8 and not value.startswith("file:"):
+            text = text.replace(value, f"[{name}]")
+    return redact(text)
+
+
+def manager_status(env: Mapping[str, str]) -> dict[str, Any] | None:
+    """The manager's status, as `spacetail status --json` gives it; None if it cannot be read."""
+    from spacetail import client
+    from spacetail.errors import SpacetailError
+    from spacetail.paths import Paths
+
+    try:
+        return client.status(Paths.from_env(env))
+    except (SpacetailError, OSError):
+        return None
+
+
+def main(
+    targets: Sequence[str] = (),
+    *,
+    as_json: bool = False,
+    env: Mapping[str, str] | None = None,
+    out: TextIO | None = None,
+) -> int:
+    """`spacetail doctor [--target HOST:PORT]... [--json]`: 0 when every check holds, 1 when
+    one fails (2 for a bad --target, raised as ConfigError)."""
+    import sys
+
+    env = os.environ if env is None else env
+    out = sys.stdout if out is None else out
+    parsed = [parse_target(t) for t in targets]
+    doctor = Doctor(env, manager_status(env), sh_runner(env), targets=parsed)
+    checks = doctor.run()
+    text = render_json(checks) if as_json else render_text(checks)
+    out.write(scrub(text, env))
+    out.flush()
+    return exit_code(checks)
