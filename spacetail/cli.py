@@ -179,17 +179,23 @@ def cmd_manager(args: argparse.Namespace) -> int:
 def cmd_install_tailscale(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from spacetail import install
+    from spacetail import install, package
 
-    dest = Path(args.dest) if args.dest else install.default_install_dir()
     folder = install.install_tailscale(
         args.version or install.DEFAULT_VERSION,
-        args.base_url or install.DEFAULT_BASE_URL,
-        dest,
+        args.base_url or package.DEFAULT_BASE_URL,
+        Path(args.dest).expanduser() if args.dest else None,
+        args.arch,
         log=_say,
     )
     print(folder)
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from spacetail import doctor
+
+    return doctor.main(args.target or [], as_json=args.json)
 
 
 def _add_settings(p: argparse.ArgumentParser, settings: Sequence[Any], title: str) -> None:
@@ -238,6 +244,7 @@ COMMANDS = {
     "run": "up, run a command with the proxy environment, down",
     "manager": "run the manager in the foreground (systemd, terminals)",
     "install-tailscale": "download and verify tailscale",
+    "doctor": "check everything between this shell and a tailnet service, with the fixes",
 }
 
 
@@ -287,9 +294,18 @@ def _options(name: str, p: argparse.ArgumentParser) -> Handler:
     if name == "manager":
         _add_up_options(p)
         return cmd_manager
+    if name == "doctor":
+        p.add_argument("--target", action="append", metavar="HOST:PORT",
+                       help="also check this service through the tailnet (repeatable)")  # fmt: skip
+        p.add_argument("--json", action="store_true", help="one JSON object")
+        return cmd_doctor
     p.add_argument("--version", dest="version", metavar="V", help="tailscale version")
     p.add_argument("--base-url", metavar="URL", help="package server or mirror")
-    p.add_argument("--dest", metavar="DIR", help="install folder")
+    p.add_argument("--dest", metavar="DIR",
+                   help="put tailscale and tailscaled in DIR (default: the versioned cache "
+                   "that up searches)")  # fmt: skip
+    p.add_argument("--arch", metavar="ARCH",
+                   help="amd64, arm64, arm or 386 (default: this machine's)")  # fmt: skip
     return cmd_install_tailscale
 
 

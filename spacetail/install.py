@@ -1,44 +1,42 @@
-"""Download, verify and unpack a pinned tailscale static build where spacetail can find it."""
+"""Install a pinned tailscale static build where spacetail can find it: which version and
+architecture, where (a versioned cache, or a folder of the user's), one install at a time, never
+half written. Downloading and verifying the package is package.py's."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
 import re
 import shutil
-import socket
 import sys
-import tarfile
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 import filelock
 import platformdirs
 
-from spacetail import __version__
 from spacetail.errors import ConfigError, OperationFailed
+from spacetail.package import (
+    DEFAULT_BASE_URL,
+    EXECUTABLES,
+    MAX_PACKAGE_BYTES,
+    download,
+    expected_sha256,
+    package_name,
+    sha256_file,
+    unpack,
+)
 
 DEFAULT_VERSION = "1.102.3"
-DEFAULT_BASE_URL = "https://pkgs.tailscale.com/stable"
-EXECUTABLES = ("tailscale", "tailscaled")
 SUPPORTED_ARCHES = ("386", "amd64", "arm", "arm64")
 
-# Per blocking socket operation, not for the whole download: a slow but live mirror still works.
-REQUEST_TIMEOUT = 30.0
 # How long to wait for another spacetail that is installing into the same folder.
 LOCK_TIMEOUT = 600.0
-# Bounds on what a mirror may send, so a broken or hostile one cannot fill the disk.
-# The real amd64 package is about 33 MB and each executable under 40 MB.
-MAX_PACKAGE_BYTES = 256 * 1024 * 1024
-MAX_CHECKSUM_BYTES = 4096
-MAX_EXECUTABLE_BYTES = 192 * 1024 * 1024
 
 # Spacelift sets this in every run; its case is Spacelift's, not ours.
 _WORKSPACE_VAR = "TF_VAR_spacelift_workspace_root"
@@ -47,7 +45,6 @@ _PARTIAL_PREFIX = ".partial-"
 _LOCK_NAME = ".install.lock"
 _CHUNK = 1024 * 1024
 _VERSION_RE = re.compile(r"\d{1,4}\.\d{1,4}\.\d{1,6}")
-_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _MACHINES = {
     "x86_64": "amd64",
     "amd64": "amd64",
@@ -116,11 +113,6 @@ def tailscale_arch(arch: str | None = None) -> str:
     return mapped
 
 
-def package_name(version: str, arch: str) -> str:
-    """The file name of the static package, e.g. ``tailscale_1.96.4_amd64.tgz``."""
-    return f"tailscale_{version}_{arch}.tgz"
-
-
 def package_urls(version: str, base_url: str, arch: str) -> tuple[str, str]:
     """The URLs of the package and of its ``.sha256`` file."""
     url = f"{validate_base_url(base_url)}/{package_name(validate_version(version), arch)}"
@@ -137,154 +129,6 @@ def default_install_dir() -> Path:
     if workspace:
         return Path(workspace) / ".spacetail-cache" / "tailscale"
     return Path(platformdirs.user_cache_dir("spacetail", appauthor=False)) / "tailscale"
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
-
-
-def _network_reason(reason: object) -> str:
-    """An OSError's words without its errno prefix, and what they usually mean."""
-    if isinstance(reason, socket.gaierror):
-        text = (reason.strerror or str(reason)).lower()
-        return f"{text} (no network or DNS?)"
-    if isinstance(reason, OSError) and reason.strerror:
-        return reason.strerror.lower()
-    return str(reason)
-
-
-def _network_advice(url: str) -> str:
-    if url.startswith(DEFAULT_BASE_URL + "/"):
-        fix = "use --base-url with a mirror of pkgs.tailscale.com, or the spacetail runner image"
-    else:
-        fix = "check --base-url, or use the spacetail runner image"
-    # A proxy variable saved by an earlier phase may point at a proxy that is gone.
-    proxies = [v for v in _PROXY_VARS if os.environ.get(v)]
-    return f"{proxies[0]} is set: unset it if that proxy is gone, or {fix}" if proxies else fix
-
-
-def _open(url: str) -> BinaryIO:
-    # The scheme was checked by validate_base_url.
-    request = urllib.request.Request(  # noqa: S310
-        url, headers={"User-Agent": f"spacetail/{__version__}"}
-    )
-    # A fresh opener reads the proxy variables as they are now; urlopen's shared one
-    # keeps those of its first use in this process.
-    opener = urllib.request.build_opener()
-    try:
-        response: BinaryIO = opener.open(request, timeout=REQUEST_TIMEOUT)
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        raise OperationFailed(
-            f"download of {url} failed: HTTP {exc.code} {exc.reason}; "
-            "check --version, --arch and --base-url"
-        ) from None
-    except urllib.error.URLError as exc:
-        reason = _network_reason(exc.reason)
-        raise OperationFailed(f"cannot download {url}: {reason}; {_network_advice(url)}") from None
-    except (OSError, ValueError) as exc:
-        reason = _network_reason(exc)
-        raise OperationFailed(f"cannot download {url}: {reason}; {_network_advice(url)}") from None
-    return response
-
-
-def _download(url: str, target: Path, limit: int) -> tuple[int, str]:
-    """Stream ``url`` into ``target``; return its size and sha256."""
-    digest = hashlib.sha256()
-    size = 0
-    with _open(url) as response, target.open("xb") as out:
-        try:
-            while chunk := response.read(_CHUNK):
-                size += len(chunk)
-                if size > limit:
-                    raise OperationFailed(
-                        f"download of {url} failed: larger than {limit} bytes; "
-                        "is --base-url a tailscale package mirror?"
-                    )
-                digest.update(chunk)
-                out.write(chunk)
-        except OperationFailed:
-            raise
-        except (OSError, ValueError) as exc:
-            raise OperationFailed(f"download of {url} failed after {size} bytes: {exc}") from None
-    return size, digest.hexdigest()
-
-
-def _expected_sha256(url: str, target: Path) -> str:
-    _download(url, target, MAX_CHECKSUM_BYTES)
-    fields = target.read_text(encoding="utf-8", errors="replace").split()
-    value = fields[0].lower() if fields else ""
-    if not _SHA256_RE.fullmatch(value):
-        raise OperationFailed(f"{url} does not hold a sha256 digest; nothing was installed")
-    return value
-
-
-def _unsafe_name(name: str) -> bool:
-    parts = name.split("/")
-    return name.startswith("/") or "\\" in name or ".." in parts
-
-
-def _unpack(archive: Path, version: str, arch: str, staging: Path) -> dict[str, str]:
-    """Copy the two executables out of ``archive`` into ``staging``; return their sha256."""
-    pkg = package_name(version, arch)
-    prefix = f"tailscale_{version}_{arch}/"
-    wanted = {prefix + name: name for name in EXECUTABLES}
-    found: dict[str, tarfile.TarInfo] = {}
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            members = tar.getmembers()
-            for member in members:
-                if _unsafe_name(member.name):
-                    raise OperationFailed(
-                        f"{pkg} holds an unsafe path {member.name!r}; nothing was installed"
-                    )
-                name = wanted.get(member.name.removeprefix("./"))
-                if name is None:
-                    continue
-                if name in found:
-                    raise OperationFailed(
-                        f"{pkg} holds {member.name!r} twice; nothing was installed"
-                    )
-                if not member.isreg():
-                    raise OperationFailed(
-                        f"{pkg}: {member.name!r} is not a regular file; nothing was installed"
-                    )
-                if member.size > MAX_EXECUTABLE_BYTES:
-                    raise OperationFailed(
-                        f"{pkg}: {member.name!r} is {member.size} bytes, too large for "
-                        "a tailscale executable; nothing was installed"
-                    )
-                found[name] = member
-            missing = [prefix + n for n in EXECUTABLES if n not in found]
-            if missing:
-                raise OperationFailed(
-                    f"{pkg} does not hold {', '.join(missing)}; nothing was installed"
-                )
-            hashes: dict[str, str] = {}
-            for name, member in found.items():
-                source = tar.extractfile(member)
-                if source is None:
-                    raise OperationFailed(f"{pkg}: cannot read {member.name!r}")
-                # Write the bytes ourselves rather than tar.extract: no name, link, owner
-                # or mode from the archive ever reaches the file system.
-                target = staging / name
-                digest = hashlib.sha256()
-                with source, target.open("xb") as out:
-                    while chunk := source.read(_CHUNK):
-                        digest.update(chunk)
-                        out.write(chunk)
-                target.chmod(0o755)
-                hashes[name] = digest.hexdigest()
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise OperationFailed(f"{pkg} cannot be unpacked: {exc}; nothing was installed") from None
-    return hashes
 
 
 def _read_marker(folder: Path) -> dict[str, object] | None:
@@ -308,7 +152,7 @@ def _verified(folder: Path, version: str, arch: str) -> bool:
         try:
             if not path.is_file() or path.is_symlink() or not os.access(path, os.X_OK):
                 return False
-            if hashes.get(name) != _sha256_file(path):
+            if hashes.get(name) != sha256_file(path):
                 return False
         except OSError:
             return False
@@ -374,18 +218,18 @@ def _fetch(version: str, base_url: str, arch: str, staging: Path) -> tuple[Path,
     marker into ``staging/out``. Return that folder and the package's size."""
     url, sha_url = package_urls(version, base_url, arch)
     pkg = package_name(version, arch)
-    download = staging / "download"
-    download.mkdir()
-    expected = _expected_sha256(sha_url, download / (pkg + ".sha256"))
-    archive = download / pkg
-    size, actual = _download(url, archive, MAX_PACKAGE_BYTES)
+    folder = staging / "download"
+    folder.mkdir()
+    expected = expected_sha256(sha_url, folder / (pkg + ".sha256"))
+    archive = folder / pkg
+    size, actual = download(url, archive, MAX_PACKAGE_BYTES)
     if actual != expected:
         raise OperationFailed(
             f"checksum mismatch for {pkg}: expected {expected}, got {actual}; nothing was installed"
         )
     out = staging / "out"
     out.mkdir()
-    hashes = _unpack(archive, version, arch, out)
+    hashes = unpack(archive, version, arch, out)
     marker = {"version": version, "arch": arch, "package_sha256": actual, "sha256": hashes}
     (out / _MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
     # Readable by other users: a root-run install may serve the unprivileged runner.

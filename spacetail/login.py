@@ -21,14 +21,20 @@ from typing import Any, Protocol
 from spacetail import statedir
 from spacetail.config import Config
 from spacetail.events import ChildProcess
+from spacetail.failures import (
+    Failure,
+    FailureClass,
+    Program,
+    classify,
+    diagnose,
+    diagnose_for,
+    login_error,
+)
 from spacetail.log import redact
 from spacetail.paths import Paths
 from spacetail.tailscale import (
     Binaries,
     LocalAPIError,
-    advice,
-    classify,
-    login_error,
     secret_payload,
     summarize,
 )
@@ -110,6 +116,7 @@ class Login:
         self.deadline = deadline if deadline is not None else clock() + cfg.timeout
         self.backend_state: str | None = None
         self.reason: str | None = None
+        self.failure: Failure | None = None  # the verdict, once FAILED
         self.attempts = 0
         self.running_since: float | None = None
         self.attempt: Attempt | None = None
@@ -219,12 +226,13 @@ class Login:
             self.attempt.proc.wait(STOP_WAIT)
             self._clear_secret()
 
-    def fail(self, reason: str) -> None:
+    def fail(self, reason: str, failure: Failure | None = None) -> None:
         self.abort(reason)
         self.retry_at = None
         self.phase = Phase.FAILED
         self.reason = reason
-        self.outcome.note(f"login failed: {reason} ({advice(reason)})")
+        self.failure = failure or diagnose(reason)
+        self.outcome.note(f"login failed: {reason} ({self.failure.advice})")
         self.outcome.failed(reason)
 
     def give_up(self, reason: str) -> None:
@@ -301,6 +309,14 @@ class Login:
 
     def _judge(self, attempt: Attempt, code: int, output: str) -> None:
         """A failed attempt: fail for good, or retry after a backoff inside the deadline."""
+        if attempt.abort_reason is None:
+            # A command line tailscale refuses (Go's flag error comes before its usage text):
+            # no retry can fix it, so it fails now, naming the setting.
+            failure = diagnose_for(output, Program.UP, self.cfg)
+            if failure.kind in (FailureClass.USAGE, FailureClass.LOCAL):
+                self.outcome.note(f"login attempt {attempt.number} refused: {failure.line}")
+                self.fail(failure.line, failure)
+                return
         last_lines = output.strip().splitlines()
         text = attempt.abort_reason or (last_lines[-1] if last_lines else f"exit {code}")
         health_err = self.health_login_error()

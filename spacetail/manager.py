@@ -29,7 +29,7 @@ from spacetail.daemon import signal_ready
 from spacetail.events import ChildProcess, Event
 from spacetail.identity import ProcessIdentity
 from spacetail.lifetime import Lifetime
-from spacetail.log import Log, open_append, tail
+from spacetail.log import Log, open_append
 from spacetail.login import Login, Phase
 from spacetail.loop import Loop
 from spacetail.paths import Paths
@@ -49,7 +49,7 @@ from spacetail.tailscaled import (
 from spacetail.waiters import Until, Waiter, Waiters
 
 LOGOUT_TIMEOUT = 1.0
-NEVER_RAN_GRACE = 0.3
+NEVER_RAN_GRACE = 0.1
 SHUTDOWN_BUDGET = 1.8  # from the decision to stop until the manager exits; the promise is 2 s
 MAX_WAIT = 2 * 86400.0  # above the longest --timeout (24 h) with room for up's margin
 
@@ -123,6 +123,7 @@ class Manager(Loop):
         self.stop_at: float | None = None
         self.logout_on_stop = not cfg.persist_node
         self.exit_code = 0
+        self.tailscaled_log_offset = 0
         self.shutdown_on_failure = True  # a login that never succeeded leaves nothing running
         self._socket_ino = statedir.inode(self.paths.control_socket)
         self._preexec = die_with_parent(os.getpid())
@@ -262,7 +263,8 @@ class Manager(Loop):
         self.paths.node_state_dir.mkdir(mode=0o700, exist_ok=True)
         argv = tailscaled_argv(self.launch.binaries, self.cfg, self.paths)
         with open(open_append(self.paths.tailscaled_log), "ab") as log_file:
-            offset = log_file.tell()
+            offset = log_file.seek(0, os.SEEK_END)
+            self.tailscaled_log_offset = offset  # failures.excerpt shows this run's lines only
             proc = self.spawn(argv, log_file)
         self.tailscaled = TailscaledRun(proc, ProcessIdentity.of(proc.pid), self.clock(), offset)
         self.login.phase = Phase.STARTING
@@ -283,14 +285,11 @@ class Manager(Loop):
         self.login.abort("tailscaled exited")
         if self.stop_reason is not None:
             return
-        self.note(
-            f"tailscaled {how} unexpectedly; last log lines:\n{tail(self.paths.tailscaled_log)}"
-        )
         run, self.tailscaled = self.tailscaled, None
+        self.note(f"tailscaled {how} unexpectedly; its last lines:\n{run.lines(self.paths)}")
         self.login.tailscaled_lost()
         if self.login.phase.logging_in and self.shutdown_on_failure:
-            line = run.said(self.paths.tailscaled_log)
-            self.login.fail(f"tailscaled {how} before the node was Running{line and ': ' + line}")
+            self.login.fail(*run.why(self.paths.tailscaled_log, self.cfg, how))
             return
         self._tailscaled_failed(f"tailscaled {how}")
 

@@ -44,6 +44,10 @@ def status_reply(m: Manager) -> dict[str, Any]:
         "last_exit": m.sup.last_exit,
         "login_attempts": m.login.attempts,
         "reason": m.login.reason,
+        "advice": m.login.failure.advice if m.login.failure else None,
+        "setting": m.login.failure.setting if m.login.failure else None,
+        "exit_code": m.login.failure.exit_code if m.login.failure else None,
+        "tailscaled_log_offset": m.tailscaled_log_offset,
         "watch_pid": m.launch.watch_pid,
         "uptime": round(now - m.started, 3),
         "max_lifetime_left": m.lifetime.left(),
@@ -57,7 +61,7 @@ def last_words(m: Manager, never_ran: bool) -> dict[str, Any]:
     """Why a manager stopped on its own, for the file that outlives it (status, wait)."""
     import time
 
-    from spacetail.tailscale import advice
+    from spacetail.failures import advice
 
     login = m.login
     failure = m.exit_code != 0 or never_ran or "max lifetime" in (m.stop_reason or "")
@@ -67,7 +71,9 @@ def last_words(m: Manager, never_ran: bool) -> dict[str, Any]:
     return {
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "reason": reason,
-        "advice": advice(login.reason or reason) if failure else None,
+        "advice": (login.failure.advice if login.failure else advice(login.reason or reason))
+        if failure
+        else None,
         "failure": failure,
         "manager_pid": os.getpid(),
     }

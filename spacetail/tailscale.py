@@ -13,13 +13,7 @@ from typing import Any
 
 from spacetail.config import Config
 from spacetail.errors import ConfigError
-from spacetail.failures import advice as advice  # noqa: PLC0414 (re-export)
-from spacetail.failures import classify as classify  # noqa: PLC0414 (re-export)
-from spacetail.failures import login_error as login_error  # noqa: PLC0414 (re-export)
 from spacetail.paths import Paths
-
-# advice, classify and login_error moved to spacetail.failures; they are re-exported above
-# until login.py and client.py import them from there.
 
 # ipn.State values as they appear in watch-ipn-bus notifications.
 STATES = {

@@ -23,9 +23,10 @@ from spacetail.events import (
     Event,
     StateChanged,
 )
+from spacetail.failures import Failure, FailureClass, Program, Settings, diagnose_for, excerpt
 from spacetail.identity import ProcessIdentity
 from spacetail.log import redact
-from spacetail.paths import open_regular
+from spacetail.paths import Paths, open_regular
 from spacetail.tailscale import STATES, LocalAPIError
 
 API_START_TIMEOUT = 15.0
@@ -49,14 +50,28 @@ class TailscaledRun:
     api_ready: bool = False
     exited: int | None = None
 
-    def said(self, log_path: Path) -> str:
-        """This run's own words on why it exited, from its part of tailscaled.log."""
+    def failure(self, log_path: Path, cfg: Settings) -> Failure:
+        """This run's failure, read from its part of tailscaled.log."""
         try:
             with open(open_regular(log_path, os.O_RDONLY), "rb") as f:
                 f.seek(self.log_offset)
-                return said(f.read(65536).decode("utf-8", "replace"))
+                text = f.read(65536).decode("utf-8", "replace")
         except OSError:
-            return ""
+            text = ""
+        return diagnose_for(redact(text), Program.TAILSCALED, cfg)
+
+    def why(self, log_path: Path, cfg: Settings, how: str) -> tuple[str, Failure]:
+        """The reason a run that ended before Running gives, and its verdict: a command line or
+        a local problem (a port in use) in tailscaled's own words, else how it ended."""
+        failure = self.failure(log_path, cfg)
+        if failure.kind in (FailureClass.USAGE, FailureClass.LOCAL):
+            return f"{failure.line} (tailscaled {how})", failure
+        line = f": {failure.line}" if failure.line != "(no output)" else ""
+        return f"tailscaled {how} before the node was Running{line}", failure
+
+    def lines(self, paths: Paths) -> str:
+        """This run's meaningful lines of tailscaled.log, for the manager's log."""
+        return "\n".join(excerpt(paths.tailscaled_log, self.log_offset))
 
     def stop(self, note: Callable[[str], None], grace: float = TERM_GRACE) -> None:
         """SIGTERM, then SIGKILL after GRACE seconds. The child's own handle refuses to signal a
@@ -106,16 +121,6 @@ def logout(spawn: Callable[[], ChildProcess], note: Callable[[str], None], timeo
 
 def exit_text(code: int) -> str:
     return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
-
-
-def said(log_text: str) -> str:
-    """The line of one run's tailscaled output that says why it exited: a usage error is its
-    first line (no timestamp), a fatal log line its last."""
-    lines = [x for x in log_text.splitlines() if x]
-    if not lines:
-        return ""
-    line = lines[0] if not lines[0][:4].isdigit() else lines[-1]
-    return redact(line.strip())
 
 
 def start_watcher(

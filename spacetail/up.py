@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
     from spacetail.config import Config
 
-SHUTDOWN_MARGIN = 0.25
 NEVER_RAN_EXIT = 1.0  # a manager whose login failed is gone this soon (no logout, short grace)
 
 
@@ -185,11 +184,8 @@ def _start_manager(
         if shell_fd is not None:
             os.close(shell_fd)
         raise
-    # The manager gives up a little before `up` does: its shutdown of a node that never ran
-    # then fits in the second `up` may take beyond its --timeout.
-    login_deadline = deadline - SHUTDOWN_MARGIN
     launch = Launch(cfg, paths, binaries, listener, dict(env), None, shell_fd, shell_pid,
-                    login_deadline, forwards)  # fmt: skip
+                    deadline, forwards)  # fmt: skip
     keep = [listener.fileno(), *(f.fileno() for f in forwards)]
     keep += [shell_fd] if shell_fd is not None else []
 
@@ -239,17 +235,22 @@ def _await_manager(
     reason = reply.get("reason") or (
         f"not Running within {cfg.timeout:g}s (state {reply.get('backend_state')})"
     )
-    from spacetail.tailscale import advice
+    from spacetail.failures import advice, excerpt
 
-    message = f"could not connect to the tailnet: {reason}\n  what to do: {advice(reason)}"
-    log = tail(paths.tailscaled_log, 10)
-    if log:
-        message += f"\n  last lines of {paths.tailscaled_log}:\n{indent(log, 4)}"
+    setting = reply.get("setting")
+    head = f"{setting}: {reason}" if setting else f"could not connect to the tailnet: {reason}"
+    message = f"{head}\n  what to do: {reply.get('advice') or advice(reason)}"
+    lines = excerpt(paths.tailscaled_log, int(reply.get("tailscaled_log_offset") or 0))
+    if lines:
+        shown = indent("\n".join(lines), 4)
+        message += f"\n  this run's lines of {paths.tailscaled_log}:\n{shown}"
     if joined.started_here:
         message += "\n  everything this `up` started has been stopped"
     else:
         message += "\n  the manager that was already running goes on (`spacetail down` stops it)"
-    raise OperationFailed(message)
+    failed = OperationFailed(message)
+    failed.exit_code = int(reply.get("exit_code") or 1)  # 2: a setting of the user's
+    raise failed
 
 
 def _stop_started(paths: Paths, joined: Joined, out: TextIO) -> None:

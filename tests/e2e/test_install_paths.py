@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from spacetail import install
+from spacetail import install, package
 from tests import helpers, install_docs, terraform_module
 from tests.e2e.conftest import Service
 from tests.e2e.spacelift import PhaseResult, SpaceliftRun
@@ -77,7 +77,7 @@ def tailscale_mirror(mirror: Mirror, userland: helpers.Userland) -> Mirror:
     version, arch = install.DEFAULT_VERSION, install.tailscale_arch()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name in install.EXECUTABLES:
+        for name in package.EXECUTABLES:
             wrapper = f'#!/bin/sh\nexec /mnt/userland/fakes/{name} "$@"\n'
             _add(tar, f"tailscale_{version}_{arch}/{name}", wrapper.encode())
     mirror.publish(version, arch, buffer.getvalue())
@@ -139,7 +139,7 @@ def assert_installed_once(run: SpaceliftRun, mirror: Mirror, plan: PhaseResult,
     # The first phase downloaded tailscale; the second, in a fresh container, found it.
     assert "sha256 verified" in plan.log, plan.describe()
     assert "already installed" in apply.log, apply.describe()
-    pkg = install.package_name(install.DEFAULT_VERSION, install.tailscale_arch())
+    pkg = package.package_name(install.DEFAULT_VERSION, install.tailscale_arch())
     assert mirror.package_requests(pkg) == 1
     # The venv's bin was added to PATH once, at its end, and carried to the next phase.
     saved = run.saved_env()

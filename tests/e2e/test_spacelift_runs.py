@@ -160,7 +160,8 @@ def test_failed_up_reports_why_and_leaves_nothing(spacelift_run: SpaceliftRun) -
     assert "spacetail: error: could not connect to the tailnet" in result.log, result.describe()
     assert "invalid key: API key does not exist" in result.log, result.describe()  # tailscale's
     assert_finished_cleanly(result)
-    allowed = {"spacetail.lock", "manager.lock", "manager.log", "tailscaled.log"}
+    # last-stop.json says why the manager stopped, for status and wait in the next phase.
+    allowed = {"spacetail.lock", "manager.lock", "manager.log", "tailscaled.log", "last-stop.json"}
     files = sorted(
         str(p.relative_to(state_dir(run))) for p in state_dir(run).rglob("*") if not p.is_dir()
     )

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from spacetail import doctor as spacetail_doctor
+from spacetail import checkup as spacetail_checkup
 from tests import helpers
 from tests.helpers import Userland, free_port
 
@@ -130,7 +130,7 @@ def test_doctor_against_the_real_tailscaled_needs_login(
         text = doctor(userland, home, shell, "--target", f"127.0.0.1:{listener}")
         # The LocalAPI dns-query endpoint answers even before login (SERVFAIL: no upstream).
         sock = Path(helpers.status(userland, env)["tailscaled_socket"])
-        rcode, addresses = spacetail_doctor.dns_query(sock, "db.tail-x.ts.net", 5)
+        rcode, addresses = spacetail_checkup.dns_query(sock, "db.tail-x.ts.net", 5)
     finally:
         assert helpers.run(userland, ["down"], env).returncode == 0
     assert (rcode, addresses) == (2, [])

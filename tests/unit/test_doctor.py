@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from spacetail import doctor, socks5
-from spacetail.doctor import Check, CommandResult, Doctor, Status, Target
+from spacetail import checkup, doctor, socks5
+from spacetail.checkup import Check, CommandResult, Status, Target
+from spacetail.doctor import Doctor
 from spacetail.errors import ConfigError
 
 REFERENCE = Path(__file__).resolve().parents[1] / "fakes" / "reference"
@@ -140,7 +141,7 @@ def make(
         status,
         runner,
         lambda: NOW,
-        targets=[doctor.parse_target(t) for t in targets],
+        targets=[checkup.parse_target(t) for t in targets],
         resolve=net.resolve,
         connect=net.connect,
     )
@@ -161,7 +162,7 @@ def texts(check: Check, status: Status | None = None) -> str:
 def test_everything_holds_exit_0(tmp_path: Path) -> None:
     d, net, runner = make(tmp_path, running_status(), targets=["db.tail-x.ts.net:5432"])
     checks = d.run()
-    assert doctor.exit_code(checks) == 0, doctor.render_text(checks)
+    assert checkup.exit_code(checks) == 0, checkup.render_text(checks)
     assert {c.name: c.status for c in checks} == {
         "binaries": Status.OK,
         "state folder": Status.OK,
@@ -192,7 +193,7 @@ def test_everything_holds_exit_0(tmp_path: Path) -> None:
 def test_no_manager_and_stale_proxy_variables(tmp_path: Path) -> None:
     d, net, _ = make(tmp_path, None, targets=["db.tail-x.ts.net:5432"])
     checks = d.run()
-    assert doctor.exit_code(checks) == 1
+    assert checkup.exit_code(checks) == 1
     manager = by_name(checks, "manager")
     assert manager.status is Status.FAIL
     assert 'eval "$(spacetail up --env || echo false)"' in (manager.findings[-1].fix or "")
@@ -233,7 +234,7 @@ def test_proxy_variables_unset_or_elsewhere(tmp_path: Path) -> None:
     assert "HTTP_PROXY is not set in this shell" in text
     assert "not this manager's http://127.0.0.1:8080" in text
     # A proxy password is never shown.
-    assert "hunter22" not in doctor.render_text([check]) + doctor.render_json([check])
+    assert "hunter22" not in checkup.render_text([check]) + checkup.render_json([check])
 
 
 @pytest.mark.parametrize(
@@ -250,7 +251,7 @@ def test_proxy_variables_unset_or_elsewhere(tmp_path: Path) -> None:
 def test_no_proxy_that_excludes_a_target(
     tmp_path: Path, no_proxy: str, host: str, entry: str | None
 ) -> None:
-    assert doctor.no_proxy_excludes(no_proxy, host) == entry
+    assert checkup.no_proxy_excludes(no_proxy, host) == entry
     d, _, _ = make(tmp_path, running_status(), targets=[f"{host}:5432"], NO_PROXY=no_proxy)
     check = d.proxy_variables()
     assert (check.status is Status.FAIL) is (entry is not None)
@@ -425,7 +426,7 @@ def test_workload_identity_needs_tailscale_1_90(tmp_path: Path) -> None:
 def test_human_output_is_a_readable_checklist(tmp_path: Path) -> None:
     d, _, _ = make(tmp_path, running_status(), targets=["db.tail-x.ts.net:5432"],
                    HTTP_PROXY="", http_proxy="")  # fmt: skip
-    text = doctor.render_text(d.run())
+    text = checkup.render_text(d.run())
     lines = text.splitlines()
     headings = [x for x in lines if x and not x.startswith(" ")]
     assert headings[:6] == ["binaries", "state folder", "manager", "tailscale",
@@ -440,7 +441,7 @@ def test_human_output_is_a_readable_checklist(tmp_path: Path) -> None:
 
 def test_json_output(tmp_path: Path) -> None:
     d, _, _ = make(tmp_path, running_status(), targets=["db.tail-x.ts.net:5432"])
-    data = json.loads(doctor.render_json(d.run()))
+    data = json.loads(checkup.render_json(d.run()))
     assert data["ok"] is True
     target = next(c for c in data["checks"] if c["name"].startswith("target"))
     assert target["details"]["addresses"] == ["100.101.102.103"]
@@ -459,8 +460,8 @@ def test_no_secret_is_ever_printed(tmp_path: Path) -> None:
     d, _, _ = make(tmp_path, status, targets=["db.tail-x.ts.net:5432"], TS_CLIENT_ID="k",
                    **secrets)  # fmt: skip
     checks = d.run()
-    for text in (doctor.render_text(checks), doctor.render_json(checks)):
-        scrubbed = doctor.scrub(text, d.env)
+    for text in (checkup.render_text(checks), checkup.render_json(checks)):
+        scrubbed = checkup.scrub(text, d.env)
         for value in secrets.values():
             assert value not in scrubbed
             assert value.split(".")[0] not in scrubbed or value.startswith("tskey")
@@ -494,14 +495,14 @@ def test_main_writes_scrubbed_output_and_bad_target_is_exit_2(
     ],
 )
 def test_parse_target(text: str, target: Target) -> None:
-    assert doctor.parse_target(text) == target
+    assert checkup.parse_target(text) == target
     assert str(target) == text
 
 
 @pytest.mark.parametrize("text", ["db", "db:0", "db:70000", ":80", "a b:1", "db:x"])
 def test_bad_target(text: str) -> None:
     with pytest.raises(ConfigError, match=r"^--target: "):
-        doctor.parse_target(text)
+        checkup.parse_target(text)
 
 
 def test_socks5_connect_against_a_loopback_proxy() -> None:
@@ -524,9 +525,9 @@ def test_socks5_connect_against_a_loopback_proxy() -> None:
             try:
                 if error:
                     with pytest.raises(socks5.DialError, match=str(error)):
-                        doctor.socks5_connect(f"127.0.0.1:{port}", Target("db.ts.net", 5432), 5)
+                        checkup.socks5_connect(f"127.0.0.1:{port}", Target("db.ts.net", 5432), 5)
                 else:
-                    doctor.socks5_connect(f"127.0.0.1:{port}", Target("db.ts.net", 5432), 5)
+                    checkup.socks5_connect(f"127.0.0.1:{port}", Target("db.ts.net", 5432), 5)
             finally:
                 thread.join(5)
     # The name goes to the proxy unresolved (ATYP 3), so tailscaled resolves it.
@@ -534,7 +535,7 @@ def test_socks5_connect_against_a_loopback_proxy() -> None:
 
 
 def test_sh_runner_is_bounded_and_never_passes_secrets(tmp_path: Path) -> None:
-    run = doctor.sh_runner({"PATH": "/usr/bin:/bin", "TS_AUTHKEY": "tskey-auth-k-x", "A": "1"})
+    run = checkup.sh_runner({"PATH": "/usr/bin:/bin", "TS_AUTHKEY": "tskey-auth-k-x", "A": "1"})
     done = run(["sh", "-c", 'echo "$A${TS_AUTHKEY:-none}"; echo err >&2; exit 3'], 5)
     assert (done.exit_code, done.stdout, done.stderr) == (3, "1none\n", "err\n")
     slow = run(["sleep", "5"], 0.3)

@@ -256,13 +256,13 @@ def test_excerpt_reads_a_bounded_tail(tmp_path: Path) -> None:
     assert failures.excerpt(log, 0, max_bytes=1000) == ["error: the end"]
 
 
-def test_legacy_names_still_work() -> None:
+def test_the_words_are_read_in_one_place() -> None:
     from spacetail import tailscale
 
-    assert tailscale.classify("flag provided but not defined: -x") == "permanent"
-    assert tailscale.classify("connection refused") == "transient"
-    assert tailscale.classify("hm") == "unknown"
-    assert tailscale.advice is failures.advice
+    assert failures.classify("flag provided but not defined: -x") == "permanent"
+    assert failures.classify("connection refused") == "transient"
+    assert failures.classify("hm") == "unknown"
+    assert not hasattr(tailscale, "classify") and not hasattr(tailscale, "advice")
 
 
 def test_diagnose_for_takes_the_settings_from_a_config() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from spacetail import install
+from spacetail import install, package
 from spacetail.errors import ConfigError, OperationFailed
 from tests.mirror import PROXY_VARS, Mirror
 
@@ -161,7 +161,7 @@ def test_package_urls() -> None:
         "https://pkgs.tailscale.com/stable/tailscale_1.96.4_arm64.tgz",
         "https://pkgs.tailscale.com/stable/tailscale_1.96.4_arm64.tgz.sha256",
     )
-    assert install.package_urls("1.96.4", install.DEFAULT_BASE_URL, "amd64")[0] == (
+    assert install.package_urls("1.96.4", package.DEFAULT_BASE_URL, "amd64")[0] == (
         "https://pkgs.tailscale.com/stable/tailscale_1.96.4_amd64.tgz"
     )
 
@@ -407,9 +407,10 @@ def test_no_dns_names_the_url_and_what_to_do(
     """Without a network: the default server's name does not resolve (a .invalid name never
     does, so the test does not depend on this machine's network)."""
     _no_proxies(monkeypatch)
-    monkeypatch.setattr(install, "DEFAULT_BASE_URL", "https://pkgs.tailscale.invalid/stable")
+    for module in (install, package):
+        monkeypatch.setattr(module, "DEFAULT_BASE_URL", "https://pkgs.tailscale.invalid/stable")
     with pytest.raises(OperationFailed) as excinfo:
-        install.install_cached(VERSION, install.DEFAULT_BASE_URL, tmp_path, ARCH, log=Log())
+        install.install_cached(VERSION, package.DEFAULT_BASE_URL, tmp_path, ARCH, log=Log())
     message = str(excinfo.value)
     url = f"https://pkgs.tailscale.invalid/stable/{PKG}.sha256"
     assert message.startswith(f"cannot download {url}: ")
@@ -488,7 +489,7 @@ def test_without_dest_the_versioned_cache_is_used(
 
 def test_silent_mirror_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _no_proxies(monkeypatch)
-    monkeypatch.setattr(install, "REQUEST_TIMEOUT", 0.3)
+    monkeypatch.setattr(package, "REQUEST_TIMEOUT", 0.3)
     with socket.socket() as silent:
         # The kernel accepts the connection into the backlog; nobody ever answers.
         silent.bind(("127.0.0.1", 0))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from spacetail import config, tailscale
+from spacetail import config, failures, tailscale
 from spacetail.paths import Paths
 
 TRANSIENT = [
@@ -39,12 +39,12 @@ PERMANENT = [
 
 @pytest.mark.parametrize("text", TRANSIENT)
 def test_transient(text: str) -> None:
-    assert tailscale.classify(text) == "transient"
+    assert failures.classify(text) == "transient"
 
 
 @pytest.mark.parametrize("text", PERMANENT)
 def test_permanent(text: str) -> None:
-    assert tailscale.classify(text) == "permanent"
+    assert failures.classify(text) == "permanent"
 
 
 @pytest.mark.parametrize(
@@ -58,14 +58,14 @@ def test_permanent(text: str) -> None:
     ],
 )
 def test_advice_names_the_setting(text: str, names: str) -> None:
-    assert names in tailscale.advice(text)
+    assert names in failures.advice(text)
 
 
 def test_login_error_from_health() -> None:
     health = ["Tailscale is starting. Please wait.",
               "You are logged out. The last login error was: fetch control key: boom"]  # fmt: skip
-    assert tailscale.login_error(health) == "fetch control key: boom"
-    assert tailscale.login_error(["Tailscale is stopped."]) is None
+    assert failures.login_error(health) == "fetch control key: boom"
+    assert failures.login_error(["Tailscale is stopped."]) is None
 
 
 def test_clean_env_drops_proxies_and_secrets() -> None:

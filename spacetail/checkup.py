@@ -1,0 +1,281 @@
+"""The pieces a diagnosis is made of, apart from what is checked (doctor.py): findings and their
+status, the one-shot runner of tailscale's CLI (the `sh` package, as the design card asks: one
+call, output captured, a timeout), targets, ID tokens decoded without verifying, and the
+checklist's text and JSON, scrubbed of every secret."""
+
+from __future__ import annotations
+
+import base64
+import enum
+import ipaddress
+import json
+import re
+import socket
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spacetail.credentials import SECRET_VARIABLES
+from spacetail.errors import ConfigError
+from spacetail.failures import Failure, FailureClass
+from spacetail.log import redact
+
+DNS_TIMEOUT = 5.0
+TCP_TIMEOUT = 5.0
+_TAILNET_V4 = ipaddress.ip_network("100.64.0.0/10")
+_TAILNET_V6 = ipaddress.ip_network("fd7a:115c:a1e0::/48")
+
+
+class Status(enum.Enum):
+    OK = "ok"
+    WARN = "warn"  # holds, with a caveat (slower, or unknown)
+    FAIL = "fail"
+    SKIP = "skip"  # could not be checked because something before it failed
+
+
+_RANK = {Status.SKIP: 0, Status.OK: 1, Status.WARN: 2, Status.FAIL: 3}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of a check: what holds or not, and the fix when it does not."""
+
+    status: Status
+    text: str
+    fix: str | None = None
+
+
+@dataclass
+class Check:
+    """One thing between the hook and the service, with its findings and machine-readable facts."""
+
+    name: str
+    findings: list[Finding] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, status: Status, text: str, fix: str | None = None) -> Check:
+        self.findings.append(Finding(status, text, fix))
+        return self
+
+    @property
+    def status(self) -> Status:
+        return max((f.status for f in self.findings), key=_RANK.__getitem__, default=Status.SKIP)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+
+    @property
+    def output(self) -> str:
+        return (self.stdout + "\n" + self.stderr).strip()
+
+
+Runner = Callable[[Sequence[str], float], CommandResult]
+
+
+def sh_runner(env: Mapping[str, str]) -> Runner:
+    """One-shot CLI calls through the `sh` package: no pty (_tty_out=False), a hard timeout, any
+    exit status accepted (the doctor reads it), and an environment without our secrets."""
+    child_env = {k: v for k, v in env.items() if k not in SECRET_VARIABLES}
+
+    def run(argv: Sequence[str], timeout: float) -> CommandResult:
+        import sh
+
+        try:
+            done = sh.Command(argv[0])(
+                *argv[1:], _tty_out=False, _timeout=timeout, _ok_code=list(range(256)),
+                _env=child_env, _return_cmd=True, _in=None,
+            )  # fmt: skip
+        except sh.TimeoutException:
+            return CommandResult(-1, "", f"no answer within {timeout:g} s", timed_out=True)
+        except sh.CommandNotFound:
+            return CommandResult(127, "", f"{argv[0]}: not found")
+        except sh.ErrorReturnCode as exc:  # killed by a signal
+            return CommandResult(exc.exit_code, _text(exc.stdout), _text(exc.stderr))
+        except OSError as exc:
+            return CommandResult(126, "", f"[Errno {exc.errno}] {exc.strerror}: {argv[0]}")
+        return CommandResult(done.exit_code, _text(done.stdout), _text(done.stderr))
+
+    return run
+
+
+def _text(data: bytes | str | None) -> str:
+    if isinstance(data, bytes):
+        return data.decode("utf-8", "replace")
+    return data or ""
+
+
+# --- small protocols: targets, JWTs, DNS answers, SOCKS5 --------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_target(text: str) -> Target:
+    """HOST:PORT (or [IPv6]:PORT), else ConfigError naming --target."""
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([A-Za-z0-9._-]+):(\d{1,5})", text.strip())
+    port = int(m.group(2) or m.group(4)) if m else 0
+    if not m or not 0 < port < 65536:
+        raise ConfigError(f'--target: "{text}" is not HOST:PORT (e.g. db.example.ts.net:5432)')
+    return Target(m.group(1) or m.group(3), port)
+
+
+def decode_jwt(token: str) -> dict[str, Any]:
+    """The claims of a JWT, NOT verified (the doctor shows them; only Tailscale trusts them)."""
+    parts = token.strip().split(".")
+    if len(parts) != 3:
+        raise ValueError("not a JWT (three dot-separated parts)")
+    try:
+        raw = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        claims = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError("its payload is not base64url JSON") from exc
+    if not isinstance(claims, dict):
+        raise ValueError("its payload is not a JSON object")
+    return claims
+
+
+def dns_query(socket_path: Path, name: str, timeout: float = DNS_TIMEOUT) -> tuple[int, list[str]]:
+    """Ask tailscale's own resolver (LocalAPI dns-query) for NAME: its rcode and addresses."""
+    from spacetail import dnsmsg
+    from spacetail.tailscale import LocalAPI
+
+    message = dnsmsg.parse(LocalAPI(socket_path).dns_query(name, "A", timeout))
+    return message.rcode, message.addresses(name)
+
+
+def socks5_connect(proxy: str, target: Target, timeout: float = TCP_TIMEOUT) -> None:
+    """Open a TCP connection to TARGET through the SOCKS5 proxy at host:port, then close it.
+    The name goes to the proxy unresolved, so tailscaled resolves MagicDNS names. Raises
+    OSError (socks5.DialError for the proxy's refusal)."""
+    from spacetail import socks5
+
+    host, _, port = proxy.rpartition(":")
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
+        socks5.handshake(sock, target.host, target.port)
+
+
+def rcode_text(rcode: int) -> str:
+    from spacetail import dnsmsg
+
+    return dnsmsg.Message(rcode, ()).rcode_text
+
+
+def no_proxy_excludes(no_proxy: str, host: str) -> str | None:
+    """The NO_PROXY entry that sends HOST around the proxy, if any (Go's and curl's rules)."""
+    for raw in no_proxy.split(","):
+        entry = raw.strip().lower()
+        if not entry:
+            continue
+        bare = entry.rsplit(":", 1)[0] if entry.count(":") == 1 else entry
+        if bare == "*" or host.lower() == bare.lstrip("."):
+            return raw.strip()
+        if host.lower().endswith("." + bare.lstrip(".")):
+            return raw.strip()
+        try:
+            if ipaddress.ip_address(host) in ipaddress.ip_network(bare, strict=False):
+                return raw.strip()
+        except ValueError:
+            continue
+    return None
+
+
+def fix_for(failure: Failure) -> str:
+    """failures' advice, without its pointers to the doctor (this is the doctor)."""
+    text = re.sub(r" \(`spacetail doctor`[^)]*\)", "", failure.advice)
+    return re.sub(r",? or run `spacetail doctor`", "", text)
+
+
+def safe_url(value: str) -> str:
+    """A proxy URL without the password it may carry (scheme://user:password@host:port)."""
+    return re.sub(r"(://)[^/@\s]*@", r"\1***@", value)
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", text.strip())
+    return tuple(int(x) for x in m.groups(default="0")) if m else ()
+
+
+def is_tailnet_ip(text: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return ip in (_TAILNET_V4 if ip.version == 4 else _TAILNET_V6)
+
+
+NETCHECK_ADVICE = {
+    FailureClass.DNS_FAILURE: "this machine cannot resolve Tailscale's servers: check its DNS "
+    "and network (a runner without network cannot join a tailnet)",
+    FailureClass.CONTROL_UNREACHABLE: "Tailscale's servers cannot be reached from here: allow "
+    "outbound HTTPS (443) and UDP (41641, 3478), or set the proxy tailscaled must use",
+    None: "netcheck could not measure the network; the checks of the targets tell more",
+}
+
+# --- output -----------------------------------------------------------------------------------
+
+_LABELS = {Status.OK: "ok", Status.WARN: "warn", Status.FAIL: "FAIL", Status.SKIP: "skip"}
+
+
+def exit_code(checks: Iterable[Check]) -> int:
+    return 1 if any(c.status is Status.FAIL for c in checks) else 0
+
+
+def render_text(checks: Sequence[Check]) -> str:
+    """A checklist: a heading per check, one line per finding, the fix under what fails."""
+    lines = []
+    for check in checks:
+        lines.append(f"{check.name}")
+        for f in check.findings:
+            lines.append(f"  {_LABELS[f.status]:<5} {f.text}")
+            if f.fix and f.status in (Status.FAIL, Status.WARN):
+                lines.append(f"        fix: {f.fix}")
+    fails = sum(f.status is Status.FAIL for c in checks for f in c.findings)
+    warns = sum(f.status is Status.WARN for c in checks for f in c.findings)
+    if fails:
+        lines.append(f"{fails} problem{'s' * (fails != 1)}, {warns} warning{'s' * (warns != 1)}: "
+                     "see the fixes above")  # fmt: skip
+    else:
+        lines.append(f"all checks hold ({warns} warning{'s' * (warns != 1)})")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(checks: Sequence[Check]) -> str:
+    return json.dumps({
+        "ok": exit_code(checks) == 0,
+        "checks": [{"name": c.name, "status": c.status.value, "details": c.details,
+                    "findings": [{"status": f.status.value, "text": f.text, "fix": f.fix}
+                                 for f in c.findings]} for c in checks],
+    }, indent=2, default=str) + "\n"  # fmt: skip
+
+
+def scrub(text: str, env: Mapping[str, str]) -> str:
+    """Remove every secret value of ENV (and anything shaped like a key or token) from TEXT."""
+    for name in SECRET_VARIABLES:
+        value = env.get(name, "").strip()
+        if len(value) >= 8 and not value.startswith("file:"):
+            text = text.replace(value, f"[{name}]")
+    return redact(text)
+
+
+def manager_status(env: Mapping[str, str]) -> dict[str, Any] | None:
+    """The manager's status, as `spacetail status --json` gives it; None if it cannot be read."""
+    from spacetail import client
+    from spacetail.errors import SpacetailError
+    from spacetail.paths import Paths
+
+    try:
+        return client.status(Paths.from_env(env))
+    except (SpacetailError, OSError):
+        return None

@@ -1,0 +1,183 @@
+"""One tailscale release package: downloaded with bounds on what a mirror may send, checked
+against its published sha256 before anything is unpacked, and only the two executables taken
+out of it, written byte by byte (no name, link, owner or mode from the archive reaches the disk).
+Where they are installed, and how, is install.py's business."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import tarfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import BinaryIO
+
+from spacetail import __version__
+from spacetail.errors import OperationFailed
+
+DEFAULT_BASE_URL = "https://pkgs.tailscale.com/stable"
+EXECUTABLES = ("tailscale", "tailscaled")
+# Per blocking socket operation, not for the whole download: a slow but live mirror still works.
+REQUEST_TIMEOUT = 30.0
+# Bounds on what a mirror may send, so a broken or hostile one cannot fill the disk.
+# The real amd64 package is about 33 MB and each executable under 40 MB.
+MAX_PACKAGE_BYTES = 256 * 1024 * 1024
+MAX_CHECKSUM_BYTES = 4096
+MAX_EXECUTABLE_BYTES = 192 * 1024 * 1024
+_CHUNK = 1024 * 1024
+_SHA256_RE = __import__("re").compile(r"[0-9a-f]{64}")
+
+
+def package_name(version: str, arch: str) -> str:
+    """The file name of the static package, e.g. ``tailscale_1.96.4_amd64.tgz``."""
+    return f"tailscale_{version}_{arch}.tgz"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _network_reason(reason: object) -> str:
+    """An OSError's words without its errno prefix, and what they usually mean."""
+    if isinstance(reason, socket.gaierror):
+        text = (reason.strerror or str(reason)).lower()
+        return f"{text} (no network or DNS?)"
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror.lower()
+    return str(reason)
+
+
+def _network_advice(url: str) -> str:
+    if url.startswith(DEFAULT_BASE_URL + "/"):
+        fix = "use --base-url with a mirror of pkgs.tailscale.com, or the spacetail runner image"
+    else:
+        fix = "check --base-url, or use the spacetail runner image"
+    # A proxy variable saved by an earlier phase may point at a proxy that is gone.
+    proxies = [v for v in _PROXY_VARS if os.environ.get(v)]
+    return f"{proxies[0]} is set: unset it if that proxy is gone, or {fix}" if proxies else fix
+
+
+def _open(url: str) -> BinaryIO:
+    # The scheme was checked by validate_base_url.
+    request = urllib.request.Request(  # noqa: S310
+        url, headers={"User-Agent": f"spacetail/{__version__}"}
+    )
+    # A fresh opener reads the proxy variables as they are now; urlopen's shared one
+    # keeps those of its first use in this process.
+    opener = urllib.request.build_opener()
+    try:
+        response: BinaryIO = opener.open(request, timeout=REQUEST_TIMEOUT)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        raise OperationFailed(
+            f"download of {url} failed: HTTP {exc.code} {exc.reason}; "
+            "check --version, --arch and --base-url"
+        ) from None
+    except urllib.error.URLError as exc:
+        reason = _network_reason(exc.reason)
+        raise OperationFailed(f"cannot download {url}: {reason}; {_network_advice(url)}") from None
+    except (OSError, ValueError) as exc:
+        reason = _network_reason(exc)
+        raise OperationFailed(f"cannot download {url}: {reason}; {_network_advice(url)}") from None
+    return response
+
+
+def download(url: str, target: Path, limit: int) -> tuple[int, str]:
+    """Stream ``url`` into ``target``; return its size and sha256."""
+    digest = hashlib.sha256()
+    size = 0
+    with _open(url) as response, target.open("xb") as out:
+        try:
+            while chunk := response.read(_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise OperationFailed(
+                        f"download of {url} failed: larger than {limit} bytes; "
+                        "is --base-url a tailscale package mirror?"
+                    )
+                digest.update(chunk)
+                out.write(chunk)
+        except OperationFailed:
+            raise
+        except (OSError, ValueError) as exc:
+            raise OperationFailed(f"download of {url} failed after {size} bytes: {exc}") from None
+    return size, digest.hexdigest()
+
+
+def expected_sha256(url: str, target: Path) -> str:
+    download(url, target, MAX_CHECKSUM_BYTES)
+    fields = target.read_text(encoding="utf-8", errors="replace").split()
+    value = fields[0].lower() if fields else ""
+    if not _SHA256_RE.fullmatch(value):
+        raise OperationFailed(f"{url} does not hold a sha256 digest; nothing was installed")
+    return value
+
+
+def _unsafe_name(name: str) -> bool:
+    parts = name.split("/")
+    return name.startswith("/") or "\\" in name or ".." in parts
+
+
+def unpack(archive: Path, version: str, arch: str, staging: Path) -> dict[str, str]:
+    """Copy the two executables out of ``archive`` into ``staging``; return their sha256."""
+    pkg = package_name(version, arch)
+    prefix = f"tailscale_{version}_{arch}/"
+    wanted = {prefix + name: name for name in EXECUTABLES}
+    found: dict[str, tarfile.TarInfo] = {}
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            members = tar.getmembers()
+            for member in members:
+                if _unsafe_name(member.name):
+                    raise OperationFailed(
+                        f"{pkg} holds an unsafe path {member.name!r}; nothing was installed"
+                    )
+                name = wanted.get(member.name.removeprefix("./"))
+                if name is None:
+                    continue
+                if name in found:
+                    raise OperationFailed(
+                        f"{pkg} holds {member.name!r} twice; nothing was installed"
+                    )
+                if not member.isreg():
+                    raise OperationFailed(
+                        f"{pkg}: {member.name!r} is not a regular file; nothing was installed"
+                    )
+                if member.size > MAX_EXECUTABLE_BYTES:
+                    raise OperationFailed(
+                        f"{pkg}: {member.name!r} is {member.size} bytes, too large for "
+                        "a tailscale executable; nothing was installed"
+                    )
+                found[name] = member
+            missing = [prefix + n for n in EXECUTABLES if n not in found]
+            if missing:
+                raise OperationFailed(
+                    f"{pkg} does not hold {', '.join(missing)}; nothing was installed"
+                )
+            hashes: dict[str, str] = {}
+            for name, member in found.items():
+                source = tar.extractfile(member)
+                if source is None:
+                    raise OperationFailed(f"{pkg}: cannot read {member.name!r}")
+                # Write the bytes ourselves rather than tar.extract: no name, link, owner
+                # or mode from the archive ever reaches the file system.
+                target = staging / name
+                digest = hashlib.sha256()
+                with source, target.open("xb") as out:
+                    while chunk := source.read(_CHUNK):
+                        digest.update(chunk)
+                        out.write(chunk)
+                target.chmod(0o755)
+                hashes[name] = digest.hexdigest()
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise OperationFailed(f"{pkg} cannot be unpacked: {exc}; nothing was installed") from None
+    return hashes
