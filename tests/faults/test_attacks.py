@@ -188,7 +188,7 @@ def test_relative_or_empty_path_entry_finds_tailscale(
         )  # fmt: skip
         assert up.returncode == 0, up.stderr
         status = st(userland, env, "status")
-        assert "Running" in status.stdout + status.stderr
+        assert "Connected to the tailnet" in status.stdout + status.stderr
 
 
 def test_state_folder_that_is_not_utf8(
@@ -201,7 +201,7 @@ def test_state_folder_that_is_not_utf8(
         up = st(userland, env, "up", "--no-watch", timeout=30)
         assert up.returncode == 0, up.stderr
         status = st(userland, env, "status")
-        assert status.returncode == 0 and "Running" in status.stdout + status.stderr
+        assert status.returncode == 0 and "Connected to the tailnet" in status.stdout
         assert "Traceback" not in up.stderr + status.stderr
         logs = st(userland, env, "logs")
         assert "tailscale is Running" in logs.stdout, logs.stdout + logs.stderr

@@ -261,7 +261,7 @@ def test_foreground_manager_with_socket_activation(
 
 def test_status_env_and_logs_for_a_person(userland: Userland, fake_env: dict[str, str]) -> None:
     idle = st(userland, fake_env, "status")
-    assert idle.returncode == 0 and idle.stdout.startswith("not running (state folder ")
+    assert idle.returncode == 0 and idle.stdout.startswith("Not running (state folder ")
     env_line = st(userland, fake_env, "env")
     assert env_line.returncode == 0
     assert (
@@ -272,8 +272,8 @@ def test_status_env_and_logs_for_a_person(userland: Userland, fake_env: dict[str
     assert st(userland, fake_env, "up", "--no-watch").returncode == 0
     try:
         human = st(userland, fake_env, "status").stdout.splitlines()
-        assert human[0].startswith("Running as ") and "100.64.0.7" in human[0]
-        assert human[2].strip().startswith("proxies: HTTP http://127.0.0.1:")
+        assert human[0].startswith("Connected to the tailnet as ") and "100.64.0.7" in human[0]
+        assert human[1].strip().startswith("proxies: HTTP http://127.0.0.1:")
         tailscaled_log = st(userland, fake_env, "logs", "--tailscaled", "-n", "200").stdout
         assert "Program starting" in tailscaled_log
         assert fake_env["TS_AUTHKEY"] not in tailscaled_log
