@@ -117,10 +117,10 @@ MUTANTS: tuple[Mutant, ...] = (
         "a symlink planted at a log is never followed",
         "spacetail/log.py",
         "open_append",
-        # Both guards: since the redesign the link is removed first (unplant), so O_NOFOLLOW
-        # alone only closes the race between the two calls, which no test can provoke.
-        "os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC\n    unplant(path)\n",
-        "os.O_CREAT | os.O_CLOEXEC\n",
+        # paths.open_regular refuses a link (O_NOFOLLOW) and anything but a regular file; the
+        # bug opens the path as it is, following whatever was planted there.
+        "        return open_regular(path, flags)\n",
+        "        return os.open(path, flags, 0o600)\n",
         (f"{FAULTS}::test_symlink_at_a_log_is_not_followed",),
     ),
     Mutant(
@@ -235,10 +235,10 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "permanent-error-retried",
         "an invalid key fails at once with tailscale's words",
-        "spacetail/tailscale.py",
+        "spacetail/failures.py",
         "classify",
-        'if _PERMANENT.search(text):\n        return "permanent"',
-        'if _PERMANENT.search(text):\n        return "transient"',
+        'return "transient" if kind in RETRYABLE else "permanent"',
+        'return "transient"',
         (
             "tests/unit/test_tailscale.py::test_permanent",  # first: fails in a second, not 30
             "tests/integration/test_auth.py::test_permanent_failures_are_not_retried",
@@ -307,5 +307,23 @@ MUTANTS: tuple[Mutant, ...] = (
         "self._max_open = max_open",
         "self._max_open = max_open * 100",
         ("tests/unit/test_relay.py::test_the_257th_connection_is_closed_at_once_and_counted",),
+    ),
+    Mutant(
+        "refused-flag-retried",
+        "a command line tailscale refuses fails within 5 s naming the setting (exit 2)",
+        "spacetail/login.py",
+        "Login._judge",
+        "if failure.kind in (FailureClass.USAGE, FailureClass.LOCAL):",
+        "if False:",
+        ("tests/integration/test_fail_fast.py::test_a_refused_flag_fails_at_once_with_exit_2",),
+    ),
+    Mutant(
+        "credential-in-environ",
+        "no credential in the manager's /proc/PID/environ",
+        "spacetail/daemon.py",
+        "scrub_environ",
+        '    try:\n        with open("/proc/self/stat", "rb") as f:',
+        '    return True\n    try:\n        with open("/proc/self/stat", "rb") as f:',
+        ("tests/faults/test_attacks.py::test_no_credential_in_any_process_environment",),
     ),
 )
