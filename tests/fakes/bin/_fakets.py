@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import struct
 import sys
@@ -82,71 +83,20 @@ def record_event(event: str) -> None:
     path = os.environ.get("FAKE_TAILSCALE_EVENTS", "")
     if not path:
         return
-    try:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(f"{event}\n")
-    except OSError as err:
-        log(f"fake: cannot record event {event!r} in {path}: {err}")
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(f"{event}\n")
 
 
-_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "\u00b5s": 1e-6,
-    "\u03bcs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
+_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0,
+          "m": 60.0, "h": 3600.0}  # fmt: skip
+_DURATION_PART = r"(\d+\.?\d*|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)"
 
 
 def parse_duration(text: str) -> float:
-    """Parse a Go time.Duration string ("30s", "1m30s", "250ms") into seconds."""
-    s = text
-    sign = 1.0
-    if s[:1] in ("+", "-"):
-        sign = -1.0 if s[0] == "-" else 1.0
-        s = s[1:]
-    if s == "0":
-        return 0.0
-    if not s:
+    """Parse a Go time.Duration string ("30s", "1m30s", "250ms", "0") into seconds."""
+    if text != "0" and not re.fullmatch(f"(?:{_DURATION_PART})+", text):
         raise ValueError(text)
-    total = 0.0
-    while s:
-        i = 0
-        while i < len(s) and (s[i].isdigit() or s[i] == "."):
-            i += 1
-        number, s = s[:i], s[i:]
-        if number in ("", ".") or number.count(".") > 1:
-            raise ValueError(text)
-        j = 0
-        while j < len(s) and not (s[j].isdigit() or s[j] == "."):
-            j += 1
-        unit, s = s[:j], s[j:]
-        if unit not in _UNITS:
-            raise ValueError(text)
-        total += float(number) * _UNITS[unit]
-    return sign * total
-
-
-def format_duration(seconds: float) -> str:
-    """Format seconds the way Go prints a time.Duration (enough for flag defaults)."""
-    if seconds == 0:
-        return "0s"
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    whole = int(seconds)
-    out = ""
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        out += f"{hours}h"
-    if hours or minutes:
-        out += f"{minutes}m"
-    frac = seconds - whole
-    out += f"{secs}s" if not frac else f"{secs + frac:g}s"
-    return out
+    return sum(float(n) * _UNITS[u] for n, u in re.findall(_DURATION_PART, text))
 
 
 _GO_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
@@ -259,9 +209,8 @@ class HelpRequested(Exception):
 class Flag:
     def __init__(self, name: str, kind: str, default: Any) -> None:
         self.name = name
-        self.kind = kind  # "bool", "string", "int", "duration", "port"
+        self.kind = kind  # "bool", "string", "int", "duration"
         self.value: Any = default
-        self.set = False
 
 
 class FlagSet:
@@ -276,24 +225,15 @@ class FlagSet:
     def __getitem__(self, name: str) -> Any:
         return self.flags[name].value
 
-    def was_set(self, name: str) -> bool:
-        return self.flags[name].set
-
     def _set(self, flag: Flag, value: str) -> None:
         if flag.kind == "bool":
             flag.value = parse_bool(value)
         elif flag.kind == "int":
             flag.value = int(value.replace("_", ""), 0)
-        elif flag.kind == "port":
-            port = int(value, 10)
-            if not 0 <= port <= 65535:
-                raise ValueError(value)
-            flag.value = port
         elif flag.kind == "duration":
             flag.value = parse_duration(value)
         else:
             flag.value = value
-        flag.set = True
 
     def parse(self, args: list[str]) -> list[str]:
         """Parse flags; return the remaining (non-flag) arguments."""
@@ -364,83 +304,33 @@ def die(msg: str, code: int = 1) -> NoReturn:
 # LocalAPI client (HTTP/1.1 over the unix socket)
 
 
-class LocalAPIError(Exception):
-    """The LocalAPI answered with an error status."""
-
-    def __init__(self, status: int, body: str) -> None:
-        super().__init__(body)
-        self.status = status
-        self.body = body
-
-
 class Response:
-    def __init__(self, sock: socket.socket, status: int, headers: dict[str, str], rest: bytes):
+    """A response whose head is read. We ask for `Connection: close`, so the body ends at EOF."""
+
+    def __init__(self, sock: socket.socket, rest: bytes):
         self.sock = sock
-        self.status = status
-        self.headers = headers
         self._buf = rest
 
-    def _fill(self) -> bool:
-        data = self.sock.recv(65536)
-        if not data:
-            return False
-        self._buf += data
-        return True
-
-    def _read_exact(self, n: int) -> bytes:
-        while len(self._buf) < n:
-            if not self._fill():
-                raise ConnectionError("unexpected EOF")
-        out, self._buf = self._buf[:n], self._buf[n:]
-        return out
-
-    def _read_line(self) -> bytes:
-        while b"\r\n" not in self._buf:
-            if not self._fill():
-                raise ConnectionError("unexpected EOF")
-        line, self._buf = self._buf.split(b"\r\n", 1)
-        return line
-
-    def chunks(self) -> Iterator[bytes]:
-        if self.headers.get("transfer-encoding", "").lower() == "chunked":
-            while True:
-                size = int(self._read_line().split(b";")[0], 16)
-                if size == 0:
-                    return
-                data = self._read_exact(size)
-                self._read_exact(2)
-                yield data
-        elif "content-length" in self.headers:
-            n = int(self.headers["content-length"])
-            if n:
-                yield self._read_exact(n)
-        else:
-            while True:
-                if self._buf:
-                    data, self._buf = self._buf, b""
-                    yield data
-                if not self._fill():
-                    return
-
     def read(self) -> bytes:
-        return b"".join(self.chunks())
+        while data := self.sock.recv(65536):
+            self._buf += data
+        return self._buf
 
     def lines(self) -> Iterator[bytes]:
-        pending = b""
-        for chunk in self.chunks():
-            pending += chunk
-            while b"\n" in pending:
-                line, pending = pending.split(b"\n", 1)
-                if line.strip():
+        """The JSON lines of the chunked watch-ipn-bus stream (the chunk sizes in between are
+        hex digits, never a JSON object)."""
+        while True:
+            while b"\n" in self._buf:
+                line, self._buf = self._buf.split(b"\n", 1)
+                if line.startswith(b"{"):
                     yield line
-        if pending.strip():
-            yield pending
+            data = self.sock.recv(65536)
+            if not data:
+                return
+            self._buf += data
 
     def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        self.sock.close()
 
 
 class ConnectFailed(Exception):
@@ -480,14 +370,7 @@ def localapi(
             sock.close()
             raise ConnectionError("LocalAPI closed the connection")
         buf += data
-    raw_head, rest = buf.split(b"\r\n\r\n", 1)
-    lines = raw_head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        k, _, v = line.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    return Response(sock, status, headers, rest)
+    return Response(sock, buf.split(b"\r\n\r\n", 1)[1])
 
 
 def localapi_json(socket_path: str, method: str, path: str, payload: Any = None) -> Any:
@@ -497,18 +380,12 @@ def localapi_json(socket_path: str, method: str, path: str, payload: Any = None)
         data = resp.read()
     finally:
         resp.close()
-    if resp.status >= 400:
-        raise LocalAPIError(resp.status, data.decode(errors="replace").strip())
     return json.loads(data) if data.strip() else None
 
 
 def tailscaled_process() -> int | None:
     """PID of a process named tailscaled (the real CLI asks ps for one), or None."""
-    try:
-        entries = sorted(int(e) for e in os.listdir("/proc") if e.isdigit())
-    except OSError:
-        return None
-    for pid in entries:
+    for pid in sorted(int(e) for e in os.listdir("/proc") if e.isdigit()):
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:
                 stat = f.read()
@@ -528,11 +405,18 @@ def on_path(program: str) -> bool:
     return False
 
 
+def nameserver() -> str:
+    """The first nameserver of /etc/resolv.conf, as Go's resolver names it in errors."""
+    with open("/etc/resolv.conf") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "nameserver":
+                return f"[{parts[1]}]:53" if ":" in parts[1] else f"{parts[1]}:53"
+    return "127.0.0.1:53"
+
+
 def env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, "") or default)
-    except ValueError:
-        return default
+    return float(os.environ.get(name, "") or default)
 
 
 # --------------------------------------------------------------------------------------------
