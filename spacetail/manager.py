@@ -229,7 +229,8 @@ class Manager(Loop):
             self.note("tailscaled's LocalAPI answers")
             self._answer_waiters()
             self.login.api_ready()
-        elif isinstance(event, ev.ApiTimeout):
+        elif isinstance(event, ev.ApiTimeout) and event.child.exit_code is None:
+            # (When tailscaled has exited, its exit event says why, in its own words.)
             self._tailscaled_failed(f"tailscaled's LocalAPI did not answer ({event.error})")
         elif isinstance(event, ev.StateChanged):
             self.login.on_state(event.state)

@@ -207,3 +207,28 @@ def test_a_wait_is_answered_when_the_node_runs(bed: Bed, tmp_path: Path) -> None
     finally:
         client.close()
         server_end.close()
+
+
+def test_the_exit_explains_a_tailscaled_that_refused_its_command_line(tmp_path: Path) -> None:
+    """The watcher may report "no LocalAPI" before the reaper reports the exit: the exit,
+    with tailscaled's own words, is what the user must read (and its exit code 2)."""
+    bed = Bed(tmp_path, TS_TAILSCALED_EXTRA_ARGS="--no-such-flag")
+    try:
+        _refused(bed)
+    finally:
+        bed.close()
+
+
+def _refused(bed: Bed) -> None:
+    td = bed.tailscaled
+    bed.m.launch.paths.tailscaled_log.write_text(
+        "flag provided but not defined: -no-such-flag\nUsage of tailscaled:\n"
+    )
+    td.exit(2)
+    bed.m.handle(ev.ApiTimeout(td, "connection refused"))
+    assert phase(bed.m.login) is Phase.STARTING  # not judged on the watcher's word
+    bed.m.handle(ev.ChildExited(td, 2))
+    failure = bed.m.login.failure
+    assert failure is not None and failure.exit_code == 2
+    assert failure.setting == "TS_TAILSCALED_EXTRA_ARGS"
+    assert (bed.m.login.reason or "").startswith("flag provided but not defined: -no-such-flag")
