@@ -250,7 +250,8 @@ def fake_bindir() -> Iterator[Path]:
 
 
 def base_env(bindir: Path, work: Path) -> dict[str, str]:
-    # /usr/bin/python3 is what `python3` must be for uid 1983 (/root/.pyenv is not readable).
+    # /usr/bin/python3 is what `python3` must be for uid 1983 (another Python may live in a
+    # folder uid 1983 cannot read).
     return {"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(work), "LANG": "C.UTF-8"}
 
 
