@@ -34,6 +34,7 @@ from spacetail.login import Login, Phase
 from spacetail.loop import Loop
 from spacetail.paths import Paths
 from spacetail.proxyenv import clean_saved_envs
+from spacetail.relay import forwards
 from spacetail.report import last_words
 from spacetail.tailscale import Binaries, LocalAPI, clean_env, logout_argv, tailscaled_argv
 from spacetail.tailscaled import (
@@ -126,13 +127,7 @@ class Manager(Loop):
         self.shutdown_on_failure = True  # a login that never succeeded leaves nothing running
         self._socket_ino = statedir.inode(self.paths.control_socket)
         self._preexec = die_with_parent(os.getpid())
-        self.forwarder = None
-        if launch.forward_listeners:  # imported only when there is one: up --no-wait waits for it
-            from spacetail.relay import forwarder_through_tailscale
-
-            self.forwarder = forwarder_through_tailscale(
-                cfg, launch.forward_listeners, self.api, self.note
-            )
+        self.forwarder = forwards(cfg, launch.forward_listeners, self.api, self.note)
 
     # --- plumbing -------------------------------------------------------------------------
 

@@ -289,11 +289,13 @@ class _Loop:
         self.o._wake_w.close()
 
 
-def forwarder_through_tailscale(
+def forwards(
     cfg: Config, listeners: Sequence[socket.socket], api: LocalAPI, log: Callable[[str], None]
-) -> Forwarder:
-    """The manager's forwards: dialing through tailscaled's SOCKS5 proxy, and asking tailscale's
-    resolver for names the proxy cannot resolve (split DNS, tailscale#4677)."""
+) -> Forwarder | None:
+    """The manager's forwards, if it has any: dialing through tailscaled's SOCKS5 proxy, and
+    asking tailscale's resolver for names the proxy cannot resolve (split DNS, tailscale#4677)."""
+    if not listeners:
+        return None
     from spacetail.nc import tailnet_resolver
     from spacetail.socks5 import Dialer
 
