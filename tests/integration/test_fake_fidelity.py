@@ -525,11 +525,22 @@ def test_real_and_fake_unreachable_login_server(real: Kit, fake: Kit) -> None:
     assert reference["returncode"] == 1
 
 
+def _answers(sock: Path) -> bool:
+    try:
+        status(sock)
+    except (OSError, ValueError, AssertionError):
+        return False
+    return True
+
+
 @pytest.mark.real
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_real_and_fake_exit_cleanly_on_signal(real: Kit, fake: Kit, sig: signal.Signals) -> None:
     for kit in (real, fake):
         d = kit.start()
+        # The socket file exists a moment before the daemon has taken over its signals: wait
+        # until it answers, or a fast signal finds the default action (-15) instead.
+        wait_for(lambda d=d: _answers(d.sock), 10, f"{kit.name} LocalAPI")  # type: ignore[misc]
         d.proc.send_signal(sig)
         assert d.proc.wait(timeout=10) == 0
         assert not d.sock.exists()
