@@ -76,6 +76,12 @@ def last_words(m: Manager, never_ran: bool) -> dict[str, Any]:
         else None,
         "failure": failure,
         "manager_pid": os.getpid(),
+        # What `up` needs when the manager failed before `up` could ask it (a refused flag
+        # fails in milliseconds): the same verdict a wait reply carries.
+        "login_reason": login.reason,
+        "setting": login.failure.setting if login.failure else None,
+        "exit_code": login.failure.exit_code if login.failure else None,
+        "tailscaled_log_offset": m.tailscaled_log_offset,
     }
 
 

@@ -226,10 +226,7 @@ def _await_manager(
             {"cmd": "wait", "until": until, "timeout": timeout}, timeout=timeout + 5
         )
     except control.ControlUnavailable as exc:
-        detail = tail(paths.manager_log, 3)
-        reply = {"ok": False, "reason": f"the manager stopped answering ({exc})"}
-        if detail:
-            reply["reason"] += f"; its log ends with:\n{indent(detail, 4)}"
+        reply = _last_words(paths, joined) or _no_answer(paths, exc)
     if reply.get("ok"):
         return reply
     reason = reply.get("reason") or (
@@ -251,6 +248,34 @@ def _await_manager(
     failed = OperationFailed(message)
     failed.exit_code = int(reply.get("exit_code") or 1)  # 2: a setting of the user's
     raise failed
+
+
+def _last_words(paths: Paths, joined: Joined) -> dict[str, Any] | None:
+    """A manager that failed before this `up` could ask it (a refused flag fails within
+    milliseconds) left its verdict in last-stop.json as it exited: read it as its answer."""
+    handle = ProvenProcess.open(joined.ident) if joined.ident else None
+    if handle is not None:
+        with handle:
+            handle.wait(NEVER_RAN_EXIT)
+    last, _garbage = statedir.read_record(paths.last_stop)
+    if not last or joined.ident is None or last.get("manager_pid") != joined.ident.pid:
+        return None
+    return {
+        "ok": False,
+        "reason": last.get("login_reason") or last.get("reason"),
+        "advice": last.get("advice"),
+        "setting": last.get("setting"),
+        "exit_code": last.get("exit_code"),
+        "tailscaled_log_offset": last.get("tailscaled_log_offset"),
+    }
+
+
+def _no_answer(paths: Paths, exc: Exception) -> dict[str, Any]:
+    reason = f"the manager stopped answering ({exc})"
+    detail = tail(paths.manager_log, 3)
+    if detail:
+        reason += f"; its log ends with:\n{indent(detail, 4)}"
+    return {"ok": False, "reason": reason}
 
 
 def _stop_started(paths: Paths, joined: Joined, out: TextIO) -> None:
