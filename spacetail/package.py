@@ -43,9 +43,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
-
-
 def _network_reason(reason: object) -> str:
     """An OSError's words without its errno prefix, and what they usually mean."""
     if isinstance(reason, socket.gaierror):
@@ -62,7 +59,9 @@ def _network_advice(url: str) -> str:
     else:
         fix = "check --base-url, or use the spacetail runner image"
     # A proxy variable saved by an earlier phase may point at a proxy that is gone.
-    proxies = [v for v in _PROXY_VARS if os.environ.get(v)]
+    from spacetail.proxyenv import NAMES
+
+    proxies = [v for v in NAMES if os.environ.get(v)]
     return f"{proxies[0]} is set: unset it if that proxy is gone, or {fix}" if proxies else fix
 
 
