@@ -1,0 +1,164 @@
+"""The status contract without processes: the typed records, their JSON both ways, the schema
+that documents every key, and the shape of the package (no import cycle)."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from spacetail.identity import ProcessIdentity
+from spacetail.phases import Phase
+from spacetail.status import SCHEMA, Forward, LastStop, Node, Problem, Proxies, Status
+from tests.status_contract import SCHEMA as SCHEMA_FILE
+from tests.status_contract import state_of, validate
+
+PACKAGE = Path(__file__).resolve().parents[2] / "spacetail"
+
+
+def connected() -> Status:
+    return Status(
+        running=True,
+        state_dir="/w/.spacetail",
+        version="0.1.0",
+        phase=Phase.RUNNING,
+        connected=True,
+        node=Node(backend_state="Running", tailscale_ips=("100.64.0.7",), hostname="ci"),
+        proxies=Proxies(http="http://127.0.0.1:8080", socks5="socks5://127.0.0.1:1080"),
+        manager_pid=42,
+        manager=ProcessIdentity(42, 7, "boot", "pid:[1]", "host/mnt:[2]"),
+        forwards=(Forward(listen="127.0.0.1:5432", target="db:5432", open=1, total=3),),
+    )
+
+
+def test_every_key_is_in_the_schema_and_the_schema_has_no_other() -> None:
+    schema = json.loads(SCHEMA_FILE.read_text())
+    keys = set(Status().to_json())
+    assert set(schema["properties"]) == keys
+    assert set(schema["required"]) == keys  # every key, always: null when unknown
+    assert schema["properties"]["schema"]["const"] == SCHEMA
+    phases = set(schema["properties"]["phase"]["enum"]) - {None}
+    assert phases == {p.value for p in Phase}
+    forward_keys = set(schema["properties"]["forwards"]["items"]["properties"])
+    assert forward_keys == set(Forward(listen="a", target="b").to_json())
+    last = schema["$defs"]["last_stop"]["oneOf"][1]["properties"]
+    assert set(last) == set(LastStop(at="t", reason="r").to_json())
+
+
+@pytest.mark.parametrize(
+    ("status", "state"),
+    [
+        (connected(), "connected"),
+        (connected().replace(connected=False, phase=Phase.LOGIN), "logging in"),
+        (connected().replace(connected=False, phase=Phase.FAILED,
+                             login=Problem(reason="r", advice="a", exit_code=1)), "failed"),
+        (Status(state_dir="/w"), "stopped"),
+        (Status(state_dir="/w", last_stop=LastStop(at="t", reason="r", failure=True)), "stopped"),
+        (Status(state_dir="/w", stale="files of manager pid 9 (pid 9 has exited)"), "stale"),
+        (connected().replace(foreign=True, problem="another container"), "foreign"),
+    ],
+)  # fmt: skip
+def test_each_state_validates_and_reads_back(status: Status, state: str) -> None:
+    data = validate(json.loads(json.dumps(status.to_json())))
+    assert state_of(data) == state
+    assert Status.from_json(data) == status
+
+
+def test_the_keys_scripts_read_stay_flat_and_named_as_before() -> None:
+    data = connected().replace(login=Problem(reason="why", advice="do")).to_json()
+    assert data["backend_state"] == "Running" and data["tailscale_ips"] == ["100.64.0.7"]
+    assert data["reason"] == "why" and data["advice"] == "do" and data["phase"] == "running"
+    assert data["proxies"] == {"http": "http://127.0.0.1:8080", "socks5": "socks5://127.0.0.1:1080"}
+    failed = Status(last_stop=LastStop(at="t", reason="r", failure=True)).to_json()
+    assert failed["last_failure"]["reason"] == "r" and failed["last_stop"] is None
+    assert Status.from_json(failed).last_stop is not None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"restarts": True}, "Status.restarts: expected int"),
+        ({"running": 1}, "Status.running: expected bool"),
+        ({"tailscale_ips": "100.1.1.1"}, "Node.tailscale_ips: expected a list"),
+        ({"phase": "dancing"}, "'dancing' is not a Phase"),
+        ({"proxies": {"http": "x"}}, "Proxies: socks5 is missing"),
+        ({"forwards": [{"listen": 1, "target": "x"}]}, "Forward.listen: expected str"),
+        ({"schema": 0}, "unknown schema 0"),
+    ],
+)
+def test_a_reply_that_is_not_a_status_is_refused_whole(
+    change: dict[str, object], message: str
+) -> None:
+    data = {**connected().to_json(), **change}
+    with pytest.raises(ValueError, match=message):
+        Status.from_json(data)
+
+
+def test_a_newer_or_older_reply_is_read_for_what_it_shares() -> None:
+    data = connected().to_json()
+    data["a_later_field"] = {"anything": 1}  # a newer manager: ignored
+    del data["uptime"]  # an older one: the default
+    read = Status.from_json(data)
+    assert read.uptime is None and read.node.tailscale_ips == ("100.64.0.7",)
+
+
+def test_records_are_keyword_only_immutable_and_compare_by_value() -> None:
+    with pytest.raises(TypeError):
+        Node("Running")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="has no field 'nope'"):
+        Node(nope=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="needs 'listen'"):
+        Forward(target="x")  # type: ignore[call-arg]
+    node = Node(backend_state="Running")
+    with pytest.raises(AttributeError, match="immutable"):
+        node.backend_state = "Stopped"  # type: ignore[misc]
+    assert node == Node(backend_state="Running") and hash(node) == hash(node.replace())
+    assert node != Node(backend_state="Stopped") and node != Problem()
+
+
+def test_no_import_cycle_among_spacetail_modules() -> None:
+    """Read every import (top-level, deferred and for typing alike) and look for a cycle."""
+    graph: dict[str, set[str]] = {}
+    for path in PACKAGE.glob("*.py"):
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "spacetail":
+                deps |= {a.name for a in node.names if (PACKAGE / f"{a.name}.py").exists()}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("spacetail."):
+                deps.add(str(node.module).split(".")[1])
+            elif isinstance(node, ast.Import):
+                deps |= {
+                    a.name.split(".")[1] for a in node.names if a.name.startswith("spacetail.")
+                }
+        graph[path.stem] = deps - {path.stem}
+    cycle = _find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, str] = {}
+    stack: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        state[module] = "open"
+        stack.append(module)
+        for dep in sorted(graph.get(module, ())):
+            if state.get(dep) == "open":
+                return [*stack[stack.index(dep) :], dep]
+            if dep not in state and (found := visit(dep)):
+                return found
+        stack.pop()
+        state[module] = "done"
+        return None
+
+    for module in sorted(graph):
+        if module not in state and (found := visit(module)):
+            return found
+    return None
+
+
+def test_the_cycle_finder_finds_one() -> None:
+    assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _find_cycle({"a": {"b"}, "b": set()}) is None
