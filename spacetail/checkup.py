@@ -276,6 +276,6 @@ def manager_status(env: Mapping[str, str]) -> dict[str, Any] | None:
     from spacetail.paths import Paths
 
     try:
-        return client.status(Paths.from_env(env))
+        return client.status(Paths.from_env(env)).to_json()
     except (SpacetailError, OSError):
         return None

@@ -64,10 +64,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     reply = up(cfg, _paths(args), os.environ, wait=not args.no_wait, interruptible=True)
-    if args.env:
+    if args.env and reply.proxies is not None:
         from spacetail.proxyenv import export_lines
 
-        sys.stdout.write(export_lines(reply["proxies"]))
+        sys.stdout.write(export_lines(reply.proxies.to_json()))
     return 0
 
 
@@ -88,8 +88,8 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
     cfg = _config(args, need_auth=False)
     reply = client.wait(_paths(args), cfg.timeout, cfg.peers)
-    ips = ", ".join(reply.get("tailscale_ips") or [])
-    _say(f"the tailnet is usable ({reply.get('hostname')}, {ips})")
+    ips = ", ".join(reply.node.tailscale_ips)
+    _say(f"the tailnet is usable ({reply.node.hostname}, {ips})")
     return 0
 
 
@@ -100,7 +100,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         import json
 
-        print(json.dumps(result, indent=2, sort_keys=True))
+        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
         return 0
     from spacetail.report import describe
 
@@ -116,10 +116,10 @@ def cmd_env(args: argparse.Namespace) -> int:
         sys.stdout.write(unset_lines())
         return 0
     result = client.status(_paths(args))
-    proxies = result.get("proxies")
-    if not proxies:
-        cfg = _config(args, need_auth=False)
-        proxies = cfg.proxies
+    if result.proxies is not None:
+        proxies = result.proxies.to_json()
+    else:
+        proxies = _config(args, need_auth=False).proxies
         _say("no manager runs here: these are the addresses `spacetail up` would use")
     sys.stdout.write(export_lines(proxies))
     return 0

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from spacetail import control, statedir
 from spacetail.errors import OperationFailed
-from spacetail.identity import ProvenProcess
+from spacetail.identity import ProvenProcess, terminate
 from spacetail.paths import Paths, check_private_dir
 from spacetail.statedir import Probe
+from spacetail.status import LastStop, Proxies, Status
 
 TYPE_CHECKING = False  # keeps typing and config out of `spacetail status`
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ def stop_manager(paths: Paths, p: Probe, *, logout: bool | None, out: TextIO) ->
             closed = True  # it went away between the probe and the request
         if handle is not None and not handle.wait(STOPPING_GRACE):
             say(out, f"manager pid {handle.ident.pid} did not exit after stopping; terminating it")
-            statedir.terminate(handle, 2.0)
+            terminate(handle, 2.0)
         elif handle is None and not closed:
             raise OperationFailed(
                 f"{p.describe_foreign() if p.foreign else 'the manager'} was asked to stop and "
@@ -78,7 +79,7 @@ def stop_unanswering(paths: Paths, p: Probe, out: TextIO) -> None:
         if handle.wait(STOPPING_GRACE):
             return
         say(out, f"manager pid {handle.ident.pid} does not answer; terminating it")
-        statedir.terminate(handle, 3.0)
+        terminate(handle, 3.0)
 
 
 def down(
@@ -88,20 +89,20 @@ def down(
     from spacetail.proxyenv import clean_saved_env, saved_env_files
 
     done: list[str] = []
-    proxies: dict[str, str] | None = None
+    proxies: Proxies | None = None
     if paths.root.is_dir():
         check_private_dir(paths.root, paths.setting)
         with statedir.control_lock(paths, best_effort=True) as locked:
             if not locked:
                 done.append(f"could not lock {paths.ctl_lock} (read-only?); went on without")
             p = statedir.probe(paths)
-            proxies = (p.status or p.record or {}).get("proxies")
+            proxies = p.status.proxies if p.status else _recorded_proxies(p.record)
             if p.answering and p.status is not None:
                 stop_manager(paths, p, logout=logout, out=out)
                 if p.foreign:
                     done.append(f"asked {p.describe_foreign()} to stop; it has")
                 else:
-                    done.append(f"stopped manager pid {p.status['manager_pid']} and tailscaled")
+                    done.append(f"stopped manager pid {p.status.manager_pid} and tailscaled")
                 p = statedir.probe(paths)
             if p.lock_held:
                 stop_unanswering(paths, p, out)
@@ -111,23 +112,30 @@ def down(
                 done.append(f"removed stale {p.describe_stale()}: {', '.join(removed)}")
             statedir.remove_file(paths.last_stop)
     for path in saved_env_files(env):
-        count = clean_saved_env(path, proxies or _default_proxies())
+        count = clean_saved_env(path, (proxies or _default_proxies()).to_json())
         if count:
             done.append(f"removed {count} proxy line(s) from {path.name}")
     return done
 
 
-def _default_proxies() -> dict[str, str]:
+def _recorded_proxies(record: dict[str, Any] | None) -> Proxies | None:
+    try:
+        return Proxies.from_json((record or {}).get("proxies"))
+    except ValueError:
+        return None
+
+
+def _default_proxies() -> Proxies:
     from spacetail.config import DEFAULT_HTTP_PROXY, DEFAULT_SOCKS5
 
-    return {"http": f"http://{DEFAULT_HTTP_PROXY}", "socks5": f"socks5://{DEFAULT_SOCKS5}"}
+    return Proxies(http=f"http://{DEFAULT_HTTP_PROXY}", socks5=f"socks5://{DEFAULT_SOCKS5}")
 
 
 # --- status and wait ----------------------------------------------------------------------
 
 
-def status(paths: Paths) -> dict[str, Any]:
-    """One JSON-able object; works, and says so, when nothing runs."""
+def status(paths: Paths) -> Status:
+    """What runs here; works, and says so, when nothing runs."""
     try:
         exists = paths.root.is_dir()
     except PermissionError:
@@ -136,76 +144,81 @@ def status(paths: Paths) -> dict[str, Any]:
         check_private_dir(paths.root, paths.setting)
     p = statedir.probe(paths) if exists else statedir.NOTHING
     if p.status is not None:
-        result = dict(p.status)
-        result.pop("ok", None)
-        if p.foreign:
-            result["foreign"] = True
-            result["problem"] = (
+        if not p.foreign:
+            return p.status
+        return p.status.replace(
+            foreign=True,
+            problem=(
                 f"{p.describe_foreign()}: its proxies and PIDs are not this container's; "
                 "`spacetail down` asks it to stop"
-            )
-        return result
-    result = {
-        "running": False,
-        "backend_state": None,
-        "tailscale_ips": [],
-        "hostname": None,
-        "manager_pid": None,
-        "proxies": None,
-        "state_dir": str(paths.root),
-    }
-    last, _garbage = statedir.read_record(paths.last_stop) if exists else (None, False)
-    if last is not None:
-        result["last_failure" if last.get("failure") else "last_stop"] = last
+            ),
+        )
+    problem = stale = None
     if p.lock_held:
-        result["problem"] = "a manager holds the lock but does not answer"
+        problem = "a manager holds the lock but does not answer"
     elif p.record is not None or p.record_garbage or paths.control_socket.exists():
-        result["stale"] = p.describe_stale() + "; `spacetail down` or `up` cleans them"
-    return result
+        stale = p.describe_stale() + "; `spacetail down` or `up` cleans them"
+    return Status(
+        running=False,
+        state_dir=str(paths.root),
+        problem=problem,
+        stale=stale,
+        last_stop=read_last_stop(paths) if exists else None,
+    )
 
 
-def wait(paths: Paths, timeout: float, peers: tuple[str, ...] = ()) -> dict[str, Any]:
+def read_last_stop(paths: Paths) -> LastStop | None:
+    last, _garbage = statedir.read_record(paths.last_stop)
+    try:
+        return LastStop.from_json(last) if last is not None else None
+    except ValueError:
+        return None  # not a record of ours: nothing to report
+
+
+def wait(paths: Paths, timeout: float, peers: tuple[str, ...] = ()) -> Status:
     deadline = time.monotonic() + timeout
     try:
-        reply = control.ControlClient(paths.control_socket).request(
+        answer = control.ControlClient(paths.control_socket).request(
             {"cmd": "wait", "until": "running", "timeout": timeout}, timeout=timeout + 5
         )
-    except control.ControlUnavailable:
+        reply = Status.from_json(answer)
+    except (control.ControlUnavailable, ValueError):
         record, garbage = statedir.read_record(paths.record)
         stale = ""
         if record is not None or garbage:
             stale = f" (only stale {Probe(None, record, garbage, False).describe_stale()})"
-        last, _garbage = statedir.read_record(paths.last_stop)
+        last = read_last_stop(paths)
         if last is not None:
-            stale += f"; the last one stopped at {last.get('at')}: {last.get('reason')}"
+            stale += f"; the last one stopped at {last.at}: {last.reason}"
         raise OperationFailed(
             f"no manager runs for {paths.root}{stale}; run `spacetail up` first"
         ) from None
-    if not Probe(reply, None, False, True).foreign and not reply.get("ok"):
-        if reply.get("timed_out"):
-            raise OperationFailed(
-                f"timed out after {timeout:g}s: tailscale is {reply.get('backend_state')} "
-                f"({reply.get('reason') or 'still logging in'})"
-            )
-        raise OperationFailed(f"the tailnet is not usable: {reply.get('reason')}")
-    if Probe(reply, None, False, True).foreign:
+    probe = Probe(reply, None, False, True)
+    if probe.foreign:
         raise OperationFailed(
-            f"{Probe(reply, None, False, True).describe_foreign()}: its tailnet is not reachable "
+            f"{probe.describe_foreign()}: its tailnet is not reachable "
             "from this container; set SPACETAIL_DIR to a folder of this phase's own"
         )
+    if answer.get("ok") is not True:
+        if answer.get("timed_out") is True:
+            raise OperationFailed(
+                f"timed out after {timeout:g}s: tailscale is {reply.backend_state} "
+                f"({reply.login.reason or 'still logging in'})"
+            )
+        raise OperationFailed(f"the tailnet is not usable: {reply.login.reason}")
     if peers:
         wait_for_peers(reply, peers, deadline)
     return reply
 
 
-def wait_for_peers(reply: dict[str, Any], peers: tuple[str, ...], deadline: float) -> None:
+def wait_for_peers(reply: Status, peers: tuple[str, ...], deadline: float) -> None:
     """Until each peer answers `tailscale ping` (a relayed answer counts)."""
     import subprocess
 
     from spacetail.tailscale import ping_argv
 
-    tailscale = Path(str(reply.get("tailscale")))
-    sock = Path(str(reply.get("tailscaled_socket")))
+    tailscale = Path(str(reply.tailscale))
+    sock = Path(str(reply.tailscaled_socket))
     from spacetail.tailscale import Binaries
 
     binaries = Binaries(tailscale, tailscale)

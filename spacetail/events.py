@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from spacetail.status import Node
+
 
 class ChildProcess(Protocol):
     """What the manager needs of a child: spacetail.children.Child, or a test's fake."""
@@ -63,4 +65,13 @@ class ErrMessage:
     text: str
 
 
-Event = ChildExited | ApiReady | ApiTimeout | StateChanged | BusClosed | ErrMessage
+@dataclass(frozen=True)
+class NodeRead:
+    """What a read of tailscale's status (begun at READ_AT) found."""
+
+    child: ChildProcess
+    node: Node
+    read_at: float
+
+
+Event = ChildExited | ApiReady | ApiTimeout | StateChanged | BusClosed | ErrMessage | NodeRead

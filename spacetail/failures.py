@@ -26,6 +26,7 @@ class FailureClass(enum.Enum):
     TIMEOUT_STARTING = "timeout-starting"  # not Running in time, with no reason given
     WIF_REJECTED = "wif-rejected"
     EXPIRED = "expired"
+    TAILSCALED_LOST = "tailscaled-lost"  # it kept exiting: restarted as often as allowed
     UNKNOWN = "unknown"
 
 
@@ -174,6 +175,10 @@ _ADVICE = {
         "identity's issuer and subject (`spacetail doctor` prints the token's)"
     ),
     FailureClass.EXPIRED: "the auth key has expired: create a new one and update TS_AUTHKEY",
+    FailureClass.TAILSCALED_LOST: (
+        "tailscaled kept exiting: `spacetail logs --tailscaled` shows why; `spacetail doctor` "
+        "checks the binaries and the ports"
+    ),
     FailureClass.UNKNOWN: "see tailscaled's lines below, or run `spacetail doctor`",
 }
 
@@ -422,14 +427,6 @@ def login_error(health: list[str]) -> str | None:
         if m:
             return m.group(1).strip()
     return None
-
-
-def classify(text: str) -> str:
-    """'permanent', 'transient' or 'unknown', from tailscale's own words."""
-    kind = classify_line(text)
-    if kind is FailureClass.UNKNOWN:
-        return "unknown"
-    return "transient" if kind in RETRYABLE else "permanent"
 
 
 def advice(text: str) -> str:

@@ -9,7 +9,15 @@ import socket
 
 TYPE_CHECKING = False  # typing costs `spacetail status` milliseconds; mypy still sees this block
 if TYPE_CHECKING:
-    from typing import Any
+    from collections.abc import Callable
+    from typing import Any, Protocol
+
+    class Stoppable(Protocol):
+        """A child of ours, or a process proven to be the one a record names."""
+
+        def signal(self, signum: int) -> object: ...
+
+        def wait(self, timeout: float) -> bool: ...
 
 
 def _read(path: str) -> str:
@@ -221,6 +229,24 @@ class ProvenProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def terminate(
+    proc: Stoppable,
+    grace: float,
+    *,
+    note: Callable[[str], None] | None = None,
+    name: str = "the process",
+) -> bool:
+    """SIGTERM, GRACE seconds, then SIGKILL: to a child of ours or a proven process only (both
+    refuse a PID that may have been recycled). True when it is gone."""
+    proc.signal(signal.SIGTERM)
+    if proc.wait(grace):
+        return True
+    if note is not None:
+        note(f"{name} did not stop within {grace:g}s of SIGTERM: SIGKILL")
+    proc.signal(signal.SIGKILL)
+    return proc.wait(5.0)
 
 
 SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh", "ksh", "mksh", "fish", "busybox"})

@@ -1,15 +1,38 @@
-"""When a manager must end by itself: the phase's shell has exited (seen through a pidfd the
-moment it happens, or by its start time twice a second where the kernel has no pidfds), or the
-maximum lifetime is reached, so that nothing can hold a run until Spacelift's timeout."""
+"""Why a manager ends (`Ending`: a named cause and its words), and the two endings it watches for
+by itself: the phase's shell has exited (seen through a pidfd the moment it happens, or by its
+start time twice a second where the kernel has no pidfds), or the maximum lifetime is reached,
+so that nothing can hold a run until Spacelift's timeout."""
 
 from __future__ import annotations
 
+import enum
 import selectors
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from spacetail.identity import ProcessIdentity
 
 SHELL_POLL = 0.5
+
+
+class Cause(enum.Enum):
+    SHELL_EXITED = "shell-exited"
+    MAX_LIFETIME = "max-lifetime"
+    DOWN = "down"  # `spacetail down` asked
+    SIGNAL = "signal"
+    LOGIN_FAILED = "login-failed"  # a login that never succeeded leaves nothing running
+    INTERNAL_ERROR = "internal-error"
+
+
+@dataclass(frozen=True)
+class Ending:
+    cause: Cause
+    text: str  # what the log and last-stop.json say
+
+    @property
+    def failure(self) -> bool:
+        """An end the user must hear about: `status` and `wait` report it as a failure."""
+        return self.cause in (Cause.LOGIN_FAILED, Cause.INTERNAL_ERROR, Cause.MAX_LIFETIME)
 
 
 class Lifetime:
@@ -29,7 +52,7 @@ class Lifetime:
         self._shell_ident = ProcessIdentity.of(shell_pid) if polled and shell_pid else None
         self._next_check = clock() if self._shell_ident else None
 
-    def register(self, sel: selectors.BaseSelector, on_end: Callable[[str], None]) -> None:
+    def register(self, sel: selectors.BaseSelector, on_end: Callable[[Ending], None]) -> None:
         if self.shell_pidfd is not None:
             fd = self.shell_pidfd
 
@@ -39,8 +62,8 @@ class Lifetime:
 
             sel.register(fd, selectors.EVENT_READ, shell_exited)
 
-    def shell_gone(self) -> str:
-        return f"the phase's shell (pid {self.shell_pid}) exited"
+    def shell_gone(self) -> Ending:
+        return Ending(Cause.SHELL_EXITED, f"the phase's shell (pid {self.shell_pid}) exited")
 
     def describe(self) -> str:
         watching = f"shell pid {self.shell_pid}" if self.shell_pid else "no shell"
@@ -53,12 +76,14 @@ class Lifetime:
     def next_deadline(self) -> float | None:
         return min((t for t in (self.deadline, self._next_check) if t is not None), default=None)
 
-    def check(self, now: float) -> str | None:
+    def check(self, now: float) -> Ending | None:
         """The reason to stop now, if there is one (each is given once)."""
         if self.deadline is not None and now >= self.deadline:
             self.deadline = None
             lifetime = f"{self.max_lifetime:.0f}s"
-            return f"reached its max lifetime ({lifetime}, SPACETAIL_MAX_LIFETIME)"
+            return Ending(
+                Cause.MAX_LIFETIME, f"reached its max lifetime ({lifetime}, SPACETAIL_MAX_LIFETIME)"
+            )
         if self._next_check is not None and now >= self._next_check:
             self._next_check = now + SHELL_POLL
             if self._shell_ident is not None and not self._shell_ident.alive():

@@ -1,68 +1,41 @@
 """The login state machine: `tailscale up` attempts until tailscale reports Running, retried with
 jittered backoff inside one deadline, failed at once on what retrying cannot fix.
 
-It decides; it does not wait. The manager feeds it events (tailscaled's LocalAPI answers, a state
-change, an attempt's exit) and the time, and it answers by starting or stopping an attempt and by
-calling back `succeeded` or `failed`. The clock, the process factory and the LocalAPI are passed
-in, so its decisions are tested with scripted events and a fake clock, without processes."""
+It decides; it never waits. The manager feeds it events (tailscaled's LocalAPI answers, a state
+change, what the status reader last saw, an attempt's exit) and the time, and it answers by
+starting or stopping an attempt, by asking for a fresh read, and by calling back `succeeded` or
+`failed`. Its phase changes in one method, `change`, against the table in phases.py. The clock
+and the process factory are passed in, so its decisions are tested with scripted events and a
+fake clock, without processes."""
 
 from __future__ import annotations
 
 import contextlib
-import enum
 import os
 import random
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from spacetail import statedir
+from spacetail import phases, statedir
 from spacetail.config import Config
 from spacetail.events import ChildProcess
-from spacetail.failures import (
-    Failure,
-    FailureClass,
-    Program,
-    classify,
-    diagnose,
-    diagnose_for,
-    login_error,
-)
+from spacetail.failures import Failure, FailureClass, Program, diagnose, diagnose_for, login_error
 from spacetail.log import redact
 from spacetail.paths import Paths
-from spacetail.tailscale import (
-    Binaries,
-    LocalAPIError,
-    secret_payload,
-    summarize,
-)
+from spacetail.phases import Phase
+from spacetail.status import Node, Problem
+from spacetail.tailscale import Binaries, secret_payload
 from spacetail.tailscale import up_argv as build_up_argv
 
-HEALTH_POLL = 0.25
-API_TIMEOUT = 0.15  # the LocalAPI answers in a millisecond; longer means it is stuck
 MAX_ATTEMPT_SECONDS = 30.0
 STOP_WAIT = 0.2
-
-
-class Phase(enum.Enum):
-    """Where the manager stands; the value is what `status` shows."""
-
-    STARTING = "starting"  # tailscaled is starting (or restarting)
-    LOGIN = "login"  # a `tailscale up` attempt runs
-    BACKOFF = "backoff"  # waiting before the next attempt
-    RUNNING = "running"
-    FAILED = "failed"
-    STOPPING = "stopping"
-
-    @property
-    def logging_in(self) -> bool:
-        return self in (Phase.STARTING, Phase.LOGIN, Phase.BACKOFF)
-
-
-class StatusAPI(Protocol):
-    def status(self, timeout: float = 2.0) -> dict[str, Any]: ...
+# A failed attempt is judged with tailscale's own word on it, which a fresh read of its health
+# brings within milliseconds; a tailscaled too stuck to answer this soon is judged without.
+FRESH_READ_WAIT = 0.3
+SAME_ERROR_PATIENCE = 2.0  # an error that was already there may be old news: wait this long
 
 
 class Outcome(Protocol):
@@ -72,7 +45,7 @@ class Outcome(Protocol):
 
     def succeeded(self) -> None: ...
 
-    def failed(self, reason: str) -> None: ...
+    def failed(self, failure: Failure) -> None: ...
 
 
 SpawnUp = Callable[[list[str]], ChildProcess]
@@ -90,6 +63,17 @@ class Attempt:
     abort_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class Ended:
+    """A failed attempt waiting for a read of tailscale's health that began after it ended."""
+
+    attempt: Attempt
+    code: int
+    output: str
+    at: float
+    judge_by: float
+
+
 class Login:
     def __init__(
         self,
@@ -97,46 +81,68 @@ class Login:
         paths: Paths,
         binaries: Binaries,
         *,
-        api: StatusAPI,
         spawn: SpawnUp,
         outcome: Outcome,
         clock: Callable[[], float],
+        refresh: Callable[[], None] = lambda: None,
         jitter: Callable[[float, float], float] = random.uniform,
         deadline: float | None = None,
     ) -> None:
         self.cfg = cfg
         self.paths = paths
         self.binaries = binaries
-        self.api = api
         self.spawn = spawn
         self.outcome = outcome
         self.clock = clock
+        self.refresh = refresh  # ask the status reader for a fresh read, now
         self.jitter = jitter
-        self.phase = Phase.STARTING
+        self._phase = Phase.STARTING
         self.deadline = deadline if deadline is not None else clock() + cfg.timeout
         self.backend_state: str | None = None
-        self.reason: str | None = None
-        self.failure: Failure | None = None  # the verdict, once FAILED
+        self.last_error: str | None = None  # tailscale's last login error, as last read
+        self.problem: Failure | None = None  # what last went wrong; once FAILED, the verdict
         self.attempts = 0
         self.running_since: float | None = None
         self.attempt: Attempt | None = None
+        self.ended: Ended | None = None
         self.retry_at: float | None = None
-        self.next_health_poll: float | None = None
         self.halted = False
-        self.last_error: str | None = None  # tailscale's last login error, as last read
+
+    @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    def change(self, new: Phase) -> None:
+        """The one way the phase changes; a move the table does not allow raises."""
+        phases.check(self._phase, new)
+        self._phase = new
+
+    def report(self) -> Problem:
+        """What the status says of the login: the last problem, and the verdict's advice."""
+        p = self.problem
+        if p is None:
+            return Problem()
+        if self._phase is not Phase.FAILED:
+            return Problem(reason=p.line)
+        return Problem(reason=p.line, advice=p.advice, setting=p.setting, exit_code=p.exit_code)
 
     # --- what the manager tells it ------------------------------------------------------
 
+    def tailscaled_started(self) -> None:
+        self.change(Phase.STARTING)
+
     def restarting(self, delay: float) -> None:
         """tailscaled will be started again in DELAY seconds: log in afresh after that."""
-        self.phase = Phase.STARTING
+        self.change(Phase.STARTING)
         self.backend_state = None
         self.retry_at = None
         self.deadline = self.clock() + delay + self.cfg.timeout
 
     def api_ready(self) -> None:
-        if self.phase is Phase.STARTING:
-            self.phase = Phase.LOGIN
+        if self._phase is Phase.STARTING:
+            # LOGIN even when an aborted attempt (against the tailscaled that died) has not
+            # exited yet: its exit is then judged, and the next attempt follows.
+            self.change(Phase.LOGIN)
             self.start_attempt()
 
     def on_state(self, backend: str) -> None:
@@ -150,19 +156,31 @@ class Login:
             self.outcome.note(f"tailscale state: {backend}")
         if self.halted:
             return
-        if backend == "Running" and self.phase.logging_in:
-            self.phase = Phase.RUNNING
+        if backend == "Running" and self._phase.logging_in:
+            self.change(Phase.RUNNING)
             self.running_since = self.clock()
             self.retry_at = None
+            self.ended = None
             self.outcome.succeeded()
-        elif backend in ("NeedsLogin", "Stopped") and self.phase is Phase.RUNNING:
+        elif backend in ("NeedsLogin", "Stopped") and self._phase is Phase.RUNNING:
             # Logged out (or taken down) behind our back: the phase still needs the tailnet.
-            self.reason = f"tailscale went to {backend} while Running; logging in again"
-            self.outcome.note(self.reason)
+            reason = f"tailscale went to {backend} while Running; logging in again"
+            self.problem = Failure(FailureClass.UNKNOWN, reason)
+            self.outcome.note(reason)
             self.deadline = self.clock() + self.cfg.timeout
             self.start_attempt()
-        elif backend != "Running" and self.phase is Phase.RUNNING:
+        elif backend != "Running" and self._phase is Phase.RUNNING:
             self.outcome.note(f"tailscale left Running: now {backend}")
+
+    def on_node(self, node: Node, read_at: float) -> None:
+        """What a read of tailscale's status begun at READ_AT found."""
+        self.last_error = login_error(list(node.health))
+        if self.halted:
+            return
+        if self.attempt is not None:
+            self._check_attempt(self.attempt)
+        if self.ended is not None and read_at >= self.ended.at:
+            self._judge(self.ended)
 
     def on_up_exit(self, proc: ChildProcess, code: int) -> bool:
         """An attempt ended; False if PROC is not the current attempt."""
@@ -170,17 +188,27 @@ class Login:
         if attempt is None or attempt.proc is not proc:
             return False
         self.attempt = None
-        self.next_health_poll = None
         if attempt.secret:
             statedir.remove_file(attempt.secret)
-        if self.halted or self.phase not in (Phase.LOGIN, Phase.BACKOFF):
+        if self.halted or self._phase not in (Phase.LOGIN, Phase.BACKOFF):
             return True
         if code == 0 and attempt.abort_reason is None:
             # `tailscale up` returns once Running; the bus usually told us already.
             if self.backend_state != "Running":
                 self.on_state("Running")
             return True
-        self._judge(attempt, code, redact(bytes(proc.output).decode("utf-8", "replace")))
+        output = redact(bytes(proc.output).decode("utf-8", "replace"))
+        if attempt.abort_reason is None:
+            # A command line tailscale refuses (Go's flag error comes before its usage text):
+            # no retry can fix it, so it fails now, naming the setting.
+            failure = diagnose_for(output, Program.UP, self.cfg)
+            if failure.kind in (FailureClass.USAGE, FailureClass.LOCAL):
+                self.outcome.note(f"login attempt {attempt.number} refused: {failure.line}")
+                self.fail(failure.line, failure)
+                return True
+        now = self.clock()
+        self.ended = Ended(attempt, code, output, now, now + FRESH_READ_WAIT)
+        self.refresh()
         return True
 
     def tick(self, now: float) -> None:
@@ -189,36 +217,35 @@ class Login:
         if self.retry_at is not None and now >= self.retry_at:
             self.retry_at = None
             self.start_attempt()
-        if self.next_health_poll is not None and now >= self.next_health_poll:
-            self.next_health_poll = now + HEALTH_POLL if self.attempt else None
-            if not self._poll_health() and self.next_health_poll is not None:
-                self.next_health_poll = now + 1.0  # tailscaled is stuck: ask less often
-        if self.phase.logging_in and now >= self.deadline:
+        if self.ended is not None and now >= self.ended.judge_by:
+            self._judge(self.ended)  # tailscaled did not answer in time: judge on what is known
+        if self._phase.logging_in and now >= self.deadline:
             self.fail(self.timeout_reason())
 
     def next_deadline(self) -> float | None:
         if self.halted:
             return None
-        times = [self.retry_at, self.next_health_poll]
-        if self.phase.logging_in:
+        times = [self.retry_at, self.ended.judge_by if self.ended else None]
+        if self._phase.logging_in:
             times.append(self.deadline)
         return min((t for t in times if t is not None), default=None)
 
     def tailscaled_lost(self) -> None:
         self.abort("tailscaled exited")
         self.retry_at = None
+        self.ended = None
         self.backend_state = None
 
     def halt(self) -> None:
         """The manager is stopping: no more decisions (no retry, no verdict on an attempt)."""
         self.halted = True
         self.retry_at = None
-        self.next_health_poll = None
+        self.ended = None
 
     def stop(self) -> None:
-        """The manager shuts down: end the attempt (a second at most) and remove its secret."""
+        """The manager shuts down: end the attempt (a moment at most) and remove its secret."""
         self.halt()
-        self.phase = Phase.STOPPING
+        self.change(Phase.STOPPING)
         if self.attempt is not None:
             self.abort("stopping")
             # `tailscale up` ends at once on SIGTERM; one that does not dies with the manager
@@ -227,20 +254,16 @@ class Login:
             self._clear_secret()
 
     def fail(self, reason: str, failure: Failure | None = None) -> None:
+        """The verdict: REASON is what the status says; FAILURE its class and setting (read
+        from REASON when not given)."""
         self.abort(reason)
         self.retry_at = None
-        self.phase = Phase.FAILED
-        self.reason = reason
-        self.failure = failure or diagnose(reason)
-        self.outcome.note(f"login failed: {reason} ({self.failure.advice})")
-        self.outcome.failed(reason)
-
-    def give_up(self, reason: str) -> None:
-        """Failed for a reason outside the login (tailscaled cannot be kept running)."""
-        self.abort(reason)
-        self.retry_at = None
-        self.phase = Phase.FAILED
-        self.reason = reason
+        self.ended = None
+        self.change(Phase.FAILED)
+        verdict = replace(failure, line=reason) if failure else diagnose(reason)
+        self.problem = verdict
+        self.outcome.note(f"gave up: {reason} ({verdict.advice})")
+        self.outcome.failed(verdict)
 
     def abort(self, reason: str) -> None:
         attempt = self.attempt
@@ -255,17 +278,15 @@ class Login:
     def start_attempt(self) -> None:
         if self.attempt is not None:
             return
-        self.phase = Phase.LOGIN
+        self.change(Phase.LOGIN)
         self.attempts += 1
         remaining = self.deadline - self.clock()
         secret = self._write_secret()
         argv = build_up_argv(
             self.binaries, self.cfg, self.paths, secret, min(remaining, MAX_ATTEMPT_SECONDS)
         )
-        previous = self.health_login_error()
         proc = self.spawn(argv)
-        self.attempt = Attempt(self.attempts, self.clock(), proc, secret, previous)
-        self.next_health_poll = self.clock() + HEALTH_POLL
+        self.attempt = Attempt(self.attempts, self.clock(), proc, secret, self.last_error)
         self.outcome.note(f"login attempt {self.attempts}: tailscale up (pid {proc.pid})")
 
     def _write_secret(self) -> Path | None:
@@ -278,66 +299,49 @@ class Login:
         if self.attempt and self.attempt.secret:
             statedir.remove_file(self.attempt.secret)
 
-    def health_login_error(self) -> str | None:
-        """tailscale's own word on the last login, read fresh; the last known one when the
-        LocalAPI does not answer at once (a frozen tailscaled must not stall the loop)."""
-        try:
-            self.last_error = login_error(summarize(self.api.status(API_TIMEOUT))["health"])
-        except (LocalAPIError, ValueError):
-            pass
-        return self.last_error
-
-    def _poll_health(self) -> bool:
-        """While `tailscale up` waits, read tailscale's own verdict on the login. False when
-        the LocalAPI did not answer."""
-        attempt = self.attempt
-        if attempt is None or attempt.abort_reason:
-            return True
-        try:
-            health = summarize(self.api.status(API_TIMEOUT))["health"]
-        except (LocalAPIError, ValueError):
-            return False
-        err = self.last_error = login_error(health)
-        if not err:
-            return True
+    def _check_attempt(self, attempt: Attempt) -> None:
+        """While `tailscale up` waits, tailscale's own verdict on the login may come first."""
+        err = self.last_error
+        if not err or attempt.abort_reason:
+            return
         age = self.clock() - attempt.started
-        if classify(err) == "permanent" or err != attempt.previous_error or age > 2.0:
+        if (
+            not diagnose(err).retryable
+            or err != attempt.previous_error
+            or age > SAME_ERROR_PATIENCE
+        ):
             # tailscaled would retry by itself on its own schedule; we retry on ours (with
             # backoff and jitter, inside --timeout) so the attempt is visible and bounded.
             self.abort(err)
-        return True
 
-    def _judge(self, attempt: Attempt, code: int, output: str) -> None:
+    def _judge(self, ended: Ended) -> None:
         """A failed attempt: fail for good, or retry after a backoff inside the deadline."""
-        if attempt.abort_reason is None:
-            # A command line tailscale refuses (Go's flag error comes before its usage text):
-            # no retry can fix it, so it fails now, naming the setting.
-            failure = diagnose_for(output, Program.UP, self.cfg)
-            if failure.kind in (FailureClass.USAGE, FailureClass.LOCAL):
-                self.outcome.note(f"login attempt {attempt.number} refused: {failure.line}")
-                self.fail(failure.line, failure)
-                return
-        last_lines = output.strip().splitlines()
-        text = attempt.abort_reason or (last_lines[-1] if last_lines else f"exit {code}")
-        health_err = self.health_login_error()
-        if health_err and (attempt.abort_reason is None or "timeout waiting" in text):
-            text = health_err
-        kind = classify(text)
+        self.ended = None
+        attempt = ended.attempt
+        last_lines = ended.output.strip().splitlines()
+        text = attempt.abort_reason or (last_lines[-1] if last_lines else f"exit {ended.code}")
+        said = diagnose(text).kind
+        if self.last_error and (
+            attempt.abort_reason is None or said is FailureClass.TIMEOUT_STARTING
+        ):
+            text = self.last_error  # tailscale's words on why, not the CLI's "timeout waiting"
+        failure = diagnose(text)
+        kind = "transient" if failure.retryable else "permanent"
         self.outcome.note(f"login attempt {attempt.number} failed ({kind}): {text}")
-        if kind == "permanent":
-            self.fail(text)
+        if not failure.retryable:
+            self.fail(text, failure)
             return
-        if text.startswith("timeout waiting"):
+        if failure.kind is FailureClass.TIMEOUT_STARTING:
             text = self.timeout_reason()  # tailscale's CLI only says it timed out
-        self.reason = text
-        backoff = min(10.0, 2.0 ** (attempt.number - 1))
-        delay = self.jitter(0.5 * backoff, backoff)  # runs started together spread out
+        self.problem = replace(failure, line=text)
         remaining = self.deadline - self.clock()
         if remaining < 1.0:
-            self.fail(text)
+            self.fail(text, failure)
             return
+        backoff = min(10.0, 2.0 ** (attempt.number - 1))
+        delay = self.jitter(0.5 * backoff, backoff)  # runs started together spread out
         delay = min(delay, remaining - 1.0)  # leave the last attempt at least a second
-        self.phase = Phase.BACKOFF
+        self.change(Phase.BACKOFF)
         self.retry_at = self.clock() + delay
         self.outcome.note(f"retrying login in {delay:.1f}s")
 
@@ -347,6 +351,6 @@ class Login:
         base = f"not Running after {self.cfg.timeout:g}s (state {state})"
         if err:
             return f"{base}; the last login error was: {err}"
-        if self.reason and not self.reason.startswith("not Running"):
-            return f"{base}; {self.reason}"
+        if self.problem and self.problem.kind is not FailureClass.TIMEOUT_STARTING:
+            return f"{base}; {self.problem.line}"
         return base

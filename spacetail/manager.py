@@ -1,11 +1,14 @@
 """The manager: a small long-lived process that owns tailscaled, logs in, answers the control
 socket, and shuts everything down when asked, when the phase's shell exits, or at its deadline.
 
-One thread (the main loop) makes every decision. Other threads only report: the reapers of the
-children and the watch-ipn-bus reader put typed events on a queue and write a byte to a wake-up
-pipe. Signal handlers only record the signal (uvicorn's supervisors do the same). The login has
-its own state machine (login.py) and the control socket its own server (control.py); what is
-left here is the loop, tailscaled's supervision, the answers to requests, and the shutdown.
+One thread (the main loop) makes every decision, and never waits on tailscaled or a child.
+Other threads only report: the reapers of the children, the IPN bus watcher and the status
+reader (watch.py) put typed events on a queue and write a byte to a wake-up pipe. Signal
+handlers only record the signal (uvicorn's supervisors do the same). What tailscale last said
+of the node is a snapshot the loop owns, so every request is answered from what is known at
+once. The login has its own state machine (login.py) and the control socket its own server
+(control.py); what is left here is the loop, tailscaled's supervision, the answers to
+requests, and the shutdown.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import IO, Any
+from dataclasses import dataclass
+from typing import IO, Protocol
 
 from spacetail import __version__, statedir
 from spacetail import events as ev
@@ -27,15 +30,18 @@ from spacetail.config import Config
 from spacetail.control import ControlServer, Request
 from spacetail.daemon import signal_ready
 from spacetail.events import ChildProcess, Event
+from spacetail.failures import Failure, FailureClass
 from spacetail.identity import ProcessIdentity
-from spacetail.lifetime import Lifetime
+from spacetail.lifetime import Cause, Ending, Lifetime
 from spacetail.log import Log, open_append
-from spacetail.login import Login, Phase
+from spacetail.login import Login
 from spacetail.loop import Loop
 from spacetail.paths import Paths
+from spacetail.phases import Phase
 from spacetail.proxyenv import clean_saved_envs
 from spacetail.relay import forwards
-from spacetail.report import last_words
+from spacetail.report import last_stop
+from spacetail.status import Forward, Node, Proxies, Status, reply
 from spacetail.tailscale import Binaries, LocalAPI, clean_env, logout_argv, tailscaled_argv
 from spacetail.tailscaled import (
     MAX_RESTARTS,
@@ -44,9 +50,9 @@ from spacetail.tailscaled import (
     TailscaledRun,
     exit_text,
     logout,
-    start_watcher,
 )
 from spacetail.waiters import Until, Waiter, Waiters
+from spacetail.watch import ReadAPI, StatusReader, WatchAPI, start_watcher
 
 LOGOUT_TIMEOUT = 1.0
 NEVER_RAN_GRACE = 0.1
@@ -56,7 +62,19 @@ MAX_WAIT = 2 * 86400.0  # above the longest --timeout (24 h) with room for up's 
 Spawn = Callable[[list[str], "IO[bytes] | None"], ChildProcess]
 
 
-@dataclass
+class TailscaledAPI(WatchAPI, ReadAPI, Protocol):
+    """What the manager's helper threads ask of tailscaled's LocalAPI."""
+
+
+class Reader(Protocol):
+    def start(self) -> None: ...
+    def follow(self, proc: ChildProcess | None) -> None: ...
+    def pace(self, fast: bool) -> None: ...
+    def refresh(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True)
 class Launch:
     """Everything a manager is started with: what `up` (or `spacetail manager`) decided."""
 
@@ -69,7 +87,7 @@ class Launch:
     watch_pidfd: int | None = None
     watch_pid: int | None = None
     login_deadline: float | None = None  # CLOCK_MONOTONIC, from `up`: its --timeout holds
-    forward_listeners: list[socket.socket] = field(default_factory=list)  # bound by `up`
+    forward_listeners: tuple[socket.socket, ...] = ()  # bound by `up`
 
 
 class Manager(Loop):
@@ -80,54 +98,53 @@ class Manager(Loop):
         *,
         clock: Callable[[], float] = time.monotonic,
         spawn: Spawn | None = None,
-        api: Any = None,
+        api: TailscaledAPI | None = None,
         watch: Callable[[ChildProcess, float], None] | None = None,
+        reader: Reader | None = None,
     ) -> None:
         super().__init__()
         self.launch = launch
-        self.cfg = launch.cfg
+        self.cfg = cfg = launch.cfg
         self.paths = launch.paths
         self.log = log
         self.clock = clock
         self.started = clock()
-        me = ProcessIdentity.of(os.getpid())
         # Sent with every status: a client in another container must never take our PID for
         # one of its own processes.
-        self.identity = me.to_json() if me else None
-        cfg = self.cfg
+        self.identity = ProcessIdentity.of(os.getpid())
         self.lifetime = Lifetime(clock, cfg.max_lifetime, launch.watch_pid, launch.watch_pidfd)
-        self.api = api or LocalAPI(self.paths.tailscaled_socket)
         self.spawn = spawn or self._spawn_child
+        api = api or LocalAPI(self.paths.tailscaled_socket)
+        self.reader = reader or StatusReader(api, self.post, clock)
         self.watch = watch or (
-            lambda proc, delay: start_watcher(self.api, proc, self.post, clock, delay)
+            lambda proc, delay: start_watcher(
+                api, proc, self.post, clock, delay, on_news=self.reader.refresh
+            )
         )
-        self.server = ControlServer(launch.listener, self.sel, clock=clock, log=self.log.info)
-        self.server.on("status", lambda r: r.reply(self.status()))
+        self.server = ControlServer(launch.listener, self.sel, clock=clock, log=self.note)
+        self.server.on("status", lambda r: r.reply(reply(self.status(), ok=True)))
         self.server.on("wait", self._on_wait)
         self.server.on("down", self._on_down)
         self.login = Login(
-            cfg,
-            self.paths,
-            launch.binaries,
-            api=self.api,
-            spawn=lambda argv: self.spawn(argv, None),
-            outcome=self,
-            clock=clock,
-            deadline=launch.login_deadline,
-        )
+            cfg, self.paths, launch.binaries, spawn=lambda argv: self.spawn(argv, None),
+            outcome=self, clock=clock, refresh=self.reader.refresh, deadline=launch.login_deadline,
+        )  # fmt: skip
+        self.node = Node()  # what tailscale last said of the node: the loop's own snapshot
         self.sup = Supervision()
         self.tailscaled: TailscaledRun | None = None
+        self.retiring: TailscaledRun | None = None  # SIGTERMed after a failure, not yet gone
         self.waiters = Waiters()
         self.down_requests: list[Request] = []
-        self.stop_reason: str | None = None
+        self.ending: Ending | None = None
         self.stop_at: float | None = None
         self.logout_on_stop = not cfg.persist_node
-        self.exit_code = 0
         self.tailscaled_log_offset = 0
         self.shutdown_on_failure = True  # a login that never succeeded leaves nothing running
+        self._ready_fd = launch.ready_fd
         self._socket_ino = statedir.inode(self.paths.control_socket)
         self._preexec = die_with_parent(os.getpid())
-        self.forwarder = forwards(cfg, launch.forward_listeners, self.api, self.note)
+        api_for_forwards = LocalAPI(self.paths.tailscaled_socket)  # split DNS, in its threads
+        self.forwarder = forwards(cfg, list(launch.forward_listeners), api_for_forwards, self.note)
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -149,6 +166,13 @@ class Manager(Loop):
 
     # --- main loop ------------------------------------------------------------------------
 
+    @property
+    def exit_code(self) -> int:
+        failed = self.ending is not None and self.ending.cause in (
+            Cause.LOGIN_FAILED, Cause.INTERNAL_ERROR,
+        )  # fmt: skip
+        return 1 if failed else 0
+
     def run(self) -> int:
         self.install_signals()
         self.lifetime.register(self.sel, self.stop)
@@ -163,25 +187,27 @@ class Manager(Loop):
         )
         self._signal_ready(f"READY {os.getpid()}")
         try:
+            self.reader.start()
             if self.forwarder is not None:
                 self.forwarder.start()
             self.start_tailscaled()
-            while self.stop_reason is None:
+            while self.ending is None:
                 self.tick()
         except Exception as exc:  # the manager must never die without cleaning up
             self.log.error(f"internal error: {exc!r}")
-            self.stop_reason = f"internal error: {exc}"
-            self.exit_code = 1
+            self.ending = Ending(Cause.INTERNAL_ERROR, f"internal error: {exc}")
+            self.stop_at = self.clock()
         self.shutdown()
         return self.exit_code
 
     def _signal_ready(self, line: str) -> None:
-        signal_ready(self.launch.ready_fd, line)
-        self.launch.ready_fd = None
+        signal_ready(self._ready_fd, line)
+        self._ready_fd = None
 
     def _next_timeout(self) -> float:
         deadlines = [
             self.sup.restart_at,
+            self.retiring.kill_at if self.retiring else None,
             self.lifetime.next_deadline(),
             self.login.next_deadline(),
             self.server.next_deadline(),
@@ -192,16 +218,20 @@ class Manager(Loop):
 
     def tick(self) -> None:
         def on_signal(signum: int) -> None:
-            self.stop(f"received {signal.Signals(signum).name}")
+            self.stop(Ending(Cause.SIGNAL, f"received {signal.Signals(signum).name}"))
 
         self.turn(self._next_timeout(), on_signal, self.handle)
         self.timers(self.clock())
+        self.reader.pace(fast=self.login.phase.logging_in)
 
     def timers(self, now: float) -> None:
         ending = self.lifetime.check(now)
         if ending:
             self.stop(ending)
-        if self.sup.restart_at is not None and now >= self.sup.restart_at:
+        if self.retiring is not None:
+            self.retiring.overdue(now, self.note)
+        restart_due = self.sup.restart_at is not None and now >= self.sup.restart_at
+        if restart_due and self.retiring is None:  # its ports and socket must be free first
             self.sup.restart_at = None
             try:
                 self.start_tailscaled()
@@ -224,6 +254,9 @@ class Manager(Loop):
             self.note("tailscaled's LocalAPI answers")
             self._answer_waiters()
             self.login.api_ready()
+        elif isinstance(event, ev.NodeRead):
+            self.node = event.node
+            self.login.on_node(event.node, event.read_at)
         elif isinstance(event, ev.ApiTimeout) and event.child.exit_code is None:
             # (When tailscaled has exited, its exit event says why, in its own words.)
             self._tailscaled_failed(f"tailscaled's LocalAPI did not answer ({event.error})")
@@ -245,13 +278,12 @@ class Manager(Loop):
         self.note(f"tailscale is Running as {self.cfg.hostname}")
         self._answer_waiters()
 
-    def failed(self, reason: str) -> None:
-        del reason  # the login noted it; status shows it
+    def failed(self, failure: Failure) -> None:
+        del failure  # the login noted it; status shows it
         self.sup.restart_at = None
         self._answer_waiters()
         if self.shutdown_on_failure:
-            self.exit_code = 1
-            self.stop("the login failed")
+            self.stop(Ending(Cause.LOGIN_FAILED, "the login failed"))
 
     # --- tailscaled -----------------------------------------------------------------------
 
@@ -264,15 +296,20 @@ class Manager(Loop):
             self.tailscaled_log_offset = offset  # failures.excerpt shows this run's lines only
             proc = self.spawn(argv, log_file)
         self.tailscaled = TailscaledRun(proc, ProcessIdentity.of(proc.pid), self.clock(), offset)
-        self.login.phase = Phase.STARTING
+        self.node = Node()
+        self.login.tailscaled_started()
         self.note(f"started tailscaled (pid {proc.pid}): {' '.join(argv[1:])}")
         self._guarded("writing manager.json", self.write_record)
+        self.reader.follow(proc)
         self.watch(proc, 0.0)
 
     def _current(self, proc: ChildProcess) -> bool:
         return self.tailscaled is not None and self.tailscaled.proc is proc
 
     def _on_tailscaled_exit(self, proc: ChildProcess, code: int) -> None:
+        if self.retiring is not None and self.retiring.proc is proc:
+            self.retiring = None  # the restart it held back may go now
+            return
         if not self._current(proc):
             return
         assert self.tailscaled is not None
@@ -280,9 +317,10 @@ class Manager(Loop):
         how = exit_text(code)
         self.sup.last_exit = f"tailscaled {how}"
         self.login.abort("tailscaled exited")
-        if self.stop_reason is not None:
+        if self.ending is not None:
             return
         run, self.tailscaled = self.tailscaled, None
+        self.reader.follow(None)
         self.note(f"tailscaled {how} unexpectedly; its last lines:\n{run.lines(self.paths)}")
         self.login.tailscaled_lost()
         if self.login.phase.logging_in and self.shutdown_on_failure:
@@ -291,19 +329,21 @@ class Manager(Loop):
         self._tailscaled_failed(f"tailscaled {how}")
 
     def _tailscaled_failed(self, why: str) -> None:
-        """Supervision: restart tailscaled with backoff, a bounded number of times."""
+        """Supervision: restart tailscaled with backoff, a bounded number of times. A run that
+        still lives is retired (SIGTERM now, SIGKILL later): the loop never waits for it."""
         if self.tailscaled is not None:
-            self.tailscaled.stop(self.note)
+            self.tailscaled.retire(self.clock())
+            if self.tailscaled.proc.exit_code is None:
+                self.retiring = self.tailscaled
         self.tailscaled = None
+        self.reader.follow(None)
         if self.login.phase.logging_in and self.shutdown_on_failure:
             self.login.fail(why)
             return
         delay = self.sup.next_delay()
         if delay is None:
             reason = f"tailscaled could not be kept running ({MAX_RESTARTS} restarts); last: {why}"
-            self.login.give_up(reason)
-            self.note(reason)
-            self._answer_waiters()
+            self.login.fail(reason, Failure(FailureClass.TAILSCALED_LOST, reason))
             return
         self.login.restarting(delay)
         self.sup.restart_at = self.clock() + delay
@@ -312,6 +352,38 @@ class Manager(Loop):
         )
 
     # --- requests -------------------------------------------------------------------------
+
+    def status(self) -> Status:
+        """What this manager says about itself, from what the loop knows now: never a question
+        to tailscaled (which may be frozen) while a client waits."""
+        td, phase = self.tailscaled, self.login.phase
+        node = self.node.replace(
+            backend_state=self.login.backend_state, hostname=self.node.hostname or self.cfg.hostname
+        )
+        snapshot = self.forwarder.snapshot() if self.forwarder else []
+        return Status(
+            running=True,
+            state_dir=str(self.paths.root),
+            version=__version__,
+            phase=phase,
+            connected=node.backend_state == "Running" and phase is Phase.RUNNING,
+            node=node,
+            login=self.login.report(),
+            proxies=Proxies(http=self.cfg.proxies["http"], socks5=self.cfg.proxies["socks5"]),
+            manager_pid=os.getpid(),
+            manager=self.identity,
+            tailscaled_pid=td.proc.pid if td else None,
+            tailscaled_socket=str(self.paths.tailscaled_socket),
+            tailscale=str(self.launch.binaries.tailscale),
+            login_attempts=self.login.attempts,
+            restarts=self.sup.restarts,
+            last_exit=self.sup.last_exit,
+            tailscaled_log_offset=self.tailscaled_log_offset,
+            watch_pid=self.launch.watch_pid,
+            uptime=round(self.clock() - self.started, 3),
+            max_lifetime_left=self.lifetime.left(),
+            forwards=tuple(Forward.from_json(f) for f in snapshot),
+        )
 
     def _on_wait(self, request: Request) -> None:
         timeout = request.message.get("timeout", 60)
@@ -327,45 +399,40 @@ class Manager(Loop):
         self.logout_on_stop = (not self.cfg.persist_node) if logout is None else bool(logout)
         request.reply({"ok": True, "stopping": True, "pid": os.getpid()}, close=False)
         self.down_requests.append(request)  # closed when this process exits: "all gone"
-        self.stop("asked to stop (spacetail down)")
+        self.stop(Ending(Cause.DOWN, "asked to stop (spacetail down)"))
 
-    def _wait_reply(self, timed_out: bool = False) -> dict[str, Any]:
-        reply = self.status()
-        reply["ok"] = self.login.phase is Phase.RUNNING
-        if timed_out:
-            reply["timed_out"] = True
-        return reply
+    def _wait_reply(self, timed_out: bool = False) -> dict[str, object]:
+        ok = self.login.phase is Phase.RUNNING
+        return reply(self.status(), ok=ok, timed_out=timed_out)
 
-    def _verdict(self, until: Until) -> dict[str, Any] | None:
+    def _verdict(self, until: Until) -> dict[str, object] | None:
         """The answer to a wait, or None while there is nothing to say yet."""
         phase = self.login.phase
         api = self.tailscaled is not None and self.tailscaled.api_ready
-        stopping = phase is Phase.STOPPING or self.stop_reason is not None
+        stopping = phase is Phase.STOPPING or self.ending is not None
         api_wait = until is Until.API
         if not (phase in (Phase.RUNNING, Phase.FAILED) or (api_wait and api) or stopping):
             return None
-        reply = self._wait_reply()
-        if stopping and not reply.get("reason"):
-            reply["reason"] = f"the manager is stopping: {self.stop_reason}"
-        reply["ok"] = phase is Phase.RUNNING or (api_wait and api and phase is not Phase.FAILED)
-        return reply
+        status = self.status()
+        if stopping and not status.login.reason:
+            why = self.ending.text if self.ending else "stopping"
+            status = status.replace(
+                login=status.login.replace(reason=f"the manager is stopping: {why}")
+            )
+        ok = phase is Phase.RUNNING or (api_wait and api and phase is not Phase.FAILED)
+        return reply(status, ok=ok, timed_out=False)
 
     def _answer_waiters(self) -> None:
         self.waiters.answer(self._verdict)
 
-    def status(self) -> dict[str, Any]:
-        from spacetail.report import status_reply
-
-        return status_reply(self)
-
     # --- shutting down --------------------------------------------------------------------
 
-    def stop(self, reason: str) -> None:
-        if self.stop_reason is None:
-            self.stop_reason = reason
+    def stop(self, ending: Ending) -> None:
+        if self.ending is None:
+            self.ending = ending
             self.stop_at = self.clock()
             self.login.halt()
-            self.note(f"stopping: {reason}")
+            self.note(f"stopping: {ending.text}")
 
     def _logout(self, timeout: float) -> None:
         td = self.tailscaled
@@ -385,6 +452,7 @@ class Manager(Loop):
         # A node that never logged in has nothing to log out (and the control server may be
         # the very thing that is unreachable).
         never_ran = self.login.phase is Phase.FAILED and self.login.running_since is None
+        self.reader.stop()
         if self.forwarder is not None:
             self.forwarder.stop()
         self.login.stop()
@@ -395,21 +463,25 @@ class Manager(Loop):
         self._answer_waiters()
         if self.logout_on_stop and not never_ran:
             self._logout(left(reserve=0.6, most=LOGOUT_TIMEOUT))
-        if self.tailscaled is not None:
-            # A tailscaled that never ran has no node to save: it gets a short grace.
-            most = NEVER_RAN_GRACE if never_ran else TERM_GRACE
-            self.tailscaled.stop(self.note, grace=left(reserve=0.1, most=most))
+        for run in (self.retiring, self.tailscaled):
+            if run is not None:
+                # A tailscaled that never ran has no node to save: it gets a short grace.
+                most = NEVER_RAN_GRACE if never_ran or run is self.retiring else TERM_GRACE
+                run.stop(self.note, grace=left(reserve=0.1, most=most))
         self.server.close()
         statedir.remove_run_files(self.paths, keep_node_state=self.cfg.persist_node)
         # When the phase failed, no after hook ran `down --env`: take our dead proxies out of
         # Spacelift's saved environment ourselves, so the next phase does not inherit them.
         for path in clean_saved_envs(self.launch.env, self.cfg.proxies):
             self.note(f"removed our proxy lines from {path}")
+        ending = self.ending or Ending(Cause.INTERNAL_ERROR, "stopped")
         if not self.down_requests:  # stopped on its own: say why, after it is gone
-            words = last_words(self, never_ran)
-            write = functools.partial(statedir.write_private_json, self.paths.last_stop, words)
+            words = last_stop(ending, self.login.report(), never_ran, self.tailscaled_log_offset)
+            write = functools.partial(
+                statedir.write_private_json, self.paths.last_stop, words.to_json()
+            )
             self._guarded("writing last-stop.json", write)
-        self.note(f"manager {os.getpid()} stopped: {self.stop_reason}")
+        self.note(f"manager {os.getpid()} stopped: {ending.text}")
         # down's connections close when this process exits: that is its "all gone" signal.
 
     def _guarded(self, what: str, step: Callable[[], object]) -> None:

@@ -7,13 +7,13 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from spacetail import dnsmsg
 from spacetail.errors import OperationFailed
 from spacetail.socks5 import Dialer, Resolver, is_address
+from spacetail.status import Status
 from spacetail.tailscale import LocalAPI, LocalAPIError
 
 CHUNK = 64 * 1024
@@ -142,28 +142,26 @@ def nc(dialer: Dialer, host: str, port: int, *, err: Callable[[str], None] | Non
 
 
 def tailnet_from_status(
-    status: Mapping[str, Any], *, timeout: float = 10.0
+    status: Status, *, timeout: float = 10.0
 ) -> tuple[Dialer, LocalAPI, str | None]:
     """What `spacetail nc` and `spacetail resolve` need, from `client.status()`'s answer: a
     Dialer on the manager's SOCKS5 proxy with the tailnet resolver as its fallback, the
     LocalAPI, and the MagicDNS suffix for short names. OperationFailed when no manager runs or
     the node is not Running."""
-    if not status.get("running"):
-        raise OperationFailed(
-            f"no manager runs for {status.get('state_dir')}; run `spacetail up` first"
-        )
-    if status.get("foreign"):
-        raise OperationFailed(str(status.get("problem")))
-    state = status.get("backend_state")
+    if not status.running:
+        raise OperationFailed(f"no manager runs for {status.state_dir}; run `spacetail up` first")
+    if status.foreign:
+        raise OperationFailed(str(status.problem))
+    state = status.backend_state
     if state != "Running":
-        why = "; ".join(status.get("health") or []) or "still logging in"
+        why = "; ".join(status.node.health) or "still logging in"
         raise OperationFailed(f"tailscale is {state}, not Running ({why}); see `spacetail status`")
-    socks = str((status.get("proxies") or {}).get("socks5") or "")
+    socks = status.proxies.socks5 if status.proxies else ""
     host, _, port = socks.removeprefix("socks5://").rpartition(":")
     if not host or not port.isdigit():
         raise OperationFailed(f"the manager reports no SOCKS5 proxy address ({socks!r})")
-    api = LocalAPI(Path(str(status.get("tailscaled_socket"))))
-    dns_name = str(status.get("dns_name") or "")
+    api = LocalAPI(Path(str(status.tailscaled_socket)))
+    dns_name = status.node.dns_name or ""
     suffix = dns_name.split(".", 1)[1] if "." in dns_name else None
     dialer = Dialer((host.strip("[]"), int(port)), tailnet_resolver(api, suffix), timeout=timeout)
     return dialer, api, suffix

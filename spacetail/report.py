@@ -1,141 +1,96 @@
-"""What a manager says about itself: the status reply that `status`, `wait` and `up` read.
-Kept apart from the manager's decisions so that what is reported can grow (forwards, the last
-failure) without the loop growing with it."""
+"""What is told of a manager: its last words when it stops on its own (last-stop.json), and the
+sentence `spacetail status` prints for a person. Both read typed values (status.py), never the
+manager itself."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-from typing import TYPE_CHECKING, Any
 
-from spacetail import __version__
-from spacetail.login import Phase
-from spacetail.tailscale import LocalAPIError, summarize
+from spacetail.phases import Phase
+from spacetail.status import Forward, LastStop, Problem, Status
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from spacetail.manager import Manager
+    from spacetail.lifetime import Ending
 
 
-def status_reply(m: Manager) -> dict[str, Any]:
-    summary: dict[str, Any] = {"backend_state": m.login.backend_state}
-    # A stopping manager answers from what it knows: tailscaled may be frozen, and the
-    # shutdown must stay within its 2 seconds.
-    if m.tailscaled is not None and m.tailscaled.api_ready and m.stop_reason is None:
-        with contextlib.suppress(LocalAPIError, ValueError):
-            summary = summarize(m.api.status(0.5))
-    now = m.clock()
-    return {
-        "ok": True,
-        "running": True,
-        "manager_pid": os.getpid(),
-        "manager": m.identity,
-        "phase": m.login.phase.value,
-        "connected": summary.get("backend_state") == "Running" and m.login.phase is Phase.RUNNING,
-        "backend_state": summary.get("backend_state"),
-        "tailscale_ips": summary.get("tailscale_ips", []),
-        "hostname": summary.get("hostname") or m.cfg.hostname,
-        "dns_name": summary.get("dns_name"),
-        "health": summary.get("health", []),
-        "proxies": m.cfg.proxies,
-        "tailscaled_pid": m.tailscaled.proc.pid if m.tailscaled else None,
-        "tailscaled_socket": str(m.paths.tailscaled_socket),
-        "tailscale": str(m.launch.binaries.tailscale),
-        "restarts": m.sup.restarts,
-        "last_exit": m.sup.last_exit,
-        "login_attempts": m.login.attempts,
-        "reason": m.login.reason,
-        "advice": m.login.failure.advice if m.login.failure else None,
-        "setting": m.login.failure.setting if m.login.failure else None,
-        "exit_code": m.login.failure.exit_code if m.login.failure else None,
-        "tailscaled_log_offset": m.tailscaled_log_offset,
-        "watch_pid": m.launch.watch_pid,
-        "uptime": round(now - m.started, 3),
-        "max_lifetime_left": m.lifetime.left(),
-        "forwards": m.forwarder.snapshot() if m.forwarder else [],
-        "state_dir": str(m.paths.root),
-        "version": __version__,
-    }
-
-
-def last_words(m: Manager, never_ran: bool) -> dict[str, Any]:
-    """Why a manager stopped on its own, for the file that outlives it (status, wait)."""
+def last_stop(ending: Ending, login: Problem, never_ran: bool, log_offset: int) -> LastStop:
+    """Why a manager stopped on its own, for the file that outlives it (status, wait, and `up`
+    when the manager failed before `up` could ask it: a refused flag fails in milliseconds)."""
     import time
 
     from spacetail.failures import advice
 
-    login = m.login
-    failure = m.exit_code != 0 or never_ran or "max lifetime" in (m.stop_reason or "")
-    reason = m.stop_reason or "stopped"
+    failure = ending.failure or never_ran
+    reason = ending.text
     if never_ran and login.reason:
         reason = f"{reason}: {login.reason}"
-    return {
-        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "reason": reason,
-        "advice": (login.failure.advice if login.failure else advice(login.reason or reason))
-        if failure
-        else None,
-        "failure": failure,
-        "manager_pid": os.getpid(),
-        # What `up` needs when the manager failed before `up` could ask it (a refused flag
-        # fails in milliseconds): the same verdict a wait reply carries.
-        "login_reason": login.reason,
-        "setting": login.failure.setting if login.failure else None,
-        "exit_code": login.failure.exit_code if login.failure else None,
-        "tailscaled_log_offset": m.tailscaled_log_offset,
-    }
+    return LastStop(
+        at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        reason=reason,
+        advice=(login.advice or advice(login.reason or reason)) if failure else None,
+        failure=failure,
+        manager_pid=os.getpid(),
+        login_reason=login.reason,
+        setting=login.setting,
+        exit_code=login.exit_code,
+        tailscaled_log_offset=log_offset,
+    )
 
 
-def describe(status: dict[str, Any]) -> list[str]:
+def describe(status: Status) -> list[str]:
     """`spacetail status` for a person: a sentence first, whatever the state, then details."""
-    if not status.get("running"):
+    if not status.running:
         return _describe_stopped(status)
-    ips = ", ".join(status.get("tailscale_ips") or []) or "no address yet"
-    name = status.get("dns_name") or status.get("hostname")
-    uptime = f"{float(status.get('uptime') or 0):.0f}s"
-    phase = status.get("phase")
-    if status.get("connected"):
-        first = f"Connected to the tailnet as {name} ({ips}); the manager has run for {uptime}."
-    elif phase == "failed":
-        first = f"Not connected: {status.get('reason')}."
-    elif phase == "stopping":
+    ips = ", ".join(status.node.tailscale_ips) or "no address yet"
+    uptime = f"{status.uptime or 0:.0f}s"
+    phase = status.phase
+    if status.connected:
+        first = (
+            f"Connected to the tailnet as {status.name} ({ips}); the manager has run for {uptime}."
+        )
+    elif phase is Phase.FAILED:
+        first = f"Not connected: {status.login.reason}."
+    elif phase is Phase.STOPPING:
         first = "Not connected: the manager is stopping."
     else:
-        attempts = status.get("login_attempts") or 0
-        state = status.get("backend_state") or "tailscaled starting"
-        first = f"Logging in as {name}: {state}, attempt {attempts}, for {uptime}."
-    proxies = status.get("proxies") or {}
+        state = status.backend_state or "tailscaled starting"
+        first = (
+            f"Logging in as {status.name}: {state}, attempt {status.login_attempts}, for {uptime}."
+        )
+    proxies = status.proxies
     lines = [
         first,
-        f"  proxies: HTTP {proxies.get('http')}  SOCKS5 {proxies.get('socks5')}",
-        f"  manager pid {status.get('manager_pid')}, tailscaled pid "
-        f"{status.get('tailscaled_pid')}, phase {phase}",
+        f"  proxies: HTTP {proxies.http if proxies else None}  "
+        f"SOCKS5 {proxies.socks5 if proxies else None}",
+        f"  manager pid {status.manager_pid}, tailscaled pid {status.tailscaled_pid}, "
+        f"phase {phase.value if phase else None}",
     ]
-    if status.get("restarts"):
-        lines.append(f"  restarts: {status['restarts']} (last: {status.get('last_exit')})")
-    if status.get("reason") and phase != "failed":
-        lines.append(f"  last problem: {status['reason']}")
-    lines += [f"  health: {item}" for item in status.get("health") or []]
-    lines += [_describe_forward(f) for f in status.get("forwards") or []]
-    if status.get("problem"):
-        lines.append(f"  problem: {status['problem']}")
+    if status.restarts:
+        lines.append(f"  restarts: {status.restarts} (last: {status.last_exit})")
+    if status.login.reason and phase is not Phase.FAILED:
+        lines.append(f"  last problem: {status.login.reason}")
+    lines += [f"  health: {item}" for item in status.node.health]
+    lines += [_describe_forward(f) for f in status.forwards]
+    if status.problem:
+        lines.append(f"  problem: {status.problem}")
     return lines
 
 
-def _describe_forward(f: dict[str, Any]) -> str:
+def _describe_forward(f: Forward) -> str:
     line = (
-        f"  forward {f.get('listen')} -> {f.get('target')}: {f.get('open')} open, "
-        f"{f.get('total')} in all, {_size(f.get('bytes_sent'))} sent, "
-        f"{_size(f.get('bytes_received'))} received"
+        f"  forward {f.listen} -> {f.target}: {f.open} open, {f.total} in all, "
+        f"{_size(f.bytes_sent)} sent, {_size(f.bytes_received)} received"
     )
-    if f.get("refused"):
-        line += f", {f['refused']} refused (256 open at most)"
-    if f.get("last_error"):
-        line += f"; last error: {f['last_error']}"
+    if f.refused:
+        line += f", {f.refused} refused (256 open at most)"
+    if f.last_error:
+        line += f"; last error: {f.last_error}"
     return line
 
 
-def _size(n: object) -> str:
-    value = float(n) if isinstance(n, (int, float)) else 0.0
+def _size(n: int) -> str:
+    value = float(n)
     for unit in ("B", "kB", "MB", "GB"):
         if value < 1000 or unit == "GB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
@@ -143,17 +98,18 @@ def _size(n: object) -> str:
     return f"{value:.1f} GB"
 
 
-def _describe_stopped(status: dict[str, Any]) -> list[str]:
-    where = status.get("state_dir")
-    last = status.get("last_failure") or status.get("last_stop")
+def _describe_stopped(status: Status) -> list[str]:
+    where = status.state_dir
+    last = status.last_stop
     if last:
-        lines = [f"Not running: the manager stopped at {last.get('at')}: {last.get('reason')}."]
-        if last.get("advice"):
-            lines.append(f"  what to do: {last['advice']}")
+        lines = [f"Not running: the manager stopped at {last.at}: {last.reason}."]
+        if last.advice:
+            lines.append(f"  what to do: {last.advice}")
         lines.append(f"  state folder {where}; its logs: spacetail logs")
     else:
         lines = [f"Not running (state folder {where})."]
-    for key in ("stale", "problem"):
-        if status.get(key):
-            lines.append(f"  {key}: {status[key]}")
+    if status.stale:
+        lines.append(f"  stale: {status.stale}")
+    if status.problem:
+        lines.append(f"  problem: {status.problem}")
     return lines

@@ -41,7 +41,8 @@ def run(cfg: Config, paths: Paths, env: Mapping[str, str], command: Sequence[str
         if received:
             return 128 + received[0]
         child_env = dict(env)
-        child_env.update(proxy_variables(reply["proxies"]))
+        if reply.proxies is not None:
+            child_env.update(proxy_variables(reply.proxies.to_json()))
         try:
             child.append(subprocess.Popen(list(command), executable=program, env=child_env))
         except OSError as exc:
@@ -95,6 +96,8 @@ def foreground(cfg: Config, paths: Paths, env: Mapping[str, str]) -> int:
         statedir.prepare(paths)
     watch = cfg.watch_pid
     pidfd = os.pidfd_open(watch) if watch else None
-    launch = Launch(replace(cfg, watch_shell=False), paths, binaries, listener, dict(env),
-                    None, pidfd, watch)  # fmt: skip
+    launch = Launch(
+        cfg=replace(cfg, watch_shell=False), paths=paths, binaries=binaries, listener=listener,
+        env=dict(env), watch_pidfd=pidfd, watch_pid=watch,
+    )  # fmt: skip
     return serve(launch)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from spacetail import control
 from spacetail.errors import OperationFailed
-from spacetail.identity import ProcessIdentity, ProvenProcess
+from spacetail.identity import ProcessIdentity, ProvenProcess, terminate
 from spacetail.paths import Paths, ensure_private_dir, open_regular
 
 TYPE_CHECKING = False  # keeps typing and filelock out of `spacetail status` until needed
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from filelock import BaseFileLock
 
     from spacetail.config import Config
+    from spacetail.status import Status
 
 LOCK_TIMEOUT = 120.0
 SECRET_PREFIX = "auth-"  # noqa: S105 - a file name prefix, not a password
@@ -225,7 +226,7 @@ class Probe:
 
     def __init__(
         self,
-        status: dict[str, Any] | None,  # the manager's answer, when one answered
+        status: Status | None,  # the manager's answer, when one answered
         record: dict[str, Any] | None,
         record_garbage: bool,
         lock_held: bool,  # some live process holds manager.lock
@@ -250,7 +251,7 @@ class Probe:
     @property
     def answering_ident(self) -> ProcessIdentity | None:
         """Who the answering manager says it is (boot, PID namespace, PID, start time)."""
-        return ProcessIdentity.from_json((self.status or {}).get("manager"))
+        return self.status.manager if self.status is not None else None
 
     @property
     def foreign(self) -> bool:
@@ -275,13 +276,15 @@ NOTHING = Probe(None, None, False, False)
 
 
 def probe(paths: Paths, timeout: float = 3.0) -> Probe:
+    from spacetail.status import Status
+
     record, garbage = read_record(paths.record)
     try:
-        status = control.ControlClient(paths.control_socket).request({"cmd": "status"}, timeout)
-        if status.get("ok"):
-            return Probe(status, record, garbage, True)
-    except (control.ControlUnavailable, OperationFailed):
-        pass
+        answer = control.ControlClient(paths.control_socket).request({"cmd": "status"}, timeout)
+        if answer.get("ok") is True:
+            return Probe(Status.from_json(answer), record, garbage, True)
+    except (control.ControlUnavailable, OperationFailed, ValueError):
+        pass  # nobody answers, or an answer that is not a status: no manager to trust
     return Probe(None, record, garbage, manager_lock_held(paths))
 
 
@@ -306,16 +309,6 @@ def clean_stale(paths: Paths, p: Probe) -> list[str]:
                 terminate(handle, 2.0)
             removed.append(f"orphaned tailscaled (pid {td.pid})")
     return removed
-
-
-def terminate(handle: ProvenProcess, grace: float) -> None:
-    """SIGTERM, GRACE seconds, then SIGKILL: to a proven process only."""
-    import signal
-
-    handle.signal(signal.SIGTERM)
-    if not handle.wait(grace):
-        handle.signal(signal.SIGKILL)
-        handle.wait(5.0)
 
 
 # --- taking the folder ----------------------------------------------------------------------

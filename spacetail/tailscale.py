@@ -14,6 +14,7 @@ from typing import Any
 from spacetail.config import Config
 from spacetail.errors import ConfigError
 from spacetail.paths import Paths
+from spacetail.status import Node
 
 # ipn.State values as they appear in watch-ipn-bus notifications.
 STATES = {
@@ -216,8 +217,11 @@ class LocalAPI:
         finally:
             conn.close()
 
-    def status(self, timeout: float = 2.0) -> dict[str, Any]:
-        code, body = self._request("GET", "/localapi/v0/status", timeout)
+    def status(self, timeout: float = 2.0, *, peers: bool = True) -> dict[str, Any]:
+        """`tailscale status --json`; without PEERS, the node alone (its size does not grow with
+        the tailnet), as `tailscale status --peers=false` asks."""
+        url = "/localapi/v0/status" if peers else "/localapi/v0/status?peers=false"
+        code, body = self._request("GET", url, timeout)
         if code != 200:
             raise LocalAPIError(f"status: HTTP {code}")
         data = json.loads(body)
@@ -271,16 +275,18 @@ class LocalAPI:
             conn.close()
 
 
-def summarize(status: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of `tailscale status --json` that spacetail reports."""
+def node_from_status(status: Mapping[str, Any]) -> Node:
+    """What spacetail reports of `tailscale status --json`; ValueError for what is not one."""
     self_ = status.get("Self") or {}
     ips = status.get("TailscaleIPs") or self_.get("TailscaleIPs") or []
     health = status.get("Health") or []
-    return {
-        "backend_state": status.get("BackendState"),
-        "tailscale_ips": [str(ip) for ip in ips],
-        "hostname": self_.get("HostName") or None,
-        "dns_name": (self_.get("DNSName") or "").rstrip(".") or None,
-        "health": [str(h) for h in health],
-        "version": status.get("Version"),
-    }
+    if not isinstance(self_, dict) or not isinstance(ips, list) or not isinstance(health, list):
+        raise ValueError("status: unexpected shape")
+    backend = status.get("BackendState")
+    return Node(
+        backend_state=str(backend) if backend else None,
+        tailscale_ips=tuple(str(ip) for ip in ips),
+        hostname=str(self_.get("HostName") or "") or None,
+        dns_name=str(self_.get("DNSName") or "").rstrip(".") or None,
+        health=tuple(str(h) for h in health),
+    )

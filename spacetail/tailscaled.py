@@ -1,44 +1,25 @@
-"""One run of tailscaled under the manager: started with its output in tailscaled.log, followed on
-the LocalAPI's watch-ipn-bus stream by a thread that only reports, and stopped with SIGTERM then
-SIGKILL. Decisions (restart or not, log in or not) are the manager's."""
+"""One run of tailscaled under the manager: started with its output in tailscaled.log, and stopped
+with SIGTERM then SIGKILL, either at once within the shutdown's budget (`stop`) or without
+waiting, the loop sending the SIGKILL when its time comes (`retire`). What follows it while it
+runs is watch.py's; decisions (restart or not, log in or not) are the manager's."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
-from spacetail.events import (
-    ApiReady,
-    ApiTimeout,
-    BusClosed,
-    ChildProcess,
-    ErrMessage,
-    Event,
-    StateChanged,
-)
+from spacetail.events import ChildProcess
 from spacetail.failures import Failure, FailureClass, Program, Settings, diagnose_for, excerpt
-from spacetail.identity import ProcessIdentity
+from spacetail.identity import ProcessIdentity, terminate
 from spacetail.log import redact
 from spacetail.paths import Paths, open_regular
-from spacetail.tailscale import STATES, LocalAPIError
 
-API_START_TIMEOUT = 15.0
 TERM_GRACE = 0.8
 MAX_RESTARTS = 5
-
-
-class WatchAPI(Protocol):
-    def watch(self) -> Any: ...
-
-
-Post = Callable[[Event], None]
 
 
 @dataclass
@@ -49,6 +30,7 @@ class TailscaledRun:
     log_offset: int = 0  # where this run's lines begin in tailscaled.log
     api_ready: bool = False
     exited: int | None = None
+    kill_at: float | None = None  # retired: SIGTERM sent, SIGKILL due then
 
     def failure(self, log_path: Path, cfg: Settings) -> Failure:
         """This run's failure, read from its part of tailscaled.log."""
@@ -74,16 +56,25 @@ class TailscaledRun:
         return "\n".join(excerpt(paths.tailscaled_log, self.log_offset))
 
     def stop(self, note: Callable[[str], None], grace: float = TERM_GRACE) -> None:
-        """SIGTERM, then SIGKILL after GRACE seconds. The child's own handle refuses to signal a
-        process it has already reaped, so a recycled PID is never hit."""
-        if self.exited is not None:
-            return
-        with contextlib.suppress(Exception):
-            self.proc.signal(signal.SIGTERM)
-        if not self.proc.wait(grace):
-            note(f"tailscaled did not stop within {grace}s of SIGTERM: SIGKILL")
-            self.proc.signal(signal.SIGKILL)
-            self.proc.wait(5.0)
+        """SIGTERM, then SIGKILL after GRACE seconds, waiting: for the shutdown, whose budget
+        bounds GRACE. The child's own handle refuses to signal a process it has already reaped,
+        so a recycled PID is never hit."""
+        if self.exited is None and self.proc.exit_code is None:
+            terminate(self.proc, grace, note=note, name="tailscaled")
+
+    def retire(self, now: float, grace: float = TERM_GRACE) -> None:
+        """SIGTERM now; `overdue` says when the SIGKILL is due. Never waits."""
+        if self.kill_at is None:
+            self.kill_at = now + grace
+            with contextlib.suppress(Exception):
+                self.proc.signal(signal.SIGTERM)
+
+    def overdue(self, now: float, note: Callable[[str], None]) -> None:
+        if self.kill_at is not None and now >= self.kill_at and self.proc.exit_code is None:
+            self.kill_at = None
+            note("tailscaled did not stop within its grace after SIGTERM: SIGKILL")
+            with contextlib.suppress(Exception):
+                self.proc.signal(signal.SIGKILL)
 
 
 @dataclass
@@ -121,55 +112,3 @@ def logout(spawn: Callable[[], ChildProcess], note: Callable[[str], None], timeo
 
 def exit_text(code: int) -> str:
     return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
-
-
-def start_watcher(
-    api: WatchAPI,
-    proc: ChildProcess,
-    post: Post,
-    clock: Callable[[], float],
-    delay: float = 0.0,
-) -> None:
-    deadline = clock() + delay + API_START_TIMEOUT
-    threading.Thread(
-        target=_watch_bus,
-        args=(api, proc, post, clock),
-        kwargs={"deadline": deadline, "delay": delay},
-        daemon=True,
-    ).start()
-
-
-def _watch_bus(
-    api: WatchAPI,
-    proc: ChildProcess,
-    post: Post,
-    clock: Callable[[], float],
-    *,
-    deadline: float,
-    delay: float,
-) -> None:
-    """Thread: wait for the LocalAPI, then stream state changes to the main loop."""
-    if delay:
-        time.sleep(delay)  # a reconnection: never a tight loop against a closing stream
-    connected = False
-    while True:
-        try:
-            for note in api.watch():
-                if not connected:
-                    connected = True
-                    post(ApiReady(proc))
-                state = note.get("State")
-                if state is not None:
-                    post(StateChanged(proc, STATES.get(int(state), str(state))))
-                if note.get("ErrMessage"):
-                    post(ErrMessage(proc, str(note["ErrMessage"])))
-            return
-        except LocalAPIError as exc:
-            if connected:
-                post(BusClosed(proc, str(exc)))
-                return
-            if clock() > deadline or proc.exit_code is not None:
-                post(ApiTimeout(proc, str(exc)))
-                return
-            # The socket appears ~0.3 s after start; a short poll notices it at once.
-            time.sleep(0.01)

@@ -24,15 +24,18 @@ from spacetail.client import (
 )
 from spacetail.errors import ConfigError, OperationFailed, SpacetailError
 from spacetail.forward import bind_listeners
-from spacetail.identity import ProcessIdentity, ProvenProcess, phase_shell
+from spacetail.identity import ProcessIdentity, ProvenProcess, phase_shell, terminate
 from spacetail.log import tail
 from spacetail.paths import Paths
+from spacetail.phases import Phase
+from spacetail.status import Problem, Status
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, TextIO
+    from typing import TextIO
 
     from spacetail.config import Config
+    from spacetail.tailscale import Binaries
 
 NEVER_RAN_EXIT = 1.0  # a manager whose login failed is gone this soon (no logout, short grace)
 
@@ -63,7 +66,7 @@ def up(
     watch_pid: int | None = None,
     interruptible: bool = False,
     watching: str = "the shell",
-) -> dict[str, Any]:
+) -> Status:
     """Bring the tailnet up (or find it up); returns the manager's status. Raises on failure,
     after stopping what it started."""
     from spacetail.tailscale import find_binaries
@@ -94,7 +97,7 @@ def _claim_manager(
     claim: statedir.Claim,
     *,
     env: Mapping[str, str],
-    binaries: Any,
+    binaries: Binaries,
     watch_pid: int | None,
     deadline: float,
     out: TextIO,
@@ -107,13 +110,13 @@ def _claim_manager(
             "`spacetail down` (it is asked over the socket, never signalled) or set "
             "SPACETAIL_DIR to a folder of this phase's own"
         )
-    if p.answering and p.status is not None and p.status.get("phase") == "failed":
-        say(out, f"replacing a manager that failed: {p.status.get('reason')}")
+    if p.answering and p.status is not None and p.status.phase is Phase.FAILED:
+        say(out, f"replacing a manager that failed: {p.status.login.reason}")
         stop_manager(paths, p, logout=True, out=out)
         p = claim.reprobe()
     if p.answering and p.status is not None:
         _check_forwards(cfg, p.status)
-        say(out, f"a manager already runs here (pid {p.status['manager_pid']}); nothing to change")
+        say(out, f"a manager already runs here (pid {p.status.manager_pid}); nothing to change")
         return Joined(p.answering_ident, started_here=False)
     if p.lock_held:
         stop_unanswering(paths, p, out)
@@ -126,9 +129,9 @@ def _claim_manager(
     )
 
 
-def _check_forwards(cfg: Config, status: dict[str, Any]) -> None:
+def _check_forwards(cfg: Config, status: Status) -> None:
     """A running manager cannot take new forwards: say so rather than pretend."""
-    have = {(f.get("listen"), f.get("target")) for f in status.get("forwards") or []}
+    have = {(f.listen, f.target) for f in status.forwards}
     missing = [f"{f.listen}={f.target}" for f in cfg.forwards if (f.listen, f.target) not in have]
     if missing:
         raise OperationFailed(
@@ -161,7 +164,7 @@ def _start_manager(
     claim: statedir.Claim,
     *,
     env: Mapping[str, str],
-    binaries: Any,
+    binaries: Binaries,
     watch_pid: int | None,
     deadline: float,
 ) -> Joined:
@@ -184,16 +187,20 @@ def _start_manager(
         if shell_fd is not None:
             os.close(shell_fd)
         raise
-    launch = Launch(cfg, paths, binaries, listener, dict(env), None, shell_fd, shell_pid,
-                    deadline, forwards)  # fmt: skip
+    launch = Launch(
+        cfg=cfg, paths=paths, binaries=binaries, listener=listener, env=dict(env),
+        watch_pidfd=shell_fd, watch_pid=shell_pid, login_deadline=deadline,
+        forward_listeners=tuple(forwards),
+    )  # fmt: skip
     keep = [listener.fileno(), *(f.fileno() for f in forwards)]
     keep += [shell_fd] if shell_fd is not None else []
 
     def run(ready_fd: int) -> int:
+        from dataclasses import replace
+
         from spacetail.manager import serve  # in the manager only: up itself never needs it
 
-        launch.ready_fd = ready_fd
-        return serve(launch)
+        return serve(replace(launch, ready_fd=ready_fd))
 
     try:
         pid, line = daemon.spawn(run, keep, paths.manager_log, ready_timeout=15.0)
@@ -215,29 +222,31 @@ def _start_manager(
 
 def _await_manager(
     cfg: Config, paths: Paths, joined: Joined, *, wait: bool, deadline: float
-) -> dict[str, Any]:
+) -> Status:
     until = "running" if wait else "api"
     # A manager this `up` started fails its login at this very deadline and says so; one it
     # joined has its own deadline, and this `up` waits for it only as long as it was told to.
     margin = 5.0 if joined.started_here else 0.0
     timeout = max(0.0, deadline - time.monotonic()) + margin
     try:
-        reply = control.ControlClient(paths.control_socket).request(
+        answer = control.ControlClient(paths.control_socket).request(
             {"cmd": "wait", "until": until, "timeout": timeout}, timeout=timeout + 5
         )
-    except control.ControlUnavailable as exc:
+        reply = Status.from_json(answer)
+    except (control.ControlUnavailable, ValueError) as exc:
         reply = _last_words(paths, joined) or _no_answer(paths, exc)
-    if reply.get("ok"):
-        return reply
-    reason = reply.get("reason") or (
-        f"not Running within {cfg.timeout:g}s (state {reply.get('backend_state')})"
+    else:
+        if answer.get("ok") is True:
+            return reply
+    reason = reply.login.reason or (
+        f"not Running within {cfg.timeout:g}s (state {reply.backend_state})"
     )
     from spacetail.failures import advice, excerpt
 
-    setting = reply.get("setting")
+    setting = reply.login.setting
     head = f"{setting}: {reason}" if setting else f"could not connect to the tailnet: {reason}"
-    message = f"{head}\n  what to do: {reply.get('advice') or advice(reason)}"
-    lines = excerpt(paths.tailscaled_log, int(reply.get("tailscaled_log_offset") or 0))
+    message = f"{head}\n  what to do: {reply.login.advice or advice(reason)}"
+    lines = excerpt(paths.tailscaled_log, reply.tailscaled_log_offset)
     if lines:
         shown = indent("\n".join(lines), 4)
         message += f"\n  this run's lines of {paths.tailscaled_log}:\n{shown}"
@@ -246,36 +255,38 @@ def _await_manager(
     else:
         message += "\n  the manager that was already running goes on (`spacetail down` stops it)"
     failed = OperationFailed(message)
-    failed.exit_code = int(reply.get("exit_code") or 1)  # 2: a setting of the user's
+    failed.exit_code = reply.login.exit_code or 1  # 2: a setting of the user's
     raise failed
 
 
-def _last_words(paths: Paths, joined: Joined) -> dict[str, Any] | None:
+def _last_words(paths: Paths, joined: Joined) -> Status | None:
     """A manager that failed before this `up` could ask it (a refused flag fails within
     milliseconds) left its verdict in last-stop.json as it exited: read it as its answer."""
+    from spacetail.client import read_last_stop
+
     handle = ProvenProcess.open(joined.ident) if joined.ident else None
     if handle is not None:
         with handle:
             handle.wait(NEVER_RAN_EXIT)
-    last, _garbage = statedir.read_record(paths.last_stop)
-    if not last or joined.ident is None or last.get("manager_pid") != joined.ident.pid:
+    last = read_last_stop(paths)
+    if last is None or joined.ident is None or last.manager_pid != joined.ident.pid:
         return None
-    return {
-        "ok": False,
-        "reason": last.get("login_reason") or last.get("reason"),
-        "advice": last.get("advice"),
-        "setting": last.get("setting"),
-        "exit_code": last.get("exit_code"),
-        "tailscaled_log_offset": last.get("tailscaled_log_offset"),
-    }
+    verdict = Problem(
+        reason=last.login_reason or last.reason,
+        advice=last.advice,
+        setting=last.setting,
+        exit_code=last.exit_code,
+    )
+    return Status(state_dir=str(paths.root), login=verdict,
+                  tailscaled_log_offset=last.tailscaled_log_offset)  # fmt: skip
 
 
-def _no_answer(paths: Paths, exc: Exception) -> dict[str, Any]:
+def _no_answer(paths: Paths, exc: Exception) -> Status:
     reason = f"the manager stopped answering ({exc})"
     detail = tail(paths.manager_log, 3)
     if detail:
         reason += f"; its log ends with:\n{indent(detail, 4)}"
-    return {"ok": False, "reason": reason}
+    return Status(state_dir=str(paths.root), login=Problem(reason=reason))
 
 
 def _stop_started(paths: Paths, joined: Joined, out: TextIO) -> None:
@@ -295,7 +306,7 @@ def _stop_started(paths: Paths, joined: Joined, out: TextIO) -> None:
             pass
         if not handle.wait(STOPPING_GRACE):
             say(out, f"manager pid {handle.ident.pid} did not stop; terminating it")
-            statedir.terminate(handle, 2.0)
+            terminate(handle, 2.0)
 
 
 @contextmanager
@@ -318,25 +329,21 @@ def _interrupts(enabled: bool) -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def _report_up(
-    reply: dict[str, Any], elapsed: float, *, wait: bool, out: TextIO, watching: str
-) -> None:
-    ips = ", ".join(reply.get("tailscale_ips") or []) or "no address yet"
-    proxies = reply.get("proxies") or {}
+def _report_up(reply: Status, elapsed: float, *, wait: bool, out: TextIO, watching: str) -> None:
+    ips = ", ".join(reply.node.tailscale_ips) or "no address yet"
     if wait:
-        name = reply.get("dns_name") or reply.get("hostname")
-        say(out, f"connected to the tailnet as {name} ({ips}) in {elapsed:.1f}s")
+        say(out, f"connected to the tailnet as {reply.name} ({ips}) in {elapsed:.1f}s")
     else:
-        say(out, f"tailscaled is up (state {reply.get('backend_state')}); not waiting for login")
-    say(out, f"proxies: HTTP {proxies.get('http')}  SOCKS5 {proxies.get('socks5')}")
+        say(out, f"tailscaled is up (state {reply.backend_state}); not waiting for login")
+    if reply.proxies is not None:
+        say(out, f"proxies: HTTP {reply.proxies.http}  SOCKS5 {reply.proxies.socks5}")
     stops = []
-    if reply.get("watch_pid"):
-        stops.append(f"when {watching} (pid {reply['watch_pid']}) exits")
-    left = reply.get("max_lifetime_left")
-    if left is not None:
-        stops.append(f"after {_duration(float(left))}")
+    if reply.watch_pid:
+        stops.append(f"when {watching} (pid {reply.watch_pid}) exits")
+    if reply.max_lifetime_left is not None:
+        stops.append(f"after {_duration(reply.max_lifetime_left)}")
     stops.append("on `spacetail down`")
-    say(out, f"manager pid {reply.get('manager_pid')}; it stops {', '.join(stops)}")
+    say(out, f"manager pid {reply.manager_pid}; it stops {', '.join(stops)}")
 
 
 def _duration(seconds: float) -> str:

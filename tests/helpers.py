@@ -194,12 +194,13 @@ def st(
 
 
 def status(userland: Userland, env: Mapping[str, str]) -> dict[str, Any]:
-    """`spacetail status --json`, parsed."""
+    """`spacetail status --json`, parsed, after checking it against its contract (the schema in
+    docs/ and spacetail's own Status type), whatever the state it describes."""
+    from tests.status_contract import validate
+
     result = st(userland, env, "status", "--json")
     assert result.returncode == 0, result.stderr
-    data = json.loads(result.stdout)
-    assert isinstance(data, dict)
-    return data
+    return validate(json.loads(result.stdout))
 
 
 def wait_gone(pid: int, timeout: float) -> bool:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,11 +31,13 @@ from tests.faults.test_faults import (
     marked,
     poll,
     popen,
+    sock_path,
     stopped_after,
     tmpfs,
     up_ok,
 )
 from tests.helpers import SPACELIFT_UID, Userland, st, status, wait_gone
+from tests.status_contract import validate
 
 pytestmark = pytest.mark.userns
 
@@ -124,7 +128,7 @@ def test_down_in_another_pid_namespace_never_signals_a_stranger(
         result: dict[str, Any] = json.loads(out.splitlines()[-1]) if out.strip() else {"error": err}
         assert "error" not in result, result
         assert result["bystander_alive"], f"down killed B's pid {target}: {result['down']}"
-        shown = json.loads(result["status"]["out"])
+        shown = validate(json.loads(result["status"]["out"]))  # the contract holds here too
         assert shown.get("foreign") is True and "another container" in shown["problem"]
         assert result["up"]["rc"] == 1 and "another container" in result["up"]["err"]
         assert result["wait"]["rc"] == 1 and "another container" in result["wait"]["err"]
@@ -364,6 +368,65 @@ def test_shutdown_with_a_frozen_tailscaled_takes_under_2_seconds(
         shell.kill()
         shell.wait()
     assert_clean(userland, env)
+
+
+def test_a_frozen_tailscaled_never_stalls_an_answer(
+    userland: Userland, fake_env: dict[str, str]
+) -> None:
+    """The manager answers from what it knows: 50 clients asking at once while tailscaled is
+    SIGSTOPped each get the status within 100 ms, and the shell's exit still ends it all within
+    2 s (each status used to ask the frozen LocalAPI, 0.5 s each, one after the other)."""
+    shell = _sleeper(fake_env)
+    try:
+        up = st(userland, fake_env, "up", "--watch-pid", str(shell.pid))
+        assert up.returncode == 0, up.stderr
+        info = status(userland, fake_env)
+        manager = int(info["manager_pid"])
+        os.kill(int(info["tailscaled_pid"]), signal.SIGSTOP)
+        times = _concurrent_status(fake_env, 50)
+        slowest = max(times)
+        print(f"\nFIGURE status_x50_frozen_tailscaled max {slowest * 1000:.1f}ms")
+        assert slowest <= 0.1, f"slowest of 50 answers took {slowest * 1000:.0f} ms"
+        shell.kill()
+        started = time.monotonic()
+        shell.wait()
+        assert wait_gone(manager, 5)
+        took = time.monotonic() - started
+        assert took <= 2.0, f"shutdown took {took:.2f}s after the shell's exit"
+    finally:
+        shell.kill()
+        shell.wait()
+    assert_clean(userland, fake_env)
+
+
+def _concurrent_status(env: dict[str, str], clients: int) -> list[float]:
+    """Seconds from each client's connect to its whole reply, all clients released at once."""
+    path = os.fsencode(sock_path(env))
+    gate = threading.Barrier(clients)
+    times: list[float] = []
+
+    def one() -> None:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(10)
+            gate.wait()
+            started = time.monotonic()
+            sock.connect(path)
+            sock.sendall(b'{"cmd":"status"}\n')
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                assert chunk, "the manager closed without answering"
+                data += chunk
+            times.append(time.monotonic() - started)
+            assert json.loads(data)["ok"] is True
+
+    threads = [threading.Thread(target=one) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(times) == clients, f"{clients - len(times)} clients got no answer"
+    return times
 
 
 def test_up_with_a_frozen_tailscaled_keeps_its_timeout(

@@ -36,7 +36,7 @@ for _ in range(cycles):
     t0 = time.monotonic()
     reply = up(cfg, paths, env, out=sink)
     t1 = time.monotonic()
-    manager = reply["manager_pid"]
+    manager = reply.manager_pid
     manager_fds = len(fds(manager))
     manager_threads = len(os.listdir(f"/proc/{manager}/task"))
     done = client.down(paths, env, out=sink)

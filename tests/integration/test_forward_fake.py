@@ -19,6 +19,7 @@ from spacetail.errors import OperationFailed
 from spacetail.forward import bind_listeners, parse_forwards
 from spacetail.relay import Forwarder
 from spacetail.socks5 import Dialer, DialError
+from spacetail.status import Status
 from spacetail.tailscale import LocalAPI, LocalAPIError
 from tests import realservers
 from tests.helpers import MARKER, Userland
@@ -220,12 +221,15 @@ def test_the_reference_dns_answers_are_what_the_fake_gives(
         assert (status, body) == (entry["status"], entry["body"])
 
 
-def manager_status(tsd: realservers.Tailscaled, **changes: Any) -> dict[str, Any]:
-    """What `client.status()` answers while a manager runs (the fields nc and resolve read)."""
-    return {"running": True, "backend_state": "Running", "health": [],
-            "proxies": {"socks5": f"socks5://127.0.0.1:{tsd.socks_port}"},
-            "tailscaled_socket": str(tsd.socket), "dns_name": "ci-runner.tail-fake.ts.net",
-            "state_dir": "/state", **changes}  # fmt: skip
+def manager_status(tsd: realservers.Tailscaled, **changes: Any) -> Status:
+    """What `client.status()` answers while a manager runs (the fields nc and resolve read),
+    parsed as every reader parses it."""
+    return Status.from_json(
+        {"running": True, "backend_state": "Running", "health": [],
+         "proxies": {"http": "http://127.0.0.1:1", "socks5": f"socks5://127.0.0.1:{tsd.socks_port}"},
+         "tailscaled_socket": str(tsd.socket), "dns_name": "ci-runner.tail-fake.ts.net",
+         "state_dir": "/state", **changes}
+    )  # fmt: skip
 
 
 def test_tailnet_from_status_gives_a_dialer_with_the_tailnet_resolver(

@@ -259,10 +259,11 @@ def test_excerpt_reads_a_bounded_tail(tmp_path: Path) -> None:
 def test_the_words_are_read_in_one_place() -> None:
     from spacetail import tailscale
 
-    assert failures.classify("flag provided but not defined: -x") == "permanent"
-    assert failures.classify("connection refused") == "transient"
-    assert failures.classify("hm") == "unknown"
+    assert not failures.diagnose("flag provided but not defined: -x").retryable
+    assert failures.diagnose("connection refused").retryable
+    assert failures.diagnose("hm").kind is failures.FailureClass.UNKNOWN
     assert not hasattr(tailscale, "classify") and not hasattr(tailscale, "advice")
+    assert not hasattr(failures, "classify")  # one verdict: a FailureClass, never a string
 
 
 def test_diagnose_for_takes_the_settings_from_a_config() -> None:

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from spacetail.login import Login, Phase
+from spacetail.failures import Failure
+from spacetail.login import FRESH_READ_WAIT, Login
+from spacetail.phases import IllegalTransition, Phase
 from tests.unit.fakes import KEY, Clock, FakeAPI, FakeChild, Spawner, phase, settings
 
 UNREACHABLE = (
@@ -34,8 +36,8 @@ class Outcome:
     def succeeded(self) -> None:
         self.succeeded_count += 1
 
-    def failed(self, reason: str) -> None:
-        self.failures.append(reason)
+    def failed(self, failure: Failure) -> None:
+        self.failures.append(failure.line)
 
 
 class Bed:
@@ -45,10 +47,18 @@ class Bed:
         self.spawn = Spawner()
         self.outcome = Outcome()
         cfg, self.paths, binaries = settings(tmp_path, **env)
+        self.refreshes = 0
         self.login = Login(
-            cfg, self.paths, binaries, api=self.api, spawn=self.spawn, outcome=self.outcome,
-            clock=self.clock, jitter=lambda low, high: high,
+            cfg, self.paths, binaries, spawn=self.spawn, outcome=self.outcome, clock=self.clock,
+            refresh=self.asked, jitter=lambda low, high: high,
         )  # fmt: skip
+
+    def asked(self) -> None:
+        self.refreshes += 1
+
+    def read(self) -> None:
+        """The status reader's next read (as the manager hands it over)."""
+        self.login.on_node(self.api.node(), self.clock())
 
     @property
     def attempt(self) -> FakeChild:
@@ -56,9 +66,13 @@ class Bed:
         return self.login.attempt.proc  # type: ignore[return-value]
 
     def end_attempt(self, code: int, output: str = "") -> None:
+        """The attempt exits; a failed one is judged once a fresh read arrives."""
         child = self.attempt
         child.exit(code, output)
+        asked = self.refreshes
         assert self.login.on_up_exit(child, code)
+        if self.refreshes > asked:
+            self.read()
 
 
 @pytest.fixture
@@ -98,7 +112,8 @@ def test_flaky_login_is_retried_with_backoff_then_runs(bed: Bed) -> None:
 def test_expired_key_fails_at_once_without_retry(bed: Bed) -> None:
     bed.login.api_ready()
     bed.api.login_error(EXPIRED)
-    bed.login.tick(bed.clock.advance(0.25))  # the health poll reads tailscale's verdict
+    bed.clock.advance(0.25)
+    bed.read()  # the status reader brings tailscale's verdict
     assert signal.SIGTERM in bed.attempt.signals
     bed.end_attempt(-signal.SIGTERM)
     assert phase(bed.login) is Phase.FAILED
@@ -186,3 +201,42 @@ def test_news_of_another_process_is_not_the_attempts(bed: Bed) -> None:
     bed.login.api_ready()
     assert not bed.login.on_up_exit(FakeChild(["tailscaled"]), 1)
     assert bed.login.attempt is not None
+
+
+def test_a_failed_attempt_waits_for_a_fresh_read_then_judges_without(bed: Bed) -> None:
+    bed.login.api_ready()
+    bed.api.login_error(UNREACHABLE)
+    child = bed.attempt
+    child.exit(1, TIMEOUT)
+    assert bed.login.on_up_exit(child, 1)
+    assert bed.refreshes == 1 and phase(bed.login) is Phase.LOGIN  # not judged on old news
+    bed.login.tick(bed.clock.advance(FRESH_READ_WAIT - 0.01))
+    assert bed.login.retry_at is None
+    bed.login.tick(bed.clock.advance(0.01))  # tailscaled never answered: judged without
+    assert phase(bed.login) is Phase.BACKOFF
+    # Only the CLI's "timeout waiting" was known: the reason says so, not a guess.
+    assert bed.login.report().reason == "not Running after 60s (state no state)"
+
+
+def test_a_read_begun_before_the_attempt_ended_does_not_judge_it(bed: Bed) -> None:
+    bed.login.api_ready()
+    before = bed.clock()
+    bed.clock.advance(0.1)
+    child = bed.attempt
+    child.exit(1, TIMEOUT)
+    bed.login.on_up_exit(child, 1)
+    bed.api.login_error(EXPIRED)
+    bed.login.on_node(bed.api.node(), before)
+    assert phase(bed.login) is Phase.LOGIN and bed.outcome.failures == []
+    bed.read()
+    assert bed.outcome.failures == [EXPIRED]
+
+
+def test_the_phase_changes_only_as_the_table_allows(bed: Bed) -> None:
+    bed.login.api_ready()
+    bed.login.stop()
+    assert phase(bed.login) is Phase.STOPPING
+    with pytest.raises(IllegalTransition, match="stopping cannot change to login"):
+        bed.login.change(Phase.LOGIN)
+    with pytest.raises(IllegalTransition):
+        bed.login.change(Phase.RUNNING)

@@ -14,11 +14,12 @@ import pytest
 
 from spacetail import events as ev
 from spacetail.control import bind_listener
+from spacetail.lifetime import Cause, Ending
 from spacetail.log import Log
-from spacetail.login import Phase
 from spacetail.manager import Launch, Manager
+from spacetail.phases import Phase
 from spacetail.tailscaled import MAX_RESTARTS
-from tests.unit.fakes import Clock, FakeAPI, FakeChild, Spawner, phase, settings
+from tests.unit.fakes import Clock, FakeAPI, FakeChild, Reads, Spawner, phase, settings
 
 
 class Bed:
@@ -27,12 +28,14 @@ class Bed:
         self.api = FakeAPI()
         self.spawn = Spawner()
         self.watched: list[tuple[FakeChild, float]] = []
+        self.reads = Reads()
         cfg, paths, binaries = settings(tmp_path, **env)
         listener = bind_listener(paths.control_socket)
         self.log = Log(paths.manager_log)
-        launch = Launch(cfg, paths, binaries, listener, {"PATH": "/usr/bin"})
+        launch = Launch(cfg=cfg, paths=paths, binaries=binaries, listener=listener,
+                        env={"PATH": "/usr/bin"})  # fmt: skip
         self.m = Manager(
-            launch, self.log, clock=self.clock, spawn=self.spawn, api=self.api,
+            launch, self.log, clock=self.clock, spawn=self.spawn, api=self.api, reader=self.reads,
             watch=lambda proc, delay: self.watched.append((proc, delay)),  # type: ignore[arg-type]
         )  # fmt: skip
         self.m.start_tailscaled()
@@ -50,6 +53,13 @@ class Bed:
         attempt.exit(0)
         self.m.handle(ev.ChildExited(attempt, 0))
         assert self.m.login.phase is Phase.RUNNING
+
+    def read(self) -> None:
+        """The status reader's next read, as the reader thread posts it."""
+        self.m.handle(ev.NodeRead(self.tailscaled, self.api.node(), self.clock()))
+
+    def reason(self) -> str:
+        return self.m.login.report().reason or ""
 
     def kill_tailscaled(self) -> FakeChild:
         td = self.tailscaled
@@ -80,8 +90,9 @@ def test_tailscaled_dying_while_starting_fails_and_stops(bed: Bed) -> None:
     assert phase(bed.m.login) is Phase.STARTING
     bed.kill_tailscaled()
     assert phase(bed.m.login) is Phase.FAILED
-    assert bed.m.stop_reason == "the login failed" and bed.m.exit_code == 1
-    assert "killed by SIGKILL before the node was Running" in (bed.m.login.reason or "")
+    assert bed.m.ending == Ending(Cause.LOGIN_FAILED, "the login failed")
+    assert bed.m.exit_code == 1
+    assert "killed by SIGKILL before the node was Running" in bed.reason()
     assert bed.m.sup.restart_at is None  # a first start that fails is not retried
 
 
@@ -100,7 +111,7 @@ def test_tailscaled_dying_while_running_is_restarted_with_backoff(bed: Bed) -> N
         bed.kill_tailscaled()
         assert bed.m.sup.restart_at is not None
         delays.append(bed.m.sup.restart_at - bed.clock())
-        assert phase(bed.m.login) is Phase.STARTING and bed.m.stop_reason is None
+        assert phase(bed.m.login) is Phase.STARTING and bed.m.ending is None
         bed.m.timers(bed.clock.advance(delays[-1] - 0.01))
         assert len(bed.spawn.named("--tun=userspace-networking")) == restart  # not yet
         bed.m.timers(bed.clock.advance(0.01))
@@ -111,9 +122,10 @@ def test_tailscaled_dying_while_running_is_restarted_with_backoff(bed: Bed) -> N
     assert delays == [0.5, 1.0, 2.0, 4.0, 8.0]
     bed.kill_tailscaled()
     assert phase(bed.m.login) is Phase.FAILED
-    assert "could not be kept running (5 restarts)" in (bed.m.login.reason or "")
-    assert bed.m.stop_reason is None  # reported by status; `up` replaces a failed manager
-    assert bed.m.status()["restarts"] == MAX_RESTARTS
+    assert "could not be kept running (5 restarts)" in bed.reason()
+    assert bed.m.ending is None  # reported by status; `up` replaces a failed manager
+    assert bed.m.status().restarts == MAX_RESTARTS
+    assert bed.m.status().login.advice is not None  # the verdict says what to do
 
 
 def test_news_of_a_replaced_tailscaled_is_ignored(bed: Bed) -> None:
@@ -136,11 +148,12 @@ def test_sigterm_in_each_phase_stops_cleanly(bed: Bed, where: str) -> None:
         assert attempt is not None
         attempt.exit(1, "timeout waiting for Tailscale service to enter a Running state")
         bed.m.handle(ev.ChildExited(attempt, 1))
+        bed.read()
         assert phase(bed.m.login) is Phase.BACKOFF
     if where == "running":
         bed.m.handle(ev.StateChanged(bed.tailscaled, "Running"))
     bed.signal(signal.SIGTERM)
-    assert bed.m.stop_reason == "received SIGTERM"
+    assert bed.m.ending == Ending(Cause.SIGNAL, "received SIGTERM")
     td = bed.tailscaled
     bed.m.shutdown()
     assert bed.m.exit_code == 0
@@ -158,7 +171,7 @@ def test_sigterm_in_each_phase_stops_cleanly(bed: Bed, where: str) -> None:
 def test_no_logout_after_a_login_that_never_succeeded(bed: Bed) -> None:
     bed.m.handle(ev.ApiReady(bed.tailscaled))
     bed.m.login.fail("invalid key: API key does not exist")
-    assert bed.m.stop_reason == "the login failed"
+    assert bed.m.ending is not None and bed.m.ending.cause is Cause.LOGIN_FAILED
     bed.m.shutdown()
     assert bed.spawn.named("logout") == []
 
@@ -168,7 +181,7 @@ def test_shutdown_removes_key_files_a_killed_attempt_left(bed: Bed) -> None:
     assert bed.m.login.attempt is not None and bed.m.login.attempt.secret is not None
     secret = bed.m.login.attempt.secret
     bed.spawn.named("up")[0].exits_on_term = False  # an attempt that ignores SIGTERM
-    bed.m.stop("asked to stop (spacetail down)")
+    bed.m.stop(Ending(Cause.DOWN, "asked to stop (spacetail down)"))
     bed.m.shutdown()
     assert not secret.exists()
 
@@ -179,7 +192,7 @@ def test_tailscaled_gets_no_proxy_variable_and_no_secret(tmp_path: Path) -> None
            "TS_AUTHKEY": "tskey-auth-x", "SPACELIFT_OIDC_TOKEN": "eyJ", "HOME": "/h"}  # fmt: skip
     listener = socket.socket(socket.AF_UNIX)
     log = Log(None)
-    m = Manager(Launch(cfg, paths, binaries, listener, env), log)
+    m = Manager(Launch(cfg=cfg, paths=paths, binaries=binaries, listener=listener, env=env), log)
     try:
         from spacetail.tailscale import clean_env
 
@@ -228,7 +241,7 @@ def _refused(bed: Bed) -> None:
     bed.m.handle(ev.ApiTimeout(td, "connection refused"))
     assert phase(bed.m.login) is Phase.STARTING  # not judged on the watcher's word
     bed.m.handle(ev.ChildExited(td, 2))
-    failure = bed.m.login.failure
-    assert failure is not None and failure.exit_code == 2
-    assert failure.setting == "TS_TAILSCALED_EXTRA_ARGS"
-    assert (bed.m.login.reason or "").startswith("flag provided but not defined: -no-such-flag")
+    verdict = bed.m.status().login
+    assert verdict.exit_code == 2
+    assert verdict.setting == "TS_TAILSCALED_EXTRA_ARGS"
+    assert bed.reason().startswith("flag provided but not defined: -no-such-flag")

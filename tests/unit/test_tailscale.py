@@ -39,12 +39,12 @@ PERMANENT = [
 
 @pytest.mark.parametrize("text", TRANSIENT)
 def test_transient(text: str) -> None:
-    assert failures.classify(text) == "transient"
+    assert failures.diagnose(text).retryable
 
 
 @pytest.mark.parametrize("text", PERMANENT)
 def test_permanent(text: str) -> None:
-    assert failures.classify(text) == "permanent"
+    assert not failures.diagnose(text).retryable
 
 
 @pytest.mark.parametrize(
