@@ -138,9 +138,10 @@ def cmd_nc(args: argparse.Namespace) -> int:
 def cmd_resolve(args: argparse.Namespace) -> int:
     """The addresses the tailnet's resolver gives NAME (MagicDNS and split DNS)."""
     from spacetail import client, nc
+    from spacetail.tailnet_dns import resolve
 
     _dialer, api, suffix = nc.tailnet_from_status(client.status(_paths(args)))
-    for address in nc.resolve(api, args.name, magic_suffix=suffix):
+    for address in resolve(api, args.name, magic_suffix=suffix):
         print(address)
     return 0
 

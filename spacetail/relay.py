@@ -296,9 +296,9 @@ def forwards(
     asking tailscale's resolver for names the proxy cannot resolve (split DNS, tailscale#4677)."""
     if not listeners:
         return None
-    from spacetail.nc import tailnet_resolver
+    from spacetail import hostport
     from spacetail.socks5 import Dialer
+    from spacetail.tailnet_dns import tailnet_resolver
 
-    host, _, port = cfg.socks5.rpartition(":")
-    dialer = Dialer((host.strip("[]"), int(port)), tailnet_resolver(api))
+    dialer = Dialer(hostport.parse(cfg.socks5), tailnet_resolver(api))
     return Forwarder(cfg.forwards, listeners, dialer, log=log)

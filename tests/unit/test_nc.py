@@ -8,7 +8,8 @@ import socket
 import struct
 import threading
 
-from spacetail.nc import candidates, relay_stdio
+from spacetail.nc import relay_stdio
+from spacetail.tailnet_dns import candidates
 
 
 def read_to_eof(fd: int) -> bytes:
