@@ -130,9 +130,10 @@ def cmd_nc(args: argparse.Namespace) -> int:
     from spacetail import client, nc
     from spacetail.forward import parse_port
 
+    host = _host("nc HOST", args.host)
     port = parse_port("nc PORT", args.port)
     dialer, _api, _suffix = nc.tailnet_from_status(client.status(_paths(args)))
-    return nc.nc(dialer, args.host, port)
+    return nc.nc(dialer, host, port)
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
@@ -140,10 +141,23 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     from spacetail import client, nc
     from spacetail.tailnet_dns import resolve
 
+    name = _host("resolve NAME", args.name)
     _dialer, api, suffix = nc.tailnet_from_status(client.status(_paths(args)))
-    for address in resolve(api, args.name, magic_suffix=suffix):
+    for address in resolve(api, name, magic_suffix=suffix):
         print(address)
     return 0
+
+
+def _host(what: str, text: str) -> str:
+    """A host given on the command line, checked before anything is asked of the manager."""
+    from spacetail import hostport
+
+    try:
+        return hostport.check_host(text)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{what}: {exc}; give a tailnet name, a DNS name or an IP address"
+        ) from None
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

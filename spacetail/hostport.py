@@ -39,6 +39,13 @@ def check_host(host: str) -> str:
         raise ValueError(f"the host {_show(host)} is not valid UTF-8 text") from None
     if _BAD_CHARS.search(host) or (":" in host and not _is_ipv6(host)):
         raise ValueError(f"{_show(host)} is not a host name or an IP address")
+    if ":" not in host:
+        try:  # what the SOCKS5 request and a DNS query will do with it
+            host.rstrip(".").encode("idna")
+        except UnicodeError:
+            raise ValueError(
+                f"{_show(host)} is not a host name (its dot-separated parts have 1-63 characters)"
+            ) from None
     return host
 
 
