@@ -133,7 +133,7 @@ def cmd_nc(args: argparse.Namespace) -> int:
     host = _host("nc HOST", args.host)
     port = parse_port("nc PORT", args.port)
     dialer, _api, _suffix = nc.tailnet_from_status(client.status(_paths(args)))
-    return nc.nc(dialer, host, port)
+    return nc.nc(dialer, host, port, send_eof=args.send_eof)
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
@@ -293,6 +293,11 @@ def _options(name: str, p: argparse.ArgumentParser) -> Handler:
     if name == "nc":
         p.add_argument("host", metavar="HOST", help="tailnet name, split-DNS name or address")
         p.add_argument("port", metavar="PORT", help="TCP port")
+        p.add_argument("-N", "--send-eof", action="store_true",
+                       help="pass the end of standard input on (as OpenBSD nc -N does). "
+                       "tailscaled's proxies then close the whole connection, so a reply sent "
+                       "after it is lost; without -N, nc keeps reading until the remote side "
+                       "closes")  # fmt: skip
         return cmd_nc
     if name == "resolve":
         p.add_argument("name", metavar="NAME",

@@ -1,5 +1,11 @@
 """`spacetail nc HOST PORT` (stdin/stdout to HOST:PORT through tailscale, for ssh's ProxyCommand
-and Ansible) and `spacetail resolve NAME` (the addresses the tailnet's resolver gives)."""
+and Ansible) and what `spacetail resolve NAME` needs from the running manager.
+
+The end of standard input is kept to ourselves by default: tailscaled's proxies (1.96.4) close
+both directions when their client half-closes, so passing it on would lose every reply sent
+after it (`echo PING | spacetail nc redis 6379`). nc keeps reading until the remote side
+closes, as OpenBSD nc does; `-N` passes the EOF on for protocols whose server waits for it,
+at the cost of the reply."""
 
 from __future__ import annotations
 
@@ -23,14 +29,15 @@ CHUNK = 64 * 1024
 # --- stdin/stdout relay -------------------------------------------------------------------------
 
 
-def _up(sock: socket.socket, stdin_fd: int, errors: list[str]) -> None:
-    """stdin -> socket; EOF on stdin becomes shutdown(SHUT_WR) (half-close)."""
+def _up(sock: socket.socket, stdin_fd: int, send_eof: bool) -> None:
+    """stdin -> socket; with SEND_EOF, EOF on stdin becomes shutdown(SHUT_WR) (half-close),
+    else the connection stays as it is and the reply keeps coming."""
     try:
         while data := os.read(stdin_fd, CHUNK):
             sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)
-    except OSError as exc:
-        errors.append(f"sending: {exc.strerror or exc}")
+        if send_eof:
+            sock.shutdown(socket.SHUT_WR)
+    except OSError:
         _shutdown(sock, socket.SHUT_RDWR)
 
 
@@ -60,17 +67,18 @@ def relay_stdio(
     stdin_fd: int = 0,
     stdout_fd: int = 1,
     *,
+    send_eof: bool = False,
     err: Callable[[str], None] | None = None,
 ) -> int:
-    """Carry STDIN_FD to SOCK and SOCK to STDOUT_FD; EOF on stdin becomes shutdown(SHUT_WR) on
-    SOCK, EOF on SOCK closes STDOUT_FD. Returns once SOCK's side has ended: 0, or 1 (one line
-    to ERR) when the connection failed. tailscaled's proxies end both directions at the first
-    EOF (as `tailscale nc` does), so nothing more could be sent then; a stdin read still
+    """Carry STDIN_FD to SOCK and SOCK to STDOUT_FD; EOF on SOCK closes STDOUT_FD, EOF on stdin
+    becomes shutdown(SHUT_WR) on SOCK only with SEND_EOF. Returns once SOCK's side has ended:
+    0, or 1 (one line to ERR) when the connection failed. tailscaled's proxies end both
+    directions at the first EOF, so nothing more could be sent then; a stdin read still
     pending is left to the daemon thread, which ends with the process. SOCK is closed."""
     errors: list[str] = []
     sock.settimeout(None)
     down = threading.Thread(target=_down, args=(sock, stdout_fd, errors), daemon=True)
-    up = threading.Thread(target=_up, args=(sock, stdin_fd, []), daemon=True)
+    up = threading.Thread(target=_up, args=(sock, stdin_fd, send_eof), daemon=True)
     down.start()
     up.start()
     down.join()
@@ -85,10 +93,17 @@ def _stderr(line: str) -> None:
     print(f"spacetail: error: {line}", file=sys.stderr, flush=True)
 
 
-def nc(dialer: Dialer, host: str, port: int, *, err: Callable[[str], None] | None = None) -> int:
+def nc(
+    dialer: Dialer,
+    host: str,
+    port: int,
+    *,
+    send_eof: bool = False,
+    err: Callable[[str], None] | None = None,
+) -> int:
     """Dial HOST:PORT and relay stdin/stdout (relay_stdio's exit status). A failed dial raises
     DialError (an OperationFailed: one line with tailscale's reason, exit 1)."""
-    return relay_stdio(dialer.dial(host, port), err=err)
+    return relay_stdio(dialer.dial(host, port), send_eof=send_eof, err=err)
 
 
 def tailnet_from_status(
