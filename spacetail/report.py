@@ -128,10 +128,26 @@ def _describe_forward(f: dict[str, Any]) -> str:
         f"{_size(f.get('bytes_received'))} received"
     )
     if f.get("refused"):
-        line += f", {f['refused']} refused (256 open at most)"
+        line += f", {f['refused']} refused"
+    line += _describe_limit(f)
+    if f.get("accept_paused"):
+        line += "; not accepting for a moment: out of file descriptors"
     if f.get("last_error"):
         line += f"; last error: {f['last_error']}"
     return line
+
+
+def _describe_limit(f: dict[str, Any]) -> str:
+    """The cap and the descriptor limit behind it: raised at start, or the cap lowered to fit."""
+    cap, limit, raised_from = f.get("max_open"), f.get("fd_limit"), f.get("fd_limit_raised_from")
+    if cap is None:
+        return ""
+    if raised_from is not None:
+        return f"; {cap} open at most (descriptor limit raised from {raised_from} to {limit})"
+    if isinstance(cap, int) and cap < 256:
+        return (f"; {cap} open at most: the descriptor limit is {limit}, raise the hard limit "
+                "(ulimit -Hn) to allow 256")  # fmt: skip
+    return f"; {cap} open at most"
 
 
 def _size(n: object) -> str:
