@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spacetail import hostport
 from spacetail.credentials import SECRET_VARIABLES
 from spacetail.errors import ConfigError
 from spacetail.failures import Failure, FailureClass
@@ -119,16 +120,17 @@ class Target:
     port: int
 
     def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return hostport.format(self.host, self.port)
 
 
 def parse_target(text: str) -> Target:
     """HOST:PORT (or [IPv6]:PORT), else ConfigError naming --target."""
-    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([A-Za-z0-9._-]+):(\d{1,5})", text.strip())
-    port = int(m.group(2) or m.group(4)) if m else 0
-    if not m or not 0 < port < 65536:
-        raise ConfigError(f'--target: "{text}" is not HOST:PORT (e.g. db.example.ts.net:5432)')
-    return Target(m.group(1) or m.group(3), port)
+    try:
+        return Target(*hostport.parse(text.strip()))
+    except ValueError as exc:
+        raise ConfigError(
+            f'--target: "{text}" is not HOST:PORT ({exc}); write e.g. db.example.ts.net:5432'
+        ) from None
 
 
 def decode_jwt(token: str) -> dict[str, Any]:
@@ -161,8 +163,7 @@ def socks5_connect(proxy: str, target: Target, timeout: float = TCP_TIMEOUT) -> 
     OSError (socks5.DialError for the proxy's refusal)."""
     from spacetail import socks5
 
-    host, _, port = proxy.rpartition(":")
-    with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
+    with socket.create_connection(hostport.parse(proxy), timeout=timeout) as sock:
         socks5.handshake(sock, target.host, target.port)
 
 

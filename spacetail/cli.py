@@ -130,19 +130,34 @@ def cmd_nc(args: argparse.Namespace) -> int:
     from spacetail import client, nc
     from spacetail.forward import parse_port
 
+    host = _host("nc HOST", args.host)
     port = parse_port("nc PORT", args.port)
     dialer, _api, _suffix = nc.tailnet_from_status(client.status(_paths(args)))
-    return nc.nc(dialer, args.host, port)
+    return nc.nc(dialer, host, port, send_eof=args.send_eof)
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
     """The addresses the tailnet's resolver gives NAME (MagicDNS and split DNS)."""
     from spacetail import client, nc
+    from spacetail.tailnet_dns import resolve
 
+    name = _host("resolve NAME", args.name)
     _dialer, api, suffix = nc.tailnet_from_status(client.status(_paths(args)))
-    for address in nc.resolve(api, args.name, magic_suffix=suffix):
+    for address in resolve(api, name, magic_suffix=suffix):
         print(address)
     return 0
+
+
+def _host(what: str, text: str) -> str:
+    """A host given on the command line, checked before anything is asked of the manager."""
+    from spacetail import hostport
+
+    try:
+        return hostport.check_host(text)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{what}: {exc}; give a tailnet name, a DNS name or an IP address"
+        ) from None
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -278,6 +293,11 @@ def _options(name: str, p: argparse.ArgumentParser) -> Handler:
     if name == "nc":
         p.add_argument("host", metavar="HOST", help="tailnet name, split-DNS name or address")
         p.add_argument("port", metavar="PORT", help="TCP port")
+        p.add_argument("-N", "--send-eof", action="store_true",
+                       help="pass the end of standard input on (as OpenBSD nc -N does). "
+                       "tailscaled's proxies then close the whole connection, so a reply sent "
+                       "after it is lost; without -N, nc keeps reading until the remote side "
+                       "closes")  # fmt: skip
         return cmd_nc
     if name == "resolve":
         p.add_argument("name", metavar="NAME",

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from spacetail import hostport
 from spacetail.credentials import Auth, auth_from_env
 from spacetail.errors import ConfigError
 from spacetail.forward import ForwardSpec, parse_forwards
@@ -116,24 +117,19 @@ def parse_seconds(name: str, raw: str, *, allow_zero: bool = False, maximum: flo
 
 def parse_address(name: str, raw: str) -> str:
     """host:port with a numeric port; a bare :port means localhost only."""
-    text = raw.strip()
-    host, sep, port = text.rpartition(":")
-    if text.startswith(":"):
-        host, sep = "127.0.0.1", ":"
-    if host.startswith("[") and host.endswith("]"):
-        inner = host[1:-1]
-        valid_host = bool(inner) and ":" in inner
-    else:
-        valid_host = bool(host) and ":" not in host and " " not in host
-    if not sep or not valid_host or not _DIGITS.match(port) or not 0 < int(port) < 65536:
-        raise ConfigError(f"{name}: {raw!r} is not an address host:port; use e.g. 127.0.0.1:1080")
-    return f"{host}:{int(port)}"
+    try:
+        host, port = hostport.parse(raw.strip(), default_host="127.0.0.1")
+    except ValueError as exc:
+        raise ConfigError(
+            f"{name}: {raw!r} is not an address host:port ({exc}); use e.g. 127.0.0.1:1080"
+        ) from None
+    return hostport.format(host, port)
 
 
 def check_loopback(name: str, address: str) -> None:
     """A proxy on another address serves whoever reaches it: the whole network, into the
     tailnet. Only loopback, unless SPACETAIL_PROXY_PUBLIC says so."""
-    host = address.rpartition(":")[0].strip("[]").lower()
+    host = hostport.split(address)[0].lower()
     if host in ("localhost", "::1") or re.match(r"^127\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$", host):
         return
     raise ConfigError(

@@ -12,6 +12,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from spacetail import hostport
 from spacetail.errors import ConfigError, OperationFailed
 
 EXAMPLE = "5432=db.example.ts.net:5432"
@@ -29,41 +30,28 @@ class ForwardSpec:
 
     @property
     def listen(self) -> str:
-        return _join(self.listen_host, self.listen_port)
+        return hostport.format(self.listen_host, self.listen_port)
 
     @property
     def target(self) -> str:
-        return _join(self.target_host, self.target_port)
-
-
-def _join(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _split_host_port(text: str) -> tuple[str, str] | None:
-    """'host:port' or '[v6]:port' -> (host, port); None when there is no port."""
-    if text.startswith("["):
-        close = text.find("]")
-        if close < 0 or text[close + 1 : close + 2] != ":":
-            return None
-        return text[1:close], text[close + 2 :]
-    host, sep, port = text.rpartition(":")
-    if not sep or ":" in host:
-        return None
-    return host, port
+        return hostport.format(self.target_host, self.target_port)
 
 
 def _port(setting: str, spec: str, text: str, what: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise ConfigError(f"{setting}: {what} {text!r} in {spec!r} is not a port; use 1-65535")
-    return int(text)
+    try:
+        return hostport.parse_port(text)
+    except ValueError:
+        raise ConfigError(
+            f"{setting}: {what} {text!r} in {spec!r} is not a port; use 1-65535"
+        ) from None
 
 
 def parse_port(setting: str, text: str) -> int:
     """A TCP port given alone (`spacetail nc HOST PORT`); ConfigError naming SETTING if not."""
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise ConfigError(f"{setting}: {text!r} is not a port; use 1-65535")
-    return int(text)
+    try:
+        return hostport.parse_port(text)
+    except ValueError as exc:
+        raise ConfigError(f"{setting}: {exc}") from None
 
 
 def _listen_host(setting: str, spec: str, text: str, public: bool) -> str:
@@ -89,9 +77,12 @@ def parse_one(setting: str, spec: str, *, public: bool) -> ForwardSpec:
     local, sep, remote = spec.partition("=")
     if not sep or "=" in remote:
         raise ConfigError(shape)
-    local_parts = _split_host_port(local) if ":" in local else ("", local)
-    remote_parts = _split_host_port(remote)
-    if local_parts is None or remote_parts is None or not remote_parts[0]:
+    try:
+        local_parts = hostport.split(local) if ":" in local else ("", local)
+        remote_parts = hostport.split(remote)
+    except ValueError:
+        raise ConfigError(shape) from None
+    if not remote_parts[0]:
         raise ConfigError(shape)
     target_host = remote_parts[0]
     if not _HOSTNAME.match(target_host):

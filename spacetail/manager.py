@@ -41,7 +41,7 @@ from spacetail.phases import Phase
 from spacetail.proxyenv import clean_saved_envs
 from spacetail.relay import forwards
 from spacetail.report import last_stop
-from spacetail.status import Forward, Node, Proxies, Status, reply
+from spacetail.status import Node, Proxies, Status, reply
 from spacetail.tailscale import Binaries, LocalAPI, clean_env, logout_argv, tailscaled_argv
 from spacetail.tailscaled import (
     MAX_RESTARTS,
@@ -360,7 +360,6 @@ class Manager(Loop):
         node = self.node.replace(
             backend_state=self.login.backend_state, hostname=self.node.hostname or self.cfg.hostname
         )
-        snapshot = self.forwarder.snapshot() if self.forwarder else []
         return Status(
             running=True,
             state_dir=str(self.paths.root),
@@ -382,7 +381,7 @@ class Manager(Loop):
             watch_pid=self.launch.watch_pid,
             uptime=round(self.clock() - self.started, 3),
             max_lifetime_left=self.lifetime.left(),
-            forwards=tuple(Forward.from_json(f) for f in snapshot),
+            forwards=self.forwarder.snapshot() if self.forwarder else (),
         )
 
     def _on_wait(self, request: Request) -> None:

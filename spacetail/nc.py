@@ -1,5 +1,11 @@
 """`spacetail nc HOST PORT` (stdin/stdout to HOST:PORT through tailscale, for ssh's ProxyCommand
-and Ansible) and `spacetail resolve NAME` (the addresses the tailnet's resolver gives)."""
+and Ansible) and what `spacetail resolve NAME` needs from the running manager.
+
+The end of standard input is kept to ourselves by default: tailscaled's proxies (1.96.4) close
+both directions when their client half-closes, so passing it on would lose every reply sent
+after it (`echo PING | spacetail nc redis 6379`). nc keeps reading until the remote side
+closes, as OpenBSD nc does; `-N` passes the EOF on for protocols whose server waits for it,
+at the cost of the reply."""
 
 from __future__ import annotations
 
@@ -7,80 +13,31 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
-from spacetail import dnsmsg
+from spacetail import hostport
 from spacetail.errors import OperationFailed
-from spacetail.socks5 import Dialer, Resolver, is_address
+from spacetail.socks5 import Dialer
 from spacetail.status import Status
-from spacetail.tailscale import LocalAPI, LocalAPIError
+from spacetail.tailnet_dns import tailnet_resolver
+from spacetail.tailscale import LocalAPI
 
 CHUNK = 64 * 1024
-
-
-class ResolveError(OSError, OperationFailed):
-    """The tailnet's resolver could not be asked, or has no address for the name (an OSError
-    for the Dialer's fallback, an OperationFailed for `spacetail resolve`: exit 1)."""
-
-
-def _query(api: LocalAPI, name: str, qtype: str, timeout: float) -> dnsmsg.Message:
-    try:
-        return dnsmsg.parse(api.dns_query(name, qtype, timeout))
-    except LocalAPIError as exc:
-        raise ResolveError(f"cannot ask tailscale's resolver about {name}: {exc}") from exc
-    except dnsmsg.DNSFormatError as exc:
-        raise ResolveError(f"tailscale's resolver answered nonsense for {name}: {exc}") from exc
-
-
-def candidates(name: str, magic_suffix: str | None) -> list[str]:
-    """NAME, and for a short name NAME.<MagicDNS suffix> (what MagicDNS search domains do)."""
-    name = name.rstrip(".")
-    if "." not in name and magic_suffix:
-        return [name, f"{name}.{magic_suffix.strip('.')}"]
-    return [name]
-
-
-def resolve(
-    api: LocalAPI, name: str, *, magic_suffix: str | None = None, timeout: float = 5.0
-) -> list[str]:
-    """IPv4 then IPv6 addresses of NAME from tailscale's own resolver (MagicDNS and split DNS);
-    an address is returned as it is. ResolveError names tailscale's answer when there is none."""
-    if is_address(name):
-        return [name]
-    answer = "no answer"
-    for candidate in candidates(name, magic_suffix):
-        found: list[str] = []
-        for qtype in ("A", "AAAA"):
-            message = _query(api, candidate, qtype, timeout)
-            found += [a for a in message.addresses(candidate) if a not in found]
-            if message.rcode != dnsmsg.RCode.NOERROR:
-                answer = message.rcode_text
-        if found:
-            return found
-    raise ResolveError(f"tailnet DNS has no address for {name} ({answer})")
-
-
-def tailnet_resolver(api: LocalAPI, magic_suffix: str | None = None) -> Resolver:
-    """The Dialer's fallback: names tailscale's proxies cannot resolve, asked of its resolver."""
-
-    def lookup(name: str) -> Sequence[str]:
-        return resolve(api, name, magic_suffix=magic_suffix)
-
-    return lookup
 
 
 # --- stdin/stdout relay -------------------------------------------------------------------------
 
 
-def _up(sock: socket.socket, stdin_fd: int, errors: list[str]) -> None:
-    """stdin -> socket; EOF on stdin becomes shutdown(SHUT_WR) (half-close)."""
+def _up(sock: socket.socket, stdin_fd: int, send_eof: bool) -> None:
+    """stdin -> socket; with SEND_EOF, EOF on stdin becomes shutdown(SHUT_WR) (half-close),
+    else the connection stays as it is and the reply keeps coming."""
     try:
         while data := os.read(stdin_fd, CHUNK):
             sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)
-    except OSError as exc:
-        errors.append(f"sending: {exc.strerror or exc}")
+        if send_eof:
+            sock.shutdown(socket.SHUT_WR)
+    except OSError:
         _shutdown(sock, socket.SHUT_RDWR)
 
 
@@ -110,17 +67,18 @@ def relay_stdio(
     stdin_fd: int = 0,
     stdout_fd: int = 1,
     *,
+    send_eof: bool = False,
     err: Callable[[str], None] | None = None,
 ) -> int:
-    """Carry STDIN_FD to SOCK and SOCK to STDOUT_FD; EOF on stdin becomes shutdown(SHUT_WR) on
-    SOCK, EOF on SOCK closes STDOUT_FD. Returns once SOCK's side has ended: 0, or 1 (one line
-    to ERR) when the connection failed. tailscaled's proxies end both directions at the first
-    EOF (as `tailscale nc` does), so nothing more could be sent then; a stdin read still
+    """Carry STDIN_FD to SOCK and SOCK to STDOUT_FD; EOF on SOCK closes STDOUT_FD, EOF on stdin
+    becomes shutdown(SHUT_WR) on SOCK only with SEND_EOF. Returns once SOCK's side has ended:
+    0, or 1 (one line to ERR) when the connection failed. tailscaled's proxies end both
+    directions at the first EOF, so nothing more could be sent then; a stdin read still
     pending is left to the daemon thread, which ends with the process. SOCK is closed."""
     errors: list[str] = []
     sock.settimeout(None)
     down = threading.Thread(target=_down, args=(sock, stdout_fd, errors), daemon=True)
-    up = threading.Thread(target=_up, args=(sock, stdin_fd, []), daemon=True)
+    up = threading.Thread(target=_up, args=(sock, stdin_fd, send_eof), daemon=True)
     down.start()
     up.start()
     down.join()
@@ -135,10 +93,17 @@ def _stderr(line: str) -> None:
     print(f"spacetail: error: {line}", file=sys.stderr, flush=True)
 
 
-def nc(dialer: Dialer, host: str, port: int, *, err: Callable[[str], None] | None = None) -> int:
+def nc(
+    dialer: Dialer,
+    host: str,
+    port: int,
+    *,
+    send_eof: bool = False,
+    err: Callable[[str], None] | None = None,
+) -> int:
     """Dial HOST:PORT and relay stdin/stdout (relay_stdio's exit status). A failed dial raises
     DialError (an OperationFailed: one line with tailscale's reason, exit 1)."""
-    return relay_stdio(dialer.dial(host, port), err=err)
+    return relay_stdio(dialer.dial(host, port), send_eof=send_eof, err=err)
 
 
 def tailnet_from_status(
@@ -157,11 +122,12 @@ def tailnet_from_status(
         why = "; ".join(status.node.health) or "still logging in"
         raise OperationFailed(f"tailscale is {state}, not Running ({why}); see `spacetail status`")
     socks = status.proxies.socks5 if status.proxies else ""
-    host, _, port = socks.removeprefix("socks5://").rpartition(":")
-    if not host or not port.isdigit():
-        raise OperationFailed(f"the manager reports no SOCKS5 proxy address ({socks!r})")
+    try:
+        proxy = hostport.parse(socks.removeprefix("socks5://"))
+    except ValueError:
+        raise OperationFailed(f"the manager reports no SOCKS5 proxy address ({socks!r})") from None
     api = LocalAPI(Path(str(status.tailscaled_socket)))
     dns_name = status.node.dns_name or ""
     suffix = dns_name.split(".", 1)[1] if "." in dns_name else None
-    dialer = Dialer((host.strip("[]"), int(port)), tailnet_resolver(api, suffix), timeout=timeout)
+    dialer = Dialer(proxy, tailnet_resolver(api, suffix), timeout=timeout)
     return dialer, api, suffix

@@ -1,55 +1,83 @@
 """The forwarders' data plane: one thread with one selector carries every accepted connection to
-its target, and a few dial threads do the blocking part (the SOCKS5 handshake, and a question to
-tailscale's resolver when the proxy cannot resolve a split-DNS name).
+its target; each dial (the SOCKS5 handshake with tailscaled's proxy, and a question to
+tailscale's resolver when the proxy cannot resolve a split-DNS name) runs in a short-lived
+thread of its own.
 
-Why dial threads rather than a non-blocking handshake in the selector: the fallback to the tailnet
-resolver is an HTTP request over the LocalAPI socket, and doing that non-blocking too would double
-this module for no gain. The pool is small and fixed (DIAL_WORKERS), a dial never touches the
-selector, and the connected socket comes back through a queue plus a wake-up byte, so a slow
-dial never delays the relay of other connections.
+Why a thread per dial, and no shared pool: a pool of N workers is exhausted by N connections
+to a target that never completes its TCP handshake, and every other forward's connections then
+wait behind them (8 such dials delayed a healthy forward by 5 to 10 s). A thread per dial has
+nothing to exhaust: there is at most one per open connection, so the connection cap bounds
+them. Non-blocking handshakes in the selector would avoid the threads, but the resolver
+fallback is an HTTP request over the LocalAPI socket that would need its own non-blocking
+client, for no gain a user would see. Each dial is bounded in time by the selector loop
+(DIAL_TIMEOUT): past it the client is closed and the forward's last_error says so, whatever
+the dial thread is still waiting for; what it brings back later is closed.
+
+Descriptors are bounded: each forward's cap comes from fdbudget (the soft RLIMIT_NOFILE is
+raised or the cap lowered to fit), and when accept still fails for lack of descriptors
+(EMFILE, ENFILE) the forward stops accepting for ACCEPT_PAUSE and logs one line, rather than
+spinning on a listener that stays readable.
 
 Memory is bounded per connection: a direction holds at most CHUNK bytes that its destination has
 not taken yet (in a pipe, moved with splice(2), or failing that in user space), and its source
 is not read while that is full (backpressure: a client that never reads stalls its target, not
-our memory). An idle connection holds no bytes at all. Idle connections are never closed here.
+our memory). An idle connection holds no bytes at all. Idle connections are never closed here;
+one whose client said EOF is, after EOF_GRACE of silence from its target (relay_conn says why),
+or at once when its forward is full and a new client arrives.
 """
 
 from __future__ import annotations
 
+import errno
 import queue
+import resource
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from spacetail.fdbudget import Budget
 from spacetail.forward import ForwardSpec
 from spacetail.relay_conn import CHUNK, Connection, Stats
+from spacetail.status import Forward
 
 if TYPE_CHECKING:
     from spacetail.config import Config
     from spacetail.tailscale import LocalAPI
 
 MAX_OPEN = 256
-DIAL_WORKERS = 8
+DIAL_TIMEOUT = 10.0
+EOF_GRACE = 10.0  # a client's kept EOF goes on after this long without a byte from the target
+ACCEPT_PAUSE = 0.5  # out of descriptors: stop accepting this long instead of spinning
 STOP_TIMEOUT = 5.0
+_OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
-__all__ = ["CHUNK", "DIAL_WORKERS", "MAX_OPEN", "Dials", "Forwarder"]
+__all__ = ["CHUNK", "DIAL_TIMEOUT", "MAX_OPEN", "Dials", "Forwarder"]
 
 
 class Dials(Protocol):
     def dial(self, host: str, port: int) -> socket.socket: ...
 
 
-@dataclass
+@dataclass(eq=False)  # a key of the paused timer: one per listener, by identity
 class _Forward:
     spec: ForwardSpec
     listener: socket.socket
     stats: Stats = field(default_factory=Stats)
 
 
+@dataclass(frozen=True)
+class Timing:
+    dial_timeout: float = DIAL_TIMEOUT
+    eof_grace: float = EOF_GRACE
+    accept_pause: float = ACCEPT_PAUSE
+
+
 class Forwarder:
-    """Serves SPECS on their LISTENERS (bound, from forward.bind_listeners) through DIALER."""
+    """Serves SPECS on their LISTENERS (bound, from forward.bind_listeners) through DIALER, each
+    forward holding BUDGET.max_open connections at most."""
 
     def __init__(
         self,
@@ -58,8 +86,9 @@ class Forwarder:
         dialer: Dials,
         *,
         log: Callable[[str], None],
-        max_open: int = MAX_OPEN,
-        dial_workers: int = DIAL_WORKERS,
+        budget: Budget | None = None,
+        timing: Timing = Timing(),
+        clock: Callable[[], float] = time.monotonic,
         splice: bool = True,
     ) -> None:
         if len(specs) != len(listeners):
@@ -67,11 +96,12 @@ class Forwarder:
         self._forwards = [_Forward(s, sock) for s, sock in zip(specs, listeners, strict=True)]
         self._dialer = dialer
         self._log = log
-        self._max_open = max_open
+        self.budget = budget or Budget(MAX_OPEN, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        self.timing = timing
+        self.clock = clock
         self._splice = splice
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._jobs: queue.SimpleQueue[Connection | None] = queue.SimpleQueue()
         self._dialed: queue.SimpleQueue[tuple[Connection, socket.socket | OSError]] = (
             queue.SimpleQueue()
         )
@@ -79,17 +109,11 @@ class Forwarder:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._thread = threading.Thread(target=self._run, name="spacetail-forward", daemon=True)
-        self._workers = [
-            threading.Thread(target=self._dial_loop, name=f"spacetail-dial-{i}", daemon=True)
-            for i in range(dial_workers)
-        ]
         self._loop = _Loop(self)
 
     # --- public ---------------------------------------------------------------------------------
 
     def start(self) -> None:
-        for worker in self._workers:
-            worker.start()
         self._thread.start()
 
     def stop(self) -> None:
@@ -97,21 +121,20 @@ class Forwarder:
         most). Dial threads still inside a handshake finish on their own (each dial has its own
         timeout) and close what they get."""
         self._stopping.set()
-        for _ in self._workers:
-            self._jobs.put(None)
         self._wake()
         if self._thread.is_alive():
             self._thread.join(STOP_TIMEOUT)
         else:
             self._loop.close_all()
-        for worker in self._workers:
-            worker.join(0.05)
 
-    def snapshot(self) -> list[dict[str, object]]:
-        """One object per forward, for status --json."""
+    def snapshot(self) -> tuple[Forward, ...]:
+        """Each forward as the status shows it."""
         with self._lock:
-            return [{"listen": f.spec.listen, "target": f.spec.target, **f.stats.as_dict()}
-                    for f in self._forwards]  # fmt: skip
+            return tuple(
+                Forward.from_json({"listen": f.spec.listen, "target": f.spec.target,
+                                   **f.stats.as_dict(), **self.budget.as_dict()})
+                for f in self._forwards
+            )  # fmt: skip
 
     # --- dial threads ---------------------------------------------------------------------------
 
@@ -121,27 +144,23 @@ class Forwarder:
         except (BlockingIOError, OSError):
             pass  # already awake (buffer full) or shut down
 
-    def _dial_loop(self) -> None:
-        while True:
-            conn = self._jobs.get()
-            if conn is None:
-                return
-            if self._stopping.is_set():
-                conn.client.close()
-                continue
-            spec = conn.spec
-            result: socket.socket | OSError
-            try:
-                result = self._dialer.dial(spec.target_host, spec.target_port)
-            except OSError as exc:
-                result = exc
-            if self._stopping.is_set():
-                if isinstance(result, socket.socket):
-                    result.close()
-                conn.client.close()
-                continue
-            self._dialed.put((conn, result))
-            self._wake()
+    def _start_dial(self, conn: Connection) -> None:
+        thread = threading.Thread(target=self._dial, args=(conn,), name="spacetail-dial",
+                                  daemon=True)  # fmt: skip
+        thread.start()
+
+    def _dial(self, conn: Connection) -> None:
+        result: socket.socket | OSError
+        try:
+            result = self._dialer.dial(conn.spec.target_host, conn.spec.target_port)
+        except OSError as exc:
+            result = exc
+        if self._stopping.is_set():
+            if isinstance(result, socket.socket):
+                result.close()
+            return
+        self._dialed.put((conn, result))
+        self._wake()
 
     def _run(self) -> None:
         try:
@@ -154,7 +173,9 @@ class Forwarder:
 
 class _Loop:
     """The selector loop; its state is touched by the data-plane thread only (and by stop()
-    after that thread has ended)."""
+    after that thread has ended). Three timers, each a dict in deadline order (entries are
+    added with a constant delay, so the first is always the next due): dials in flight,
+    forwards whose accepting is paused, connections holding their client's EOF."""
 
     def __init__(self, owner: Forwarder) -> None:
         import selectors
@@ -162,6 +183,9 @@ class _Loop:
         self.o = owner
         self.sel = selectors.DefaultSelector()
         self.conns: set[Connection] = set()
+        self.dialing: dict[Connection, float] = {}  # -> give up at
+        self.paused: dict[_Forward, float] = {}  # -> accept again at
+        self.holding: dict[Connection, float] = {}  # -> pass the client's EOF on at
         self.closed = False
         self.rounds = 0  # select() wake-ups: a relay that spins shows here
 
@@ -171,7 +195,7 @@ class _Loop:
         for fwd in o._forwards:
             self.sel.register(fwd.listener, 1, fwd)
         while not o._stopping.is_set():
-            events = self.sel.select()
+            events = self.sel.select(self._timeout())
             self.rounds += 1
             for key, mask in events:
                 data = key.data
@@ -183,6 +207,36 @@ class _Loop:
                     conn, side = data
                     if conn in self.conns:
                         self._service(conn, side, mask)
+            self._expire(o.clock())
+
+    def _timeout(self) -> float | None:
+        due = [next(iter(d.values())) for d in (self.dialing, self.paused, self.holding) if d]
+        return max(0.0, min(due) - self.o.clock()) if due else None
+
+    def _expire(self, now: float) -> None:
+        while self.dialing and (first := next(iter(self.dialing.items())))[1] <= now:
+            conn = first[0]
+            del self.dialing[conn]
+            conn.client.close()
+            self._gone(conn)
+            self._fail(conn.stats, f"{conn.spec.target}: no connection within "
+                       f"{self.o.timing.dial_timeout:g} s (tailscale's proxy neither connected "
+                       "nor refused: is the host up, and may this node reach it?)")  # fmt: skip
+        while self.paused and (fwd_due := next(iter(self.paused.items())))[1] <= now:
+            fwd = fwd_due[0]
+            del self.paused[fwd]
+            with self.o._lock:
+                fwd.stats.accept_paused = False
+            self.sel.register(fwd.listener, 1, fwd)
+            self._accept(fwd)
+        while self.holding and (held := next(iter(self.holding.items())))[1] <= now:
+            conn = held[0]
+            del self.holding[conn]
+            try:
+                conn.pass_client_eof()
+            except OSError as exc:
+                conn.error = str(exc)
+            self._after_service(conn)
 
     def _drain_wake(self) -> None:
         try:
@@ -203,28 +257,54 @@ class _Loop:
                 client, _addr = fwd.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE and friends: keep serving the open ones
-                self._fail(fwd.stats, f"accept on {fwd.spec.listen}: {exc}")
-                return
-            with self.o._lock:
-                if fwd.stats.open >= self.o._max_open:
-                    fwd.stats.refused += 1
-                    refuse = True
-                else:
-                    fwd.stats.open += 1
-                    fwd.stats.total += 1
-                    refuse = False
-            if refuse:
+            except OSError as exc:
+                if exc.errno in _OUT_OF_DESCRIPTORS:
+                    self._pause(fwd, exc)
+                    return
+                continue  # ECONNABORTED and friends: that client is gone, not the listener
+            if not self._room(fwd):
                 client.close()
                 continue
             conn = Connection(fwd.spec, fwd.stats, client)
-            self.o._jobs.put(conn)
+            self.dialing[conn] = self.o.clock() + self.o.timing.dial_timeout
+            self.o._start_dial(conn)
+
+    def _pause(self, fwd: _Forward, exc: OSError) -> None:
+        """The listener stays readable while the backlog waits: accepting again at once would
+        spin. Stop for a moment, say so once; the backlog keeps the clients waiting."""
+        self.sel.unregister(fwd.listener)
+        self.paused[fwd] = self.o.clock() + self.o.timing.accept_pause
+        with self.o._lock:
+            fwd.stats.accept_paused = True
+            fwd.stats.accept_pauses += 1
+        self._fail(fwd.stats, f"accept on {fwd.spec.listen}: {exc.strerror or exc}; not "
+                   f"accepting for {self.o.timing.accept_pause:g} s")  # fmt: skip
+
+    def _room(self, fwd: _Forward) -> bool:
+        """Count a new connection in, or refuse it when the forward is full and none of its
+        connections is only holding a client's EOF (the oldest such one gives way)."""
+        with self.o._lock:
+            full = fwd.stats.open >= self.o.budget.max_open
+        if full:
+            oldest = next((c for c in self.holding if c.stats is fwd.stats), None)
+            if oldest is None:
+                with self.o._lock:
+                    fwd.stats.refused += 1
+                return False
+            self._close(oldest)
+        with self.o._lock:
+            fwd.stats.open += 1
+            fwd.stats.total += 1
+        return True
 
     def _dialed(self, conn: Connection, result: socket.socket | OSError) -> None:
+        if self.dialing.pop(conn, None) is None:  # given up on already
+            if isinstance(result, socket.socket):
+                result.close()
+            return
         if isinstance(result, OSError):
             conn.client.close()
-            with self.o._lock:
-                conn.stats.open -= 1
+            self._gone(conn)
             self._fail(conn.stats, f"{conn.spec.target}: {result}")
             return
         try:
@@ -232,12 +312,15 @@ class _Loop:
         except OSError as exc:
             result.close()
             conn.client.close()
-            with self.o._lock:
-                conn.stats.open -= 1
+            self._gone(conn)
             self._fail(conn.stats, f"{conn.spec.target}: {exc}")
             return
         self.conns.add(conn)
         self._update(conn)
+
+    def _gone(self, conn: Connection) -> None:
+        with self.o._lock:
+            conn.stats.open -= 1
 
     def _fail(self, stats: Stats, message: str) -> None:
         with self.o._lock:
@@ -249,10 +332,18 @@ class _Loop:
             conn.service(side, mask, self.o._lock)
         except OSError as exc:
             conn.error = str(exc)
+        self._after_service(conn)
+
+    def _after_service(self, conn: Connection) -> None:
         if conn.finished():
             self._close(conn)
+            return
+        self._update(conn)
+        if conn.holding_eof():  # any event on it restarts the target's grace
+            self.holding.pop(conn, None)
+            self.holding[conn] = self.o.clock() + self.o.timing.eof_grace
         else:
-            self._update(conn)
+            self.holding.pop(conn, None)
 
     def _update(self, conn: Connection) -> None:
         for side, sock in enumerate(conn.sockets()):
@@ -273,8 +364,8 @@ class _Loop:
                 conn.registered[side] = 0
         conn.close(self.o._lock)
         self.conns.discard(conn)
-        with self.o._lock:
-            conn.stats.open -= 1
+        self.holding.pop(conn, None)
+        self._gone(conn)
 
     def close_all(self) -> None:
         if self.closed:
@@ -282,6 +373,9 @@ class _Loop:
         self.closed = True
         for conn in list(self.conns):
             self._close(conn)
+        for conn in self.dialing:
+            conn.client.close()
+        self.dialing.clear()
         for fwd in self.o._forwards:
             fwd.listener.close()
         self.sel.close()
@@ -293,12 +387,19 @@ def forwards(
     cfg: Config, listeners: Sequence[socket.socket], api: LocalAPI, log: Callable[[str], None]
 ) -> Forwarder | None:
     """The manager's forwards, if it has any: dialing through tailscaled's SOCKS5 proxy, and
-    asking tailscale's resolver for names the proxy cannot resolve (split DNS, tailscale#4677)."""
+    asking tailscale's resolver for names the proxy cannot resolve (split DNS, tailscale#4677);
+    the descriptor limit raised, or the cap lowered, to fit (fdbudget)."""
     if not listeners:
         return None
-    from spacetail.nc import tailnet_resolver
+    from spacetail import fdbudget, hostport
     from spacetail.socks5 import Dialer
+    from spacetail.tailnet_dns import tailnet_resolver
 
-    host, _, port = cfg.socks5.rpartition(":")
-    dialer = Dialer((host.strip("[]"), int(port)), tailnet_resolver(api))
-    return Forwarder(cfg.forwards, listeners, dialer, log=log)
+    dialer = Dialer(hostport.parse(cfg.socks5), tailnet_resolver(api), timeout=DIAL_TIMEOUT)
+    budget = fdbudget.budget(len(cfg.forwards), MAX_OPEN)
+    if budget.raised_from is not None:
+        log(f"forwards: descriptor limit raised from {budget.raised_from} to {budget.fd_limit}")
+    if budget.max_open < MAX_OPEN:
+        log(f"forwards: at most {budget.max_open} connections each: the descriptor limit is "
+            f"{budget.fd_limit} (the hard limit); raise it to allow {MAX_OPEN}")  # fmt: skip
+    return Forwarder(cfg.forwards, listeners, dialer, log=log, budget=budget)

@@ -1,5 +1,14 @@
 """One forwarded connection: a client socket, its target socket, and one bounded direction each
-way, with half-close (EOF on one side becomes shutdown(SHUT_WR) on the other).
+way.
+
+Half-close goes one way only. The target's EOF becomes shutdown(SHUT_WR) towards the client,
+whose own direction stays open. The client's EOF is not passed on: tailscaled's proxies (1.96.4)
+close both directions when their client half-closes, so passing it would lose the reply to a
+request-then-EOF client (`nc -N`, `ncat --send-only`). The connection ends when the target has
+closed and the client has said EOF too (or either fails). A client that closed for good looks
+the same as one that only half-closed, so the kept EOF is passed on after all once the target
+has said nothing for a while (the relay's EOF_GRACE), or at once when the target already said
+EOF itself.
 
 A direction moves bytes with splice(2) through a pipe of its own when it can: the bytes stay in
 the kernel, bounded by the pipe's capacity (CHUNK), and never enter user space. Where a pipe
@@ -35,6 +44,8 @@ class Stats:
     bytes_received: int = 0  # target -> client
     buffered: int = 0  # read from one side, not yet taken by the other (<= 2 chunks a conn)
     last_error: str | None = None
+    accept_paused: bool = False  # out of descriptors: not accepting for a moment
+    accept_pauses: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -45,6 +56,8 @@ class Stats:
             "bytes_received": self.bytes_received,
             "buffered": self.buffered,
             "last_error": self.last_error,
+            "accept_paused": self.accept_paused,
+            "accept_pauses": self.accept_pauses,
         }
 
 
@@ -154,6 +167,7 @@ class Connection:
         self.dirs: tuple[Direction, Direction] = (Direction(), Direction())
         self.registered = [0, 0]
         self.error: str | None = None
+        self.eof_passed = False  # the client's EOF went on to the target after all
 
     def attach(self, target: socket.socket, *, use_splice: bool = True) -> None:
         self.client.setblocking(False)
@@ -195,7 +209,8 @@ class Connection:
         self._flush(side, lock)  # most writes succeed at once: no extra round through select
 
     def _flush(self, side: int, lock: threading.Lock) -> None:
-        """Send what SIDE's direction holds to the other side; pass its EOF on once drained."""
+        """Send what SIDE's direction holds to the other side; once drained, pass the target's
+        EOF on to the client (the client's is kept, see the module's docstring)."""
         direction = self.dirs[side]
         dst = self.sockets()[1 - side]
         if direction.pending:
@@ -211,7 +226,19 @@ class Connection:
                     self.stats.bytes_received += sent
         if not direction.pending and direction.eof and not direction.shut:
             direction.shut = True
-            dst.shutdown(socket.SHUT_WR)
+            if side == TARGET:
+                dst.shutdown(socket.SHUT_WR)
+        if self.dirs[CLIENT].shut and self.dirs[TARGET].shut and not self.eof_passed:
+            self.pass_client_eof()  # the target said all it had: nothing more to lose
+
+    def holding_eof(self) -> bool:
+        """The client said EOF and it was kept from a target that may still answer."""
+        return self.dirs[CLIENT].shut and not self.eof_passed
+
+    def pass_client_eof(self) -> None:
+        self.eof_passed = True
+        assert self.target is not None
+        self.target.shutdown(socket.SHUT_WR)
 
     def finished(self) -> bool:
         return self.error is not None or (self.dirs[0].shut and self.dirs[1].shut)

@@ -83,10 +83,28 @@ def _describe_forward(f: Forward) -> str:
         f"{_size(f.bytes_sent)} sent, {_size(f.bytes_received)} received"
     )
     if f.refused:
-        line += f", {f.refused} refused (256 open at most)"
+        line += f", {f.refused} refused"
+    line += _describe_limit(f)
+    if f.accept_paused:
+        line += "; not accepting for a moment: out of file descriptors"
     if f.last_error:
         line += f"; last error: {f.last_error}"
     return line
+
+
+def _describe_limit(f: Forward) -> str:
+    """The cap and the descriptor limit behind it: raised at start, or the cap lowered to fit."""
+    if f.max_open is None:
+        return ""
+    if f.fd_limit_raised_from is not None:
+        return (
+            f"; {f.max_open} open at most (descriptor limit raised from "
+            f"{f.fd_limit_raised_from} to {f.fd_limit})"
+        )
+    if f.max_open < 256:
+        return (f"; {f.max_open} open at most: the descriptor limit is {f.fd_limit}, raise the "
+                "hard limit (ulimit -Hn) to allow 256")  # fmt: skip
+    return f"; {f.max_open} open at most"
 
 
 def _size(n: int) -> str:

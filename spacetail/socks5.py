@@ -10,6 +10,7 @@ import socket
 import struct
 from collections.abc import Callable, Sequence
 
+from spacetail import hostport
 from spacetail.errors import OperationFailed
 
 VERSION = 5
@@ -110,16 +111,12 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
 
 def handshake(sock: socket.socket, host: str, port: int) -> None:
     """Ask the proxy on SOCK (connected, blocking) to CONNECT to HOST:PORT."""
-    target = format_target(host, port)
+    target = hostport.format(host, port)
     sock.sendall(connect_request(host, port))
     check_method(_recv_exact(sock, 2))
     head = _recv_exact(sock, 5)
     check_reply(head, target)
     _recv_exact(sock, reply_length(head) - 5)
-
-
-def format_target(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class Dialer:
@@ -141,7 +138,7 @@ class Dialer:
         try:
             sock = socket.create_connection(self.proxy, timeout=self.timeout)
         except OSError as exc:
-            where = format_target(*self.proxy)
+            where = hostport.format(*self.proxy)
             raise DialError(f"tailscale's SOCKS5 proxy at {where} is not answering: {exc}") from exc
         try:
             handshake(sock, host, port)
@@ -160,7 +157,7 @@ class Dialer:
                 raise
             return self._via_resolver(host, port, first)
         except OSError as exc:  # a timeout or reset during the handshake
-            raise DialError(f"cannot reach {format_target(host, port)}: {exc}") from exc
+            raise DialError(f"cannot reach {hostport.format(host, port)}: {exc}") from exc
 
     def _via_resolver(self, host: str, port: int, first: DialError) -> socket.socket:
         assert self.resolver is not None
@@ -178,5 +175,5 @@ class Dialer:
                 reason = exc.reason
             except OSError as exc:
                 reason = str(exc)
-        where = f"{format_target(host, port)} (tailnet DNS: {', '.join(addresses)})"
+        where = f"{hostport.format(host, port)} (tailnet DNS: {', '.join(addresses)})"
         raise DialError(f"cannot reach {where}: {reason}")

@@ -57,7 +57,13 @@ class Forward(Record):
     refused: int = 0  # over the cap of open connections
     bytes_sent: int = 0
     bytes_received: int = 0
+    buffered: int = 0  # read from one side, not yet taken by the other
     last_error: str | None = None
+    max_open: int | None = None  # the cap, fitted to the descriptor limit
+    fd_limit: int | None = None  # the soft RLIMIT_NOFILE the forwards run under
+    fd_limit_raised_from: int | None = None  # the soft limit before the manager raised it
+    accept_paused: bool = False  # out of descriptors: not accepting for a moment
+    accept_pauses: int = 0
 
 
 class LastStop(Record):

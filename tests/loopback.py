@@ -5,11 +5,15 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from tests.helpers import free_port
 
-__all__ = ["Target", "echo", "free_port", "recv_all", "wait_until"]
+__all__ = ["Target", "answer_later", "blackhole", "echo", "free_port", "recv_all", "wait_until"]
+
+REQUEST = b"GET / HTTP/1.0\r\nHost: x\r\n\r\n"
+REPLY = b"HTTP/1.0 200 OK\r\n\r\nlate but here"
 
 
 class Target:
@@ -42,6 +46,29 @@ class Target:
         self.sock.close()
         for conn in self.conns:
             conn.close()
+
+
+@contextmanager
+def blackhole() -> Iterator[int]:
+    """A loopback port whose TCP handshakes never complete: a listener with a backlog of one,
+    filled by one connection and never accepted, so the kernel drops every later SYN (the
+    client retransmits it, as it would towards a host that does not answer)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        with socket.create_connection(listener.getsockname(), timeout=5):  # the queue is full
+            yield int(listener.getsockname()[1])
+
+
+def answer_later(conn: socket.socket) -> None:
+    """Read REQUEST, answer REPLY 0.2 s later (a server's own pace), then close: what a client
+    that sends its request and says EOF must still receive."""
+    got = b""
+    while len(got) < len(REQUEST) and (chunk := conn.recv(len(REQUEST) - len(got))):
+        got += chunk
+    time.sleep(0.2)
+    conn.sendall(REPLY if got == REQUEST else b"bad request " + got)
+    conn.close()
 
 
 def echo(conn: socket.socket) -> None:

@@ -20,6 +20,7 @@ from spacetail.forward import bind_listeners, parse_forwards
 from spacetail.relay import Forwarder
 from spacetail.socks5 import Dialer, DialError
 from spacetail.status import Status
+from spacetail.tailnet_dns import ResolveError, resolve, tailnet_resolver
 from spacetail.tailscale import LocalAPI, LocalAPIError
 from tests import realservers
 from tests.helpers import MARKER, Userland
@@ -45,7 +46,7 @@ def running(fake_tsd: realservers.Tailscaled, test_id: str) -> realservers.Tails
 
 def tailnet_dialer(tsd: realservers.Tailscaled) -> Dialer:
     api = LocalAPI(tsd.socket)
-    return Dialer(("127.0.0.1", tsd.socks_port), nc.tailnet_resolver(api, "tail-fake.ts.net"))
+    return Dialer(("127.0.0.1", tsd.socks_port), tailnet_resolver(api, "tail-fake.ts.net"))
 
 
 def test_psql_to_a_split_dns_name_through_a_forward(
@@ -67,8 +68,8 @@ def test_psql_to_a_split_dns_name_through_a_forward(
             )  # fmt: skip
             assert result.returncode == 0, result.stderr
             assert result.stdout.strip() == f"reached {pg.port}"
-            wait_until(lambda: fwd.snapshot()[0]["open"] == 0, "psql's connection to close")
-            assert fwd.snapshot()[0]["last_error"] is None
+            wait_until(lambda: fwd.snapshot()[0].open == 0, "psql's connection to close")
+            assert fwd.snapshot()[0].last_error is None
         finally:
             fwd.stop()
 
@@ -113,26 +114,26 @@ def test_magicdns_names_need_no_fallback(running: realservers.Tailscaled) -> Non
 
 def test_resolve_gives_what_the_tailnet_knows(running: realservers.Tailscaled) -> None:
     api = LocalAPI(running.socket)
-    assert nc.resolve(api, SPLIT) == ["127.0.0.1"]
-    assert nc.resolve(api, "alias.internal.example.com.") == ["127.0.0.1"]
+    assert resolve(api, SPLIT) == ["127.0.0.1"]
+    assert resolve(api, "alias.internal.example.com.") == ["127.0.0.1"]
     peer = ["100.64.0.8", "fd7a:115c:a1e0::8"]
-    assert nc.resolve(api, "fake-peer.tail-fake.ts.net") == peer
-    assert nc.resolve(api, "fake-peer", magic_suffix="tail-fake.ts.net") == peer
-    assert nc.resolve(api, "ci-runner.tail-fake.ts.net") == ["100.64.0.7", "fd7a:115c:a1e0::7"]
-    assert nc.resolve(api, "100.64.0.9") == ["100.64.0.9"]
-    with pytest.raises(nc.ResolveError, match=r"no address for nope\.ts\.net \(no such host\)"):
-        nc.resolve(api, "nope.ts.net")
+    assert resolve(api, "fake-peer.tail-fake.ts.net") == peer
+    assert resolve(api, "fake-peer", magic_suffix="tail-fake.ts.net") == peer
+    assert resolve(api, "ci-runner.tail-fake.ts.net") == ["100.64.0.7", "fd7a:115c:a1e0::7"]
+    assert resolve(api, "100.64.0.9") == ["100.64.0.9"]
+    with pytest.raises(ResolveError, match=r"no address for nope\.ts\.net \(no such host\)"):
+        resolve(api, "nope.ts.net")
 
 
 def test_resolve_before_running_says_server_failure(fake_tsd: realservers.Tailscaled) -> None:
-    with pytest.raises(nc.ResolveError, match=r"no address for db\.internal\.example\.com "
+    with pytest.raises(ResolveError, match=r"no address for db\.internal\.example\.com "
                        r"\(server failure\)"):  # fmt: skip
-        nc.resolve(LocalAPI(fake_tsd.socket), SPLIT)
+        resolve(LocalAPI(fake_tsd.socket), SPLIT)
 
 
 def test_resolve_names_a_daemon_that_is_not_there(tmp_path: Path) -> None:
-    with pytest.raises(nc.ResolveError, match=r"cannot ask tailscale's resolver about x\.ts\.net"):
-        nc.resolve(LocalAPI(tmp_path / "missing.sock"), "x.ts.net")
+    with pytest.raises(ResolveError, match=r"cannot ask tailscale's resolver about x\.ts\.net"):
+        resolve(LocalAPI(tmp_path / "missing.sock"), "x.ts.net")
 
 
 # --- fidelity: the fake against the real 1.96.4 ------------------------------------------------
@@ -237,7 +238,7 @@ def test_tailnet_from_status_gives_a_dialer_with_the_tailnet_resolver(
 ) -> None:
     dialer, api, suffix = nc.tailnet_from_status(manager_status(running))
     assert dialer.proxy == ("127.0.0.1", running.socks_port) and suffix == "tail-fake.ts.net"
-    assert nc.resolve(api, "fake-peer", magic_suffix=suffix)[0] == "100.64.0.8"
+    assert resolve(api, "fake-peer", magic_suffix=suffix)[0] == "100.64.0.8"
     target = Target(echo)
     with dialer.dial(SPLIT, target.port) as sock:  # the resolver fallback is wired in
         sock.sendall(b"s")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,11 +15,21 @@ from pathlib import Path
 import pytest
 
 from spacetail.forward import ForwardSpec, bind_listeners, parse_forwards
-from spacetail.relay import Forwarder
+from spacetail.relay import Forwarder, Timing
 from spacetail.socks5 import GENERAL_FAILURE, Dialer, DialError
 from tests import helpers, realservers
 from tests.helpers import MARKER, Userland
-from tests.loopback import Target, echo, free_port, recv_all, wait_until
+from tests.loopback import (
+    REPLY,
+    REQUEST,
+    Target,
+    answer_later,
+    blackhole,
+    echo,
+    free_port,
+    recv_all,
+    wait_until,
+)
 
 pytestmark = pytest.mark.real
 
@@ -30,9 +41,11 @@ def tsd(real_tailscale: Path, test_id: str) -> Iterator[realservers.Tailscaled]:
 
 
 @contextmanager
-def forwarder(specs: tuple[ForwardSpec, ...], proxy_port: int) -> Iterator[Forwarder]:
+def forwarder(
+    specs: tuple[ForwardSpec, ...], proxy_port: int, timing: Timing | None = None
+) -> Iterator[Forwarder]:
     fwd = Forwarder(specs, bind_listeners(specs), Dialer(("127.0.0.1", proxy_port)),
-                    log=lambda _line: None)  # fmt: skip
+                    log=lambda _line: None, timing=timing or Timing())  # fmt: skip
     fwd.start()
     try:
         yield fwd
@@ -94,10 +107,10 @@ def test_psql_through_a_forward(tsd: realservers.Tailscaled, test_id: str, home:
             )  # fmt: skip
             assert result.returncode == 0, result.stderr
             assert result.stdout.strip() == "200000|20000100000"
-            wait_until(lambda: fwd.snapshot()[0]["open"] == 0, "psql's connection to close")
+            wait_until(lambda: fwd.snapshot()[0].open == 0, "psql's connection to close")
             snap = fwd.snapshot()[0]
-            assert snap["total"] == 1 and snap["last_error"] is None
-            assert isinstance(snap["bytes_received"], int) and snap["bytes_received"] > 0
+            assert snap.total == 1 and snap.last_error is None
+            assert isinstance(snap.bytes_received, int) and snap.bytes_received > 0
 
 
 def test_mariadb_through_a_forward(tsd: realservers.Tailscaled, test_id: str, home: Path) -> None:
@@ -112,23 +125,31 @@ def test_mariadb_through_a_forward(tsd: realservers.Tailscaled, test_id: str, ho
             )  # fmt: skip
             assert result.returncode == 0, result.stderr
             assert result.stdout.split() == ["1", "x" * 100_000]
-            wait_until(lambda: fwd.snapshot()[0]["open"] == 0, "mariadb's connection to close")
+            wait_until(lambda: fwd.snapshot()[0].open == 0, "mariadb's connection to close")
 
 
 @pytest.mark.parametrize("first", ["client", "target"])
 def test_eof_passes_through_the_forward_and_the_real_proxy(
     tsd: realservers.Tailscaled, first: str
 ) -> None:
-    """Whichever side ends first, the other sees all its bytes and then EOF. tailscaled 1.96.4's
-    proxies then close the other direction too (they carry no half-close; the forwarder itself
-    does, see tests/unit/test_relay.py), so the connection ends there."""
+    """Whichever side ends first, the other sees all its bytes. The target's EOF reaches the
+    client at once; the client's is kept while the target may still answer (tailscaled 1.96.4's
+    proxies close both directions on a half-close), so the target answers after it, and its
+    close ends the connection."""
     seen: list[bytes] = []
 
     def target_side(conn: socket.socket) -> None:
         if first == "target":
             conn.sendall(b"t" * 300_000)
             conn.shutdown(socket.SHUT_WR)
-        seen.append(recv_all(conn))
+            seen.append(recv_all(conn))
+            return
+        got = b""
+        while len(got) < 300_000 and (chunk := conn.recv(65536)):
+            got += chunk
+        seen.append(got)
+        conn.sendall(b"answer after the client's EOF")
+        conn.close()
 
     target = Target(target_side)
     specs = parse_forwards("--forward", f"{free_port()}=127.0.0.1:{target.port}", public=False)
@@ -138,13 +159,65 @@ def test_eof_passes_through_the_forward_and_the_real_proxy(
             if first == "client":
                 c.sendall(b"c" * 300_000)
                 c.shutdown(socket.SHUT_WR)
-                wait_until(lambda: bool(seen), "the target to see the client's EOF")
+                assert recv_all(c) == b"answer after the client's EOF"
                 assert seen == [b"c" * 300_000]
-                assert recv_all(c) == b""
             else:
                 assert recv_all(c) == b"t" * 300_000
                 wait_until(lambda: bool(seen), "the target's side to end")
-        wait_until(lambda: fwd.snapshot()[0]["open"] == 0, "the connection to close")
+        wait_until(lambda: fwd.snapshot()[0].open == 0, "the connection to close")
+    target.close()
+
+
+def test_a_request_then_eof_gets_its_late_reply_through_a_forward_and_nc(
+    tsd: realservers.Tailscaled, userland: Userland, home: Path, test_id: str
+) -> None:
+    """The server answers 0.2 s after the request, after the client's EOF: through a forward
+    and through nc the reply arrives; with nc -N the real proxy ends the connection at the EOF
+    and the reply is lost (what --help and the README say -N costs)."""
+    target = Target(answer_later)
+    specs = parse_forwards("--forward", f"{free_port()}=127.0.0.1:{target.port}", public=False)
+    listen = ("127.0.0.1", specs[0].listen_port)
+    with forwarder(specs, tsd.socks_port), socket.create_connection(listen, timeout=10) as c:
+        c.sendall(REQUEST)
+        c.shutdown(socket.SHUT_WR)
+        assert recv_all(c) == REPLY
+    launcher = proxy_command(userland, home, tsd.socks_port).split()[0]
+    for extra, reply in (([], REPLY), (["-N"], b"")):
+        result = subprocess.run(
+            [launcher, "127.0.0.1", str(target.port), *extra], input=REQUEST,
+            env=client_env(test_id, home), capture_output=True, timeout=30, check=False,
+            **realservers.as_user(),
+        )  # fmt: skip
+        assert (result.returncode, result.stdout, result.stderr) == (0, reply, b""), extra
+    target.close()
+
+
+def test_blackholed_dials_through_the_real_proxy_do_not_delay_another_forward(
+    tsd: realservers.Tailscaled,
+) -> None:
+    """Twelve connections to a target that never completes the TCP handshake, through the real
+    proxy; a connection to another forward answers at once, and the twelve end at the dial
+    timeout with it in last_error."""
+    target = Target(echo)
+    with blackhole() as dead:
+        text = f"{free_port()}=127.0.0.1:{dead} {free_port()}=127.0.0.1:{target.port}"
+        specs = parse_forwards("--forward", text, public=False)
+        with forwarder(specs, tsd.socks_port, Timing(dial_timeout=3)) as fwd:
+            stuck = [socket.create_connection(("127.0.0.1", specs[0].listen_port))
+                     for _ in range(12)]  # fmt: skip
+            wait_until(lambda: fwd.snapshot()[0].total == 12, "12 dials under way")
+            started = time.monotonic()
+            with socket.create_connection(("127.0.0.1", specs[1].listen_port)) as c:
+                c.sendall(b"ok")
+                c.settimeout(10)
+                assert recv_exact(c, 2) == b"ok"
+            assert time.monotonic() - started < 1.0  # the old shared pool: 4.69 s
+            for s in stuck:
+                s.settimeout(15)
+                assert s.recv(1) == b""
+                s.close()
+            error = str(fwd.snapshot()[0].last_error)
+            assert f"127.0.0.1:{dead}: no connection within 3 s" in error
     target.close()
 
 
@@ -163,8 +236,8 @@ def test_unreachable_target_closes_at_once_with_last_error(tsd: realservers.Tail
         with socket.create_connection(("127.0.0.1", specs[0].listen_port)) as c:
             c.settimeout(10)
             assert c.recv(1) == b""
-        wait_until(lambda: fwd.snapshot()[0]["last_error"] is not None, "last_error")
-        error = str(fwd.snapshot()[0]["last_error"])
+        wait_until(lambda: fwd.snapshot()[0].last_error is not None, "last_error")
+        error = str(fwd.snapshot()[0].last_error)
         assert f"127.0.0.1:{specs[0].target_port}" in error
         assert "tailscale could not connect" in error
         with socket.create_connection(("127.0.0.1", specs[1].listen_port)) as c:
@@ -185,7 +258,8 @@ def proxy_command(userland: Userland, home: Path, socks_port: int) -> str:
         f"#!{userland.python}\nimport sys\nsys.path.insert(0, {str(userland.root / 'site')!r})\n"
         "from spacetail.errors import SpacetailError\nfrom spacetail.nc import nc\n"
         "from spacetail.socks5 import Dialer\ntry:\n"
-        f"    code = nc(Dialer(('127.0.0.1', {socks_port})), sys.argv[1], int(sys.argv[2]))\n"
+        f"    code = nc(Dialer(('127.0.0.1', {socks_port})), sys.argv[1], int(sys.argv[2]),\n"
+        "             send_eof='-N' in sys.argv[3:])\n"
         "except SpacetailError as exc:\n"
         "    print(f'spacetail: error: {exc}', file=sys.stderr)\n    code = exc.exit_code\n"
         "raise SystemExit(code)\n"
@@ -280,7 +354,7 @@ def test_forward_to_sshd_keeps_an_idle_session_open(
                 **realservers.as_user(),
             )  # fmt: skip
             try:
-                wait_until(lambda: fwd.snapshot()[0]["bytes_received"] != 0, "ssh's handshake")
+                wait_until(lambda: fwd.snapshot()[0].bytes_received != 0, "ssh's handshake")
                 out, _ = proc.communicate("later\n", timeout=60)
             finally:
                 if proc.poll() is None:

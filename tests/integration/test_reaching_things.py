@@ -18,6 +18,7 @@ import pytest
 from tests import realservers
 from tests.faults.test_faults import assert_clean, marked, poll
 from tests.helpers import Userland, free_port, st, status
+from tests.loopback import REPLY, REQUEST, Target, answer_later, recv_all
 
 pytestmark = pytest.mark.real_client
 TAILNET = "tail-fake.ts.net"
@@ -181,3 +182,24 @@ def test_a_local_port_in_use_fails_up_naming_it(
     assert "Traceback" not in result.stderr
     assert not marked(fake_env)
     assert json.loads(st(userland, fake_env, "status", "--json").stdout)["running"] is False
+
+
+def test_a_request_then_eof_gets_its_late_reply_through_nc_and_a_forward(
+    userland: Userland, fake_env: dict[str, str]
+) -> None:
+    """The server answers 0.2 s after the request; the client has said EOF by then."""
+    target = Target(answer_later)
+    local = free_port()
+    with tailnet_up(userland, fake_env, f"{local}=127.0.0.1:{target.port}"):
+        result = subprocess.run(
+            [str(userland.spacetail), "nc", "127.0.0.1", str(target.port)], input=REQUEST,
+            env=fake_env, capture_output=True, timeout=30, check=False, cwd="/",
+            **realservers.as_user(),
+        )  # fmt: skip
+        assert (result.returncode, result.stdout, result.stderr) == (0, REPLY, b"")
+        with socket.create_connection(("127.0.0.1", local), timeout=10) as c:
+            c.sendall(REQUEST)
+            c.shutdown(socket.SHUT_WR)
+            assert recv_all(c) == REPLY
+    target.close()
+    assert_clean(userland, fake_env)

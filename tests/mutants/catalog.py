@@ -23,6 +23,7 @@ class Mutant:
 PROMISES = "tests/integration/test_promises.py"
 FAULTS = "tests/faults/test_faults.py"
 PROMISES_FAULTS = "tests/faults/test_promises.py"
+FORWARD_FAULTS = "tests/faults/test_forward_faults.py"
 SHELL_EXIT = 'self.stop(f"the phase\'s shell (pid {self.watch_pid}) exited")'
 
 MUTANTS: tuple[Mutant, ...] = (
@@ -313,10 +314,84 @@ MUTANTS: tuple[Mutant, ...] = (
         "forward-unbounded",
         "a forward holds at most 256 open connections; the next is closed at once and counted",
         "spacetail/relay.py",
-        "Forwarder.__init__",
-        "self._max_open = max_open",
-        "self._max_open = max_open * 100",
+        "_Loop._room",
+        "full = fwd.stats.open >= self.o.budget.max_open",
+        "full = fwd.stats.open >= self.o.budget.max_open * 100",
         ("tests/unit/test_relay.py::test_the_257th_connection_is_closed_at_once_and_counted",),
+    ),
+    Mutant(
+        "forward-accept-spins",
+        "out of descriptors a forward pauses accepting and logs once a pause, not a spin",
+        "spacetail/relay.py",
+        "_Loop._accept",
+        "                    self._pause(fwd, exc)\n",
+        '                    self._fail(fwd.stats, f"accept on {fwd.spec.listen}: {exc}")\n',
+        (
+            f"{FORWARD_FAULTS}::test_out_of_descriptors_the_forwarder_pauses_accepting_and_logs_once"
+            "_a_pause",
+        ),
+    ),
+    Mutant(
+        "forward-cap-ignores-limit",
+        "a forward's cap fits the descriptor limit it runs under (status says which)",
+        "spacetail/fdbudget.py",
+        "budget",
+        "return Budget(max(1, min(max_open, per_forward)), soft, raised_from)",
+        "return Budget(max_open, soft, raised_from)",
+        (
+            f"{FORWARD_FAULTS}::test_ulimit_1024_and_300_connections_no_spin_bounded_log_status"
+            "_answers",
+        ),
+    ),
+    Mutant(
+        "forward-dial-pool",
+        "a target that never answers does not delay another forward's connections",
+        "spacetail/relay.py",
+        "Forwarder._start_dial",
+        "        thread.start()\n",
+        "        thread.run()  # the dial on the data-plane thread: one slow dial stalls all\n",
+        (
+            f"{FORWARD_FAULTS}::test_a_blackholed_target_does_not_delay_another_forward_of_the"
+            "_manager",
+            "tests/unit/test_relay.py::test_blackholed_dials_do_not_delay_another_forward_and_end"
+            "_in_time",
+        ),
+    ),
+    Mutant(
+        "forward-dial-unbounded",
+        "a dial through a forward ends within its timeout, with the reason in last_error",
+        "spacetail/relay.py",
+        "_Loop._accept",
+        "self.dialing[conn] = self.o.clock() + self.o.timing.dial_timeout",
+        "self.dialing[conn] = self.o.clock() + 3600",
+        (
+            "tests/unit/test_relay.py::test_blackholed_dials_do_not_delay_another_forward_and_end"
+            "_in_time",
+        ),
+    ),
+    Mutant(
+        "forward-passes-client-eof",
+        "a forward whose client half-closes keeps the reply flowing",
+        "spacetail/relay_conn.py",
+        "Connection._flush",
+        "            if side == TARGET:\n",
+        "            if True:\n",
+        (
+            "tests/integration/test_forward_real.py::test_a_request_then_eof_gets_its_late_reply"
+            "_through_a_forward_and_nc",
+        ),
+    ),
+    Mutant(
+        "nc-passes-eof",
+        "nc keeps reading after the end of its input; only -N passes the EOF on",
+        "spacetail/nc.py",
+        "_up",
+        "        if send_eof:\n",
+        "        if True:\n",
+        (
+            "tests/integration/test_forward_real.py::test_a_request_then_eof_gets_its_late_reply"
+            "_through_a_forward_and_nc",
+        ),
     ),
     Mutant(
         "refused-flag-retried",

@@ -58,6 +58,8 @@ def test_empty_means_no_forwards() -> None:
         ("5432=db:0", "target port '0'"),
         ("5432=db:70000", "target port '70000'"),
         ("5432=db:-1", "target port '-1'"),
+        ("5432=x:\u0661\u0662", "target port '\u0661\u0662'"),  # Arabic-Indic 12: ASCII only
+        ("\u0661\u0662=x:1", "local port '\u0661\u0662'"),
         ("5432=db_bad name:1", "is not [ADDR:]LPORT=HOST:PORT"),
         ("5432=-db:1", "is not a host name or an IP address"),
         ("myhost:5432=db:5432", "listen address 'myhost'"),
@@ -141,6 +143,6 @@ def test_port_holder_finds_the_listening_inode_and_nothing_for_a_free_port() -> 
 
 def test_a_port_alone() -> None:
     assert parse_port("nc PORT", "22") == 22
-    for bad in ("0", "65536", "ssh", "-1", ""):
+    for bad in ("0", "65536", "ssh", "-1", "", "\u0661\u0662", "\u00b2", "+22", " 22"):
         with pytest.raises(ConfigError, match=r"^nc PORT: .* is not a port; use 1-65535$"):
             parse_port("nc PORT", bad)

@@ -8,7 +8,10 @@ import socket
 import struct
 import threading
 
-from spacetail.nc import candidates, relay_stdio
+import pytest
+
+from spacetail.nc import relay_stdio
+from spacetail.tailnet_dns import candidates
 
 
 def read_to_eof(fd: int) -> bytes:
@@ -18,18 +21,28 @@ def read_to_eof(fd: int) -> bytes:
     return out
 
 
-def test_both_directions_with_half_close() -> None:
+@pytest.mark.parametrize("send_eof", [False, True], ids=["default", "-N"])
+def test_the_end_of_stdin_is_passed_on_only_with_send_eof(send_eof: bool) -> None:
     ours, peer = socket.socketpair()
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
     lines: list[str] = []
     result: list[int] = []
     runner = threading.Thread(target=lambda: result.append(
-        relay_stdio(ours, in_r, out_w, err=lines.append)))  # fmt: skip
+        relay_stdio(ours, in_r, out_w, send_eof=send_eof, err=lines.append)))  # fmt: skip
     runner.start()
     os.write(in_w, b"x" * 200_000)
     os.close(in_w)  # stdin's EOF ...
-    assert peer.makefile("rb").read() == b"x" * 200_000  # ... reaches the peer as EOF
+    got = b""
+    while len(got) < 200_000:
+        got += peer.recv(65536)
+    assert got == b"x" * 200_000
+    if send_eof:
+        assert peer.recv(1) == b""  # ... reaches the peer as EOF with -N
+    else:  # ... and without, the connection stays open: no EOF however long one waits
+        peer.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            peer.recv(1)
     peer.sendall(b"answer after EOF")  # the other direction still carries
     peer.close()
     assert read_to_eof(out_r) == b"answer after EOF"  # and stdout is closed at the end

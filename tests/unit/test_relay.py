@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 
 from spacetail.forward import bind_listeners, parse_forwards
-from spacetail.relay import CHUNK, MAX_OPEN, Forwarder
+from spacetail.relay import CHUNK, MAX_OPEN, Forwarder, Timing
 from spacetail.socks5 import DialError
-from tests.loopback import Target, echo, free_port, recv_all, wait_until
+from tests.loopback import Target, blackhole, echo, free_port, recv_all, wait_until
+
+# The echo targets wait for their client's EOF, which the forwarder keeps for EOF_GRACE: short.
+QUICK = Timing(eof_grace=0.3)
 
 
 class DirectDialer:
@@ -48,12 +51,12 @@ def relay_mode(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @contextmanager
 def forwarding(
-    spec_text: str, dialer: DirectDialer | None = None
+    spec_text: str, dialer: DirectDialer | None = None, timing: Timing = QUICK
 ) -> Iterator[tuple[Forwarder, list[int]]]:
     specs = parse_forwards("--forward", spec_text, public=False)
     logged: list[str] = []
     fwd = Forwarder(specs, bind_listeners(specs), dialer or DirectDialer(), log=logged.append,
-                    splice=SPLICE[0])  # fmt: skip
+                    splice=SPLICE[0], timing=timing)  # fmt: skip
     fwd.start()
     try:
         yield fwd, [s.listen_port for s in specs]
@@ -75,31 +78,47 @@ def test_round_trip_and_counters() -> None:
             sender.start()
             assert recv_all(c) == payload
             sender.join()
-        wait_until(lambda: fwd.snapshot()[0]["open"] == 0, "the connection to be closed")
+        wait_until(lambda: fwd.snapshot()[0].open == 0, "the connection to be closed")
         [snap] = fwd.snapshot()
-        assert snap == {
+        assert snap.to_json() == {
             "listen": f"127.0.0.1:{port}", "target": f"127.0.0.1:{target.port}",
             "open": 0, "total": 1, "refused": 0, "bytes_sent": len(payload),
             "bytes_received": len(payload), "buffered": 0, "last_error": None,
+            "accept_paused": False, "accept_pauses": 0, "max_open": MAX_OPEN,
+            "fd_limit": fwd.budget.fd_limit, "fd_limit_raised_from": None,
         }  # fmt: skip
     target.close()
 
 
-def test_half_close_from_the_client() -> None:
-    """The client says EOF first; the target still answers after reading it."""
+def test_half_close_from_the_client_is_kept_and_the_reply_flows() -> None:
+    """The client sends its request and says EOF; the target answers 0.2 s later, then
+    closes. The client's EOF is not passed on (tailscaled's proxies would end the reply with
+    it), the reply arrives, and the target's close ends the connection."""
+    eof_seen: list[bool] = []
 
-    def reply_after_eof(conn: socket.socket) -> None:
-        got = recv_all(conn)
+    def answer_later(conn: socket.socket) -> None:
+        got = b""
+        while len(got) < 100_000:
+            got += conn.recv(65536)
+        time.sleep(0.2)  # the server's own pace, not a synchronization
+        try:
+            eof_seen.append(conn.recv(1, socket.MSG_DONTWAIT) == b"")
+        except BlockingIOError:
+            eof_seen.append(False)
         conn.sendall(b"read %d bytes" % len(got))
         conn.close()
 
-    target = Target(reply_after_eof)
-    with forwarding(f"{free_port()}=127.0.0.1:{target.port}") as (_fwd, [port]):
+    target = Target(answer_later)
+    spec = f"{free_port()}=127.0.0.1:{target.port}"
+    with forwarding(spec, timing=Timing(eof_grace=10)) as (fwd, [port]):
         c = socket.create_connection(("127.0.0.1", port))
         c.sendall(b"x" * 100_000)
         c.shutdown(socket.SHUT_WR)
+        c.settimeout(10)
         assert recv_all(c) == b"read 100000 bytes"
         c.close()
+        assert eof_seen == [False]
+        wait_until(lambda: fwd.snapshot()[0].open == 0, "the connection to be closed")
     target.close()
 
 
@@ -122,7 +141,7 @@ def test_half_close_from_the_target() -> None:
             wait_until(lambda: bool(received), "the target to read to EOF")
             assert received == [b"still talking"]
             assert c.recv(10) == b""
-        wait_until(lambda: fwd.snapshot()[0]["open"] == 0, "the connection to be closed")
+        wait_until(lambda: fwd.snapshot()[0].open == 0, "the connection to be closed")
     target.close()
 
 
@@ -133,21 +152,21 @@ def test_the_257th_connection_is_closed_at_once_and_counted() -> None:
         try:
             for _ in range(MAX_OPEN):
                 clients.append(socket.create_connection(("127.0.0.1", port)))
-            wait_until(lambda: fwd.snapshot()[0]["open"] == MAX_OPEN, "256 open connections")
+            wait_until(lambda: fwd.snapshot()[0].open == MAX_OPEN, "256 open connections")
             with socket.create_connection(("127.0.0.1", port)) as extra:
                 extra.settimeout(10)
                 assert extra.recv(1) == b""  # closed by us, not left hanging
-            wait_until(lambda: fwd.snapshot()[0]["refused"] == 1, "the refusal to be counted")
+            wait_until(lambda: fwd.snapshot()[0].refused == 1, "the refusal to be counted")
             # The 256 keep working, and closing one makes room for a new one.
             clients[0].sendall(b"ping")
             assert clients[0].recv(4) == b"ping"
             clients.pop().close()
-            wait_until(lambda: fwd.snapshot()[0]["open"] == MAX_OPEN - 1, "one to close")
+            wait_until(lambda: fwd.snapshot()[0].open == MAX_OPEN - 1, "one to close")
             with socket.create_connection(("127.0.0.1", port)) as again:
                 again.sendall(b"pong")
                 assert again.recv(4) == b"pong"
             snap = fwd.snapshot()[0]
-            assert snap["total"] == MAX_OPEN + 1 and snap["refused"] == 1
+            assert snap.total == MAX_OPEN + 1 and snap.refused == 1
         finally:
             for c in clients:
                 c.close()
@@ -179,7 +198,7 @@ def test_a_client_that_never_reads_holds_at_most_one_chunk(block: int) -> None:
         with socket.create_connection(("127.0.0.1", port)) as c:
             c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
             wait_until(lambda: bool(pushed), "the target to stall", timeout=60)
-            buffered = fwd.snapshot()[0]["buffered"]
+            buffered = fwd.snapshot()[0].buffered
             assert (
                 isinstance(buffered, int) and 0 < buffered <= CHUNK
             )  # one chunk waits; nothing else is ours
@@ -199,8 +218,8 @@ def test_a_client_that_never_reads_holds_at_most_one_chunk(block: int) -> None:
             c.shutdown(socket.SHUT_WR)
             c.settimeout(30)
             assert len(recv_all(c)) == pushed[0]  # and nothing was lost
-        wait_until(lambda: fwd.snapshot()[0]["open"] == 0, "the connection to close")
-        assert fwd.snapshot()[0]["buffered"] == 0
+        wait_until(lambda: fwd.snapshot()[0].open == 0, "the connection to close")
+        assert fwd.snapshot()[0].buffered == 0
     target.close()
 
 
@@ -219,10 +238,10 @@ def test_an_unreachable_target_closes_the_client_and_the_forward_keeps_serving()
         with socket.create_connection(("127.0.0.1", bad_port)) as c:
             c.settimeout(10)
             assert c.recv(1) == b""
-        wait_until(lambda: fwd.snapshot()[0]["last_error"] is not None, "last_error")
+        wait_until(lambda: fwd.snapshot()[0].last_error is not None, "last_error")
         bad = fwd.snapshot()[0]
-        assert "Connection refused" in str(bad["last_error"])
-        assert bad["open"] == 0 and bad["total"] == 1
+        assert "Connection refused" in str(bad.last_error)
+        assert bad.open == 0 and bad.total == 1
         with socket.create_connection(("127.0.0.1", good_port)) as c:  # the other one works
             c.sendall(b"hi")
             c.shutdown(socket.SHUT_WR)
@@ -231,7 +250,7 @@ def test_an_unreachable_target_closes_the_client_and_the_forward_keeps_serving()
         with socket.create_connection(("127.0.0.1", bad_port)) as c:  # and this one still accepts
             c.settimeout(10)
             assert c.recv(1) == b""
-        wait_until(lambda: fwd.snapshot()[0]["total"] == 2, "the second attempt to count")
+        wait_until(lambda: fwd.snapshot()[0].total == 2, "the second attempt to count")
     good.close()
 
 
@@ -250,7 +269,7 @@ def test_a_slow_dial_does_not_hold_up_other_connections() -> None:
             dialer.release.set()
             slow.settimeout(10)
             assert slow.recv(5) == b"first"
-        assert fwd.snapshot()[0]["total"] == 1
+        assert fwd.snapshot()[0].total == 1
     target.close()
 
 
@@ -269,4 +288,79 @@ def test_stop_closes_listeners_and_connections_promptly() -> None:
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=5)
         fwd.stop()  # twice is harmless
+    target.close()
+
+
+def test_blackholed_dials_do_not_delay_another_forward_and_end_in_time() -> None:
+    """Twelve connections to a target that never completes the TCP handshake (more than any
+    pool of dial workers), then one to a healthy forward: answered at once; the twelve end
+    after the dial timeout, each closed, with the reason in last_error."""
+    target = Target(echo)
+    with blackhole() as dead:
+        text = f"{free_port()}=127.0.0.1:{dead} {free_port()}=127.0.0.1:{target.port}"
+        timing = Timing(dial_timeout=1.5, eof_grace=0.3)
+        with forwarding(text, timing=timing) as (fwd, [bad_port, good_port]):
+            stuck = [socket.create_connection(("127.0.0.1", bad_port)) for _ in range(12)]
+            wait_until(lambda: fwd.snapshot()[0].total == 12, "12 dials under way")
+            started = time.monotonic()
+            with socket.create_connection(("127.0.0.1", good_port)) as c:
+                c.sendall(b"hi")
+                c.settimeout(10)
+                assert c.recv(2) == b"hi"
+            assert time.monotonic() - started < 0.5  # against 1.5 s, the blackholed dials' time
+            assert fwd.snapshot()[0].last_error is None  # not one of them has ended yet
+            for s in stuck:
+                s.settimeout(10)
+                assert s.recv(1) == b""  # closed by the forwarder, not left hanging
+                s.close()
+            bad = fwd.snapshot()[0]
+            assert bad.open == 0
+            assert f"127.0.0.1:{dead}: no connection within 1.5 s" in str(bad.last_error)
+    target.close()
+
+
+def test_a_client_gone_for_good_reaches_the_target_after_the_grace() -> None:
+    """A client that sends and closes looks like one that half-closed: its EOF is kept while
+    the target may answer, then passed on, so a target that waits for it still ends."""
+    seen: list[bytes] = []
+
+    def read_to_eof(conn: socket.socket) -> None:
+        seen.append(recv_all(conn))
+        conn.close()
+
+    target = Target(read_to_eof)
+    with forwarding(f"{free_port()}=127.0.0.1:{target.port}") as (fwd, [port]):
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.sendall(b"bye")
+        wait_until(lambda: seen == [b"bye"], "the target to see EOF")
+        wait_until(lambda: fwd.snapshot()[0].open == 0, "the connection to close")
+    target.close()
+
+
+def test_a_full_forward_gives_the_oldest_held_eof_way_to_a_new_client() -> None:
+    """Connections that only hold their client's EOF do not lock a full forward."""
+    target = Target(echo)
+    clients: list[socket.socket] = []
+    spec = f"{free_port()}=127.0.0.1:{target.port}"
+    with forwarding(spec, timing=Timing(eof_grace=60)) as (fwd, [port]):
+        try:
+            for _ in range(MAX_OPEN):
+                c = socket.create_connection(("127.0.0.1", port))
+                c.sendall(b"x")
+                assert c.recv(1) == b"x"
+                clients.append(c)
+            clients[0].shutdown(socket.SHUT_WR)  # the one that only holds an EOF now
+            clients[1].shutdown(socket.SHUT_WR)
+            wait_until(lambda: len(fwd._loop.holding) == 2, "two held EOFs")
+            with socket.create_connection(("127.0.0.1", port)) as new:
+                new.sendall(b"y")
+                new.settimeout(10)
+                assert new.recv(1) == b"y"
+            clients[0].settimeout(10)
+            assert clients[0].recv(1) == b""  # the oldest held one gave way
+            snap = fwd.snapshot()[0]
+            assert snap.refused == 0 and snap.total == MAX_OPEN + 1
+        finally:
+            for c in clients:
+                c.close()
     target.close()
