@@ -15,6 +15,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from spacetail.config import Config
+    from spacetail.paths import Paths
+
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -23,7 +26,7 @@ def _say(message: str) -> None:
     print(f"spacetail: {message}", file=sys.stderr, flush=True)
 
 
-def _paths(args: argparse.Namespace) -> Any:
+def _paths(args: argparse.Namespace) -> Paths:
     from spacetail.paths import Paths
 
     env = dict(os.environ)
@@ -53,7 +56,7 @@ def _flags(args: argparse.Namespace) -> dict[str, str | None]:
     return flags
 
 
-def _config(args: argparse.Namespace, *, need_auth: bool = True) -> Any:
+def _config(args: argparse.Namespace, *, need_auth: bool = True) -> Config:
     from spacetail import config
 
     return config.load(os.environ, _flags(args), need_auth=need_auth)

@@ -114,7 +114,7 @@ class ProcessIdentity:
         return cls(pid, started, boot_id(), pid_namespace(), container_id())
 
     @classmethod
-    def from_json(cls, data: Any) -> ProcessIdentity | None:
+    def from_json(cls, data: object) -> ProcessIdentity | None:
         if not isinstance(data, dict):
             return None
         try:

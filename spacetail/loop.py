@@ -10,7 +10,7 @@ import queue
 import selectors
 import signal
 from collections.abc import Callable
-from typing import Any
+from types import FrameType
 
 from spacetail.events import Event
 
@@ -36,7 +36,7 @@ class Loop:
         for signum in HANDLED_SIGNALS:
             signal.signal(signum, self.on_signal)
 
-    def on_signal(self, signum: int, _frame: Any) -> None:
+    def on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signals.append(signum)
 
     def turn(

@@ -57,7 +57,7 @@ class Record:
             if name in cls.__dict__:
                 cls._defaults[name] = cls.__dict__[name]
 
-    def __init__(self, **values: Any) -> None:
+    def __init__(self, **values: object) -> None:
         cls = type(self)
         unknown = values.keys() - cls._fields.keys()
         if unknown:
@@ -91,7 +91,7 @@ class Record:
         inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
         return f"{type(self).__name__}({inner})"
 
-    def replace(self, **changes: Any) -> Self:
+    def replace(self, **changes: object) -> Self:
         return type(self)(**{**{n: getattr(self, n) for n in self._fields}, **changes})
 
     # --- JSON -------------------------------------------------------------------------------
@@ -99,11 +99,11 @@ class Record:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name in self._fields:
-            value = _dump(getattr(self, name))
+            value = getattr(self, name)
             if name in self._inline:
-                out.update(value)
+                out.update(value.to_json())
             else:
-                out[name] = value
+                out[name] = _dump(value)
         return out
 
     @classmethod
@@ -113,7 +113,7 @@ class Record:
         ignored (a newer one)."""
         if not isinstance(data, dict):
             raise ValueError(f"{cls.__name__}: expected a JSON object")
-        values: dict[str, Any] = {}
+        values: dict[str, object] = {}
         for name, kind in cls._fields.items():
             if name in cls._inline:
                 values[name] = _load(kind, data, cls, name)
@@ -124,7 +124,7 @@ class Record:
         return cls(**values)
 
 
-def _dump(value: object) -> Any:
+def _dump(value: object) -> object:
     if isinstance(value, Record):
         return value.to_json()
     if isinstance(value, tuple):
@@ -135,7 +135,7 @@ def _dump(value: object) -> Any:
     return to_json() if callable(to_json) else value
 
 
-def _load(kind: str, value: object, owner: type, name: str) -> Any:
+def _load(kind: str, value: object, owner: type, name: str) -> object:
     """VALUE as the type KIND (spelled as in the annotation); ValueError when it is not one."""
     kind = kind.strip()
     if kind.endswith("| None"):

@@ -7,7 +7,7 @@ import base64
 import json
 import os
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -161,10 +161,14 @@ def ping_argv(binaries: Binaries, socket_path: Path, peer: str, timeout: float) 
 # --- LocalAPI -------------------------------------------------------------------------------
 
 
-_connection_class: Any = None
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from http.client import HTTPConnection
+
+_connection_class: Callable[[Path, float], HTTPConnection] | None = None
 
 
-def _connection(path: Path, timeout: float) -> Any:
+def _connection(path: Path, timeout: float) -> HTTPConnection:
     """An HTTP connection over tailscaled's unix socket. http.client (and the email package it
     pulls in) is imported on first use, in the watcher thread, not before tailscaled starts."""
     global _connection_class

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from spacetail.events import (
@@ -36,7 +36,7 @@ Post = Callable[[Event], None]
 
 
 class WatchAPI(Protocol):
-    def watch(self) -> Any: ...
+    def watch(self) -> Iterator[dict[str, Any]]: ...
 
 
 class ReadAPI(Protocol):

@@ -47,6 +47,8 @@ DOWN_SECONDS = 0.5
 STATUS_RATIO = 4.0
 RSS_MB = 30.0
 IDLE_CPU_SECONDS = 0.05
+FROZEN_CLIENTS = 50  # issue 18: no client stalls the manager, tailscaled frozen or not
+FROZEN_ANSWER = 0.1
 
 # The bare contender: what a hook would write by hand, with the flags spacetail uses.
 BARE_START = """set -eu
@@ -534,6 +536,7 @@ def quick_and_idle(b: Bench, trials: int, idle: float) -> list[Row]:
             time.sleep(idle)
             m_cpu, t_cpu = cpu_seconds(manager) - m0, cpu_seconds(tailscaled) - t0
             m_rss, t_rss = rss_mb(manager), rss_mb(tailscaled)
+            frozen = frozen_answers(t.env, tailscaled, trials)
         finally:
             run([b.st, "down"], t.env)
     rows = [
@@ -546,6 +549,13 @@ def quick_and_idle(b: Bench, trials: int, idle: float) -> list[Row]:
             check=lambda r: (r.ratio or 0) <= STATUS_RATIO,
         ),
         Row("status --json (nothing running)", status_none, bare, "python -c pass"),
+        Row(
+            f"slowest of {FROZEN_CLIENTS} status answers at once, tailscaled SIGSTOPped",
+            frozen,
+            bare_name="tailscale status: no answer",
+            budget=f"<= {FROZEN_ANSWER * 1000:.0f} ms",
+            check=lambda r: max(r.spacetail) <= FROZEN_ANSWER,
+        ),
         Row("--version", version, bare, "python -c pass"),
         Row(
             "manager resident memory (VmRSS, Running)",
@@ -565,6 +575,48 @@ def quick_and_idle(b: Bench, trials: int, idle: float) -> list[Row]:
         ),
     ]
     return rows
+
+
+def frozen_answers(env: dict[str, str], tailscaled: int, trials: int) -> list[float]:
+    """Per trial, the slowest of FROZEN_CLIENTS status requests sent at once to the manager's
+    socket while tailscaled is stopped (SIGSTOP): the manager answers from what it knows."""
+    import socket
+    import threading
+
+    from spacetail.paths import Paths
+
+    path = os.fsencode(Paths.from_env(env).control_socket)
+
+    def one(gate: threading.Barrier, times: list[float]) -> None:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(30)
+            gate.wait()
+            started = time.monotonic()
+            sock.connect(path)
+            sock.sendall(b'{"cmd":"status"}\n')
+            data = b""
+            while not data.endswith(b"\n") and (chunk := sock.recv(65536)):
+                data += chunk
+            times.append(time.monotonic() - started)
+
+    slowest: list[float] = []
+    os.kill(tailscaled, signal.SIGSTOP)
+    try:
+        for _ in range(trials):
+            gate = threading.Barrier(FROZEN_CLIENTS)
+            times: list[float] = []
+            threads = [threading.Thread(target=one, args=(gate, times))
+                       for _ in range(FROZEN_CLIENTS)]  # fmt: skip
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+            if len(times) != FROZEN_CLIENTS:
+                raise BenchError(f"{FROZEN_CLIENTS - len(times)} status requests got no answer")
+            slowest.append(max(times))
+    finally:
+        os.kill(tailscaled, signal.SIGCONT)
+    return slowest
 
 
 def forwards(b: Bench, trials: int, real: Path, idle: float, mb: int) -> list[Row]:
