@@ -197,11 +197,6 @@ def fix_for(failure: Failure) -> str:
     return re.sub(r",? or run `spacetail doctor`", "", text)
 
 
-def safe_url(value: str) -> str:
-    """A proxy URL without the password it may carry (scheme://user:password@host:port)."""
-    return re.sub(r"(://)[^/@\s]*@", r"\1***@", value)
-
-
 def version_tuple(text: str) -> tuple[int, ...]:
     m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", text.strip())
     return tuple(int(x) for x in m.groups(default="0")) if m else ()
@@ -261,12 +256,15 @@ def render_json(checks: Sequence[Check]) -> str:
 
 
 def scrub(text: str, env: Mapping[str, str]) -> str:
-    """Remove every secret value of ENV (and anything shaped like a key or token) from TEXT."""
+    """Remove every secret value of ENV (and anything shaped like a key or token) from TEXT, and
+    the passwords of its proxy variables (tailscale's own messages may quote them)."""
+    from spacetail.proxyurl import mask_in
+
     for name in SECRET_VARIABLES:
         value = env.get(name, "").strip()
         if len(value) >= 8 and not value.startswith("file:"):
             text = text.replace(value, f"[{name}]")
-    return redact(text)
+    return redact(mask_in(text, env))
 
 
 def manager_status(env: Mapping[str, str]) -> dict[str, Any] | None:

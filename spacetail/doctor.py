@@ -36,7 +36,6 @@ from spacetail.checkup import (
     rcode_text,
     render_json,
     render_text,
-    safe_url,
     scrub,
     sh_runner,
     socks5_connect,
@@ -45,6 +44,7 @@ from spacetail.checkup import (
 from spacetail.errors import ConfigError
 from spacetail.failures import diagnose, meaningful_line
 from spacetail.proxyenv import NAMES as PROXY_CHECKED
+from spacetail.proxyurl import mask
 
 VERSION_TIMEOUT = 5.0
 NETCHECK_TIMEOUT = 15.0
@@ -229,10 +229,10 @@ class Doctor:
             proxy_variables(status["proxies"]) if self.running and status.get("proxies") else {}
         )
         seen = {n: self.env[n] for n in PROXY_CHECKED if self.env.get(n)}
-        check.details = {"set": {n: safe_url(v) for n, v in seen.items()}, "expected": expected}
+        check.details = {"set": {n: mask(v) for n, v in seen.items()}, "expected": expected}
         if not self.running:
             if seen:
-                values = sorted({safe_url(v) for v in seen.values()})
+                values = sorted({mask(v) for v in seen.values()})
                 check.add(Status.FAIL, f"{', '.join(seen)} set ({', '.join(values)}) but no "
                           "manager runs: a dead proxy, maybe saved from an earlier phase",
                           f"unset them: {DOWN_HOOK}")  # fmt: skip
@@ -259,9 +259,9 @@ class Doctor:
                            f"run {UP_HOOK} in the same shell (a hook of the phase)")  # fmt: skip
         for n in names:
             if seen[n].split("://")[-1] != want.split("://")[-1]:
-                return Finding(Status.FAIL, f"{n}={safe_url(seen[n])}, not this manager's "
+                return Finding(Status.FAIL, f"{n}={mask(seen[n])}, not this manager's "
                                f"{want}", f"unset it, then {UP_HOOK}")  # fmt: skip
-        return Finding(Status.OK, f"{' and '.join(names)} = {seen[names[0]]}")
+        return Finding(Status.OK, f"{' and '.join(names)} = {mask(seen[names[0]])}")
 
     def netcheck(self) -> Check:
         check = Check("network to Tailscale")

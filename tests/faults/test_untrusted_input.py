@@ -1,0 +1,154 @@
+"""Untrusted input that reaches `doctor`, `up` and `run`: proxy variables carrying passwords,
+secret files that are not files (a FIFO, /dev/zero) or are too large to be a key, secret files
+others may write, and credentials that would reach the command `spacetail run` starts.
+
+spacetail runs as the Spacelift user (uid 1983) against the fake tailscale."""
+
+from __future__ import annotations
+
+import io
+import json
+import string
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from spacetail import checkup, doctor
+from spacetail.checkup import CommandResult
+from spacetail.proxyenv import NAMES as PROXY_NAMES
+from spacetail.proxyurl import mask, secret
+from tests.faults.test_faults import stopped_after, up_ok
+from tests.helpers import Userland
+from tests.helpers import st as spacetail
+
+# --- A. proxy passwords in doctor's output ------------------------------------------------------
+
+# Characters that never appear in doctor's output otherwise: a password holds at least one, so
+# any of its characters that survives is seen. The rest of its alphabet is what curl and Go
+# accept in a userinfo, and what the URL grammar reserves (`@`, `/`, `?`, `#`).
+MARKERS = "ÆØÅ"
+PASSWORD_CHARS = string.ascii_letters + string.digits + "-._~!$&'()*+,;=%:@/?#" + MARKERS
+SCHEMES = ("", "http://", "https://", "socks5://", "socks5h://", "HTTP://", "http:/")
+USER = st.text(alphabet=string.ascii_lowercase + string.digits + "._-", max_size=8)
+PASSWORD = st.builds(
+    lambda a, m, b: a + m + b,
+    st.text(alphabet=PASSWORD_CHARS, max_size=10),
+    st.sampled_from(MARKERS),
+    st.text(alphabet=PASSWORD_CHARS, max_size=10),
+)
+HOST = st.sampled_from(["proxy", "proxy.corp.example", "192.0.2.3", "[2001:db8::3]"])
+TAIL = st.sampled_from(["", ":3128", ":1080/", "/"])
+
+
+def proxy_url(scheme: str, user: str, password: str, host: str, tail: str) -> str:
+    return f"{scheme}{user}:{password}@{host}{tail}"
+
+
+def no_cli(argv: Sequence[str], timeout: float) -> CommandResult:
+    return CommandResult(127, "", f"{argv[0]}: not found")
+
+
+def doctor_output(env: dict[str, str], status: dict[str, Any] | None, as_json: bool) -> str:
+    """What `spacetail doctor` prints, without a manager or with one: the checks, rendered and
+    scrubbed as doctor.main does."""
+    if status is None:
+        out = io.StringIO()
+        doctor.main(as_json=as_json, env=env, out=out)
+        return out.getvalue()
+    checks = doctor.Doctor(env, status, no_cli, lambda: 0.0).run()
+    text = checkup.render_json(checks) if as_json else checkup.render_text(checks)
+    return checkup.scrub(text, env)
+
+
+RUNNING = {
+    "running": True, "manager_pid": 42, "phase": "running", "backend_state": "Running",
+    "tailscale_ips": ["100.64.0.7"], "hostname": "h", "health": [], "restarts": 0,
+    "proxies": {"http": "http://127.0.0.1:8080", "socks5": "socks5://127.0.0.1:1080"},
+    "tailscaled_socket": "/nonexistent/ts.sock", "tailscale": "/nonexistent/tailscale",
+}  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(SCHEMES), USER, PASSWORD, HOST, TAIL)
+def test_mask_keeps_every_password_character_out(
+    scheme: str, user: str, password: str, host: str, tail: str
+) -> None:
+    """What curl and Go accept (no scheme, `@` and `/` in the password) and what they do not:
+    the mask is the URL with exactly the password replaced."""
+    # `http:pw@proxy` is a user `http` (no scheme) or a scheme with no slash: both print alike,
+    # except for a password starting with `/`, which no one types after a user called http.
+    assume(scheme or user.lower() not in ("http", "https", "socks5", "socks5h"))
+    url = proxy_url(scheme, user, password, host, tail)
+    assert mask(url) == f"{scheme}{user}:***@{host}{tail}"
+    assert secret(url) == password
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(SCHEMES), USER, PASSWORD, PASSWORD, HOST, TAIL, st.booleans())
+def test_doctor_prints_no_password_character(
+    tmp_path_factory: pytest.TempPathFactory, scheme: str, user: str, password: str,
+    other: str, host: str, tail: str, running: bool,
+) -> None:  # fmt: skip
+    """Text and --json, with and without a manager: the output does not depend on the password
+    (two passwords give the same bytes), and none of its marked characters is in it."""
+    assume(scheme or user.lower() not in ("http", "https", "socks5", "socks5h"))
+    folder = tmp_path_factory.mktemp("doctor")
+    outputs = []
+    for pw in (password, other):
+        url = proxy_url(scheme, user, pw, host, tail)
+        env = {"PATH": str(folder), "SPACETAIL_DIR": str(folder / "state"),
+               **dict.fromkeys(PROXY_NAMES, url)}  # fmt: skip
+        for as_json in (False, True):
+            text = doctor_output(env, RUNNING if running else None, as_json)
+            decoded = json.dumps(json.loads(text), ensure_ascii=False) if as_json else text
+            assert not set(MARKERS) & set(decoded), decoded
+            assert f"{user}:***@{host}" in decoded
+            outputs.append(text)
+    assert outputs[:2] == outputs[2:]
+
+
+ISSUE_VALUES = {
+    "HTTPS_PROXY": "user:Hunter2@proxy:3128",  # no scheme: curl and Go take it as http
+    "HTTP_PROXY": "http://user:Hun/ter2@proxy:3128",  # a / in the password
+    "ALL_PROXY": "socks5h://user:Hun@ter2@proxy:1080",  # an unencoded @ in the password
+}
+
+
+def test_doctor_masks_the_passwords_the_old_mask_missed(
+    userland: Userland, fake_env: dict[str, str]
+) -> None:
+    """The three values of the report, in a shell whose hook ran: each is named as not this
+    manager's proxy, masked, in the text and in --json."""
+    with stopped_after(userland, fake_env):
+        up_ok(userland, fake_env)
+        env = {**fake_env, **ISSUE_VALUES}
+        text = spacetail(userland, env, "doctor", timeout=60)
+        as_json = spacetail(userland, env, "doctor", "--json", timeout=60)
+    for result in (text, as_json):
+        output = result.stdout + result.stderr
+        assert result.returncode == 1, output  # the proxies are not this manager's
+        for leaked in ("Hunter2", "Hun/", "ter2"):
+            assert leaked not in output, output
+    assert "HTTPS_PROXY=user:***@proxy:3128, not this manager's" in text.stdout
+    assert "HTTP_PROXY=http://user:***@proxy:3128, not this manager's" in text.stdout
+    assert "ALL_PROXY=socks5h://user:***@proxy:1080, not this manager's" in text.stdout
+    found = {c["name"]: c for c in json.loads(as_json.stdout)["checks"]}
+    assert found["proxy variables"]["details"]["set"]["HTTPS_PROXY"] == "user:***@proxy:3128"
+
+
+def test_install_tailscale_does_not_quote_a_proxy_password(
+    userland: Userland, fake_env: dict[str, str], home: Path
+) -> None:
+    """urllib refuses `http:/user:pw@proxy` quoting it whole; the message spacetail passes on
+    is masked. (urllib fails before any connection: nothing is dialed.)"""
+    bad = "http:/user:Hunter2@proxy:3128"
+    env = {**fake_env, "HTTP_PROXY": bad, "http_proxy": bad}
+    result = spacetail(userland, env, "install-tailscale", "--base-url", "http://127.0.0.1:9",
+                       "--dest", str(home / "ts"), timeout=60)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "Hunter2" not in result.stdout + result.stderr
+    assert "proxy URL with no authority: 'http:/user:***@proxy:3128'" in result.stderr
