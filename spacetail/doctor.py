@@ -41,6 +41,7 @@ from spacetail.checkup import (
     socks5_connect,
     version_tuple,
 )
+from spacetail.credentials import id_token, spacelift_token_file
 from spacetail.errors import ConfigError
 from spacetail.failures import diagnose, meaningful_line
 from spacetail.proxyenv import NAMES as PROXY_CHECKED
@@ -65,7 +66,7 @@ class Doctor:
     """Runs the checks. Its collaborators come in, so tests drive it with fakes: the environment
     of the calling shell, the manager's status (`spacetail status --json`'s object, or None
     when none answers), a runner for the tailscale CLI, a wall clock, the DNS query and the
-    SOCKS5 connect, and a file reader (for `file:` tokens and the workspace's spacelift.oidc)."""
+    SOCKS5 connect. Token files are read as `up` reads them (credentials.read_secret_file)."""
 
     def __init__(
         self,
@@ -77,7 +78,6 @@ class Doctor:
         targets: Sequence[Target] = (),
         resolve: Callable[[Path, str, float], tuple[int, list[str]]] = dns_query,
         connect: Callable[[str, Target, float], None] = socks5_connect,
-        read_file: Callable[[Path], str] = lambda p: p.read_text(encoding="utf-8"),
     ) -> None:
         self.env = env
         self.status = status
@@ -86,7 +86,6 @@ class Doctor:
         self.targets = targets
         self.resolve = resolve
         self.connect = connect
-        self.read_file = read_file
         self.versions: dict[str, str] = {}
 
     # The order is the path a request takes, from the hook to the service.
@@ -369,37 +368,27 @@ class Doctor:
         if version and version[:2] < WIF_MIN_VERSION:
             check.add(Status.FAIL, f"tailscale {self.versions['tailscale']} predates workload "
                       "identity (1.90)", "install a newer tailscale")  # fmt: skip
-        source, token = self._id_token()
-        if token is None:
-            return check.add(Status.FAIL,
-                             f"TS_CLIENT_ID is set but there is no ID token ({source})",
+        try:  # the token as `up` reads it: a FIFO or /dev/zero there is a finding, not a hang
+            secret = id_token(self.env)
+            token = secret.read() if secret else None
+        except ConfigError as exc:
+            message, _, fix = str(exc).partition("; ")
+            return check.add(Status.FAIL, message, fix or None)
+        if secret is None or token is None:
+            where = spacelift_token_file(self.env)
+            return check.add(Status.FAIL, "TS_CLIENT_ID is set but there is no ID token (no "
+                             f"TS_ID_TOKEN, SPACELIFT_OIDC_TOKEN{f' or {where}' if where else ''})",
                              "set TS_ID_TOKEN, or run inside Spacelift (SPACELIFT_OIDC_TOKEN)",
                              )  # fmt: skip
+        source = str(secret.path) if secret.spacelift_file else secret.source
+        if secret.path and not secret.spacelift_file:
+            source += f" (file {secret.path})"
         try:
             claims = decode_jwt(token)
         except ValueError as exc:
             return check.add(Status.FAIL, f"the ID token from {source} is {exc}")
         self._describe_claims(check, source, claims)
         return check
-
-    def _id_token(self) -> tuple[str, str | None]:
-        explicit = self.env.get("TS_ID_TOKEN", "").strip()
-        if explicit:
-            if not explicit.startswith("file:"):
-                return "TS_ID_TOKEN", explicit
-            path = Path(explicit[5:]).expanduser()
-            try:
-                return f"TS_ID_TOKEN (file {path})", self.read_file(path).strip()
-            except OSError as exc:
-                return f"TS_ID_TOKEN: cannot read {path}: {exc.strerror}", None
-        if self.env.get("SPACELIFT_OIDC_TOKEN", "").strip():
-            return "SPACELIFT_OIDC_TOKEN", self.env["SPACELIFT_OIDC_TOKEN"].strip()
-        workspace = self.env.get("TF_VAR_spacelift_workspace_root", "").strip() or "/mnt/workspace"
-        path = Path(workspace) / "spacelift.oidc"
-        try:
-            return f"{path}", self.read_file(path).strip()
-        except OSError:
-            return f"no TS_ID_TOKEN, SPACELIFT_OIDC_TOKEN or {path}", None
 
     def _describe_claims(self, check: Check, source: str, claims: Mapping[str, Any]) -> None:
         iss, sub, aud = (str(claims.get(k, "")) for k in ("iss", "sub", "aud"))

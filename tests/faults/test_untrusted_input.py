@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import string
+import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,8 +24,8 @@ from spacetail import checkup, doctor
 from spacetail.checkup import CommandResult
 from spacetail.proxyenv import NAMES as PROXY_NAMES
 from spacetail.proxyurl import mask, secret
-from tests.faults.test_faults import stopped_after, up_ok
-from tests.helpers import Userland
+from tests.faults.test_faults import figure, marked, stopped_after, up_ok
+from tests.helpers import SPACELIFT_UID, Userland
 from tests.helpers import st as spacetail
 
 # --- A. proxy passwords in doctor's output ------------------------------------------------------
@@ -152,3 +155,95 @@ def test_install_tailscale_does_not_quote_a_proxy_password(
     assert result.returncode == 1, result.stderr
     assert "Hunter2" not in result.stdout + result.stderr
     assert "proxy URL with no authority: 'http:/user:***@proxy:3128'" in result.stderr
+
+
+# --- B. secret files that are not files, or too large to be a key ------------------------------
+
+# The address space a run may have (ulimit -v): far below the 3 GB file, far above what Python
+# and spacetail need.
+ADDRESS_SPACE_KIB = 1024 * 1024
+
+
+def limited(
+    userland: Userland, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`spacetail ARGS` as uid 1983 under `ulimit -v`, as a hook with a memory limit runs it."""
+    return subprocess.run(
+        ["sh", "-c", f'ulimit -v {ADDRESS_SPACE_KIB} && exec "$0" "$@"', str(userland.spacetail),
+         *args], env=env, capture_output=True, text=True, timeout=30, check=False, cwd="/",
+        user=SPACELIFT_UID, group=SPACELIFT_UID, extra_groups=[],
+    )  # fmt: skip
+
+
+def own(path: Path, mode: int = 0o600) -> Path:
+    os.chown(path, SPACELIFT_UID, SPACELIFT_UID, follow_symlinks=False)
+    if not path.is_symlink():
+        path.chmod(mode)
+    return path
+
+
+def plant(kind: str, where: Path) -> Path:
+    """A FIFO, /dev/zero, a 3 GB sparse file, or a file that is not UTF-8, at WHERE."""
+    if kind == "fifo":
+        os.mkfifo(where)
+    elif kind == "/dev/zero":
+        os.symlink("/dev/zero", where)
+    elif kind == "sparse 3 GB":
+        with open(where, "wb") as f:
+            f.truncate(3 * 1024**3)
+    else:
+        where.write_bytes(b"tskey-auth-\xff\xfe")
+    return own(where)
+
+
+WHERE = [("TS_ID_TOKEN", "fifo"), ("spacelift.oidc", "fifo"), ("TS_ID_TOKEN", "/dev/zero"),
+         ("spacelift.oidc", "/dev/zero"), ("TS_ID_TOKEN", "sparse 3 GB"),
+         ("TS_ID_TOKEN", "not UTF-8")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("setting", "kind"), WHERE)
+def test_doctor_reads_an_id_token_as_guardedly_as_up(
+    userland: Userland, fake_env: dict[str, str], home: Path, setting: str, kind: str
+) -> None:
+    """A FIFO blocked doctor's read for ever, /dev/zero and a sparse 3 GB file ended in a
+    MemoryError traceback. Now doctor answers at once, with the very line up exits 2 with."""
+    workspace = home / "ws"
+    workspace.mkdir()
+    own(workspace, 0o700)
+    env = {k: v for k, v in fake_env.items() if k != "TS_AUTHKEY"}
+    env.update(TS_CLIENT_ID="client-1", SPACETAIL_TAGS="tag:ci",
+               TF_VAR_spacelift_workspace_root=str(workspace))  # fmt: skip
+    if setting == "TS_ID_TOKEN":
+        env["TS_ID_TOKEN"] = f"file:{plant(kind, home / 'token')}"
+    else:
+        plant(kind, workspace / "spacelift.oidc")
+    started = time.monotonic()
+    checked = limited(userland, env, "doctor", "--json")
+    figure(f"doctor with {kind} at {setting}", time.monotonic() - started)
+    up = limited(userland, env, "up", "--no-watch")
+    assert "Traceback" not in checked.stderr + up.stderr, checked.stderr + up.stderr
+    assert checked.returncode == 1, checked.stderr
+    found = {c["name"]: c for c in json.loads(checked.stdout)["checks"]}
+    finding = found["workload identity"]["findings"][-1]
+    assert finding["status"] == "fail" and finding["text"].startswith(f"{setting}: "), finding
+    assert up.returncode == 2, up.stderr
+    assert up.stderr == f"spacetail: error: {finding['text']}; {finding['fix']}\n"
+    assert not marked(env)
+
+
+@pytest.mark.parametrize(
+    ("kind", "needle"),
+    [("sparse 3 GB", "is 3221225472 bytes, too large for a key or token (at most 65536)"),
+     ("not UTF-8", "is not text (UTF-8)"), ("fifo", "is not a regular file (a FIFO)")],
+)  # fmt: skip
+def test_a_key_file_that_cannot_be_a_key_is_one_line(
+    userland: Userland, fake_env: dict[str, str], home: Path, kind: str, needle: str
+) -> None:
+    """The 3 GB sparse key ended in MemoryError under ulimit -v; one that is not UTF-8 in a
+    UnicodeDecodeError traceback."""
+    key = plant(kind, home / "key")
+    up = limited(userland, {**fake_env, "TS_AUTHKEY": f"file:{key}"}, "up", "--no-watch")
+    assert up.returncode == 2, up.stderr
+    assert up.stderr.startswith(f"spacetail: error: TS_AUTHKEY: {key} {needle}"), up.stderr
+    assert up.stderr.count("\n") == 1, up.stderr
+    assert not marked(fake_env)

@@ -391,6 +391,7 @@ def test_workload_identity_from_spacelift_oidc_file(tmp_path: Path) -> None:
 def test_expired_token_from_ts_id_token_file(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(jwt({**CLAIMS, "exp": int(NOW) - 600}))
+    token_file.chmod(0o600)  # as `up` demands
     d, _, _ = make(
         tmp_path, running_status(), TS_CLIENT_ID="k123", TS_ID_TOKEN=f"file:{token_file}"
     )
