@@ -114,6 +114,11 @@ def _judge(source: str, path: Path, st: os.stat_result, fix: str, check_mode: bo
         raise ConfigError(
             f"{source}: {path} is readable by other users (mode {mode:o}); run: chmod 600 {path}"
         )
+    if check_mode and mode & 0o022:
+        raise ConfigError(
+            f"{source}: {path} is writable by other users (mode {mode:o}), who could put their "
+            f"own key in it; run: chmod 600 {path}"
+        )
     if st.st_size > MAX_SECRET_BYTES:
         raise _too_large(source, path, st.st_size, fix)
 
@@ -138,8 +143,9 @@ class Auth:
 
 
 def secret_from(name: str, raw: str) -> Secret:
-    """A value, or `file:PATH` naming a file that read_secret_file accepts (read once here, so
-    that a bad file is refused before anything starts)."""
+    """A value, or `file:PATH` naming a file that read_secret_file accepts: one that others can
+    neither read nor write (read once here, so that a bad file is refused before anything
+    starts)."""
     if not raw.startswith("file:"):
         return Secret(name, value=raw)
     text = raw[len("file:") :]

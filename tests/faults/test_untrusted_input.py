@@ -247,3 +247,26 @@ def test_a_key_file_that_cannot_be_a_key_is_one_line(
     assert up.stderr.startswith(f"spacetail: error: TS_AUTHKEY: {key} {needle}"), up.stderr
     assert up.stderr.count("\n") == 1, up.stderr
     assert not marked(fake_env)
+
+
+# --- C. a key file others may write -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [0o622, 0o620, 0o602])
+def test_a_key_file_others_can_write_is_refused(
+    userland: Userland, fake_env: dict[str, str], home: Path, mode: int
+) -> None:
+    """Whoever may write the file may swap in their own key, and the node joins their tailnet.
+    (Before: refused when others could read it, accepted when they could write it.)"""
+    key = home / "key"
+    key.write_text(fake_env["TS_AUTHKEY"])
+    own(key, mode)
+    env = {**fake_env, "TS_AUTHKEY": f"file:{key}"}
+    with stopped_after(userland, env):
+        up = spacetail(userland, env, "up", "--no-watch", timeout=30)
+        assert up.returncode == 2, up.stderr
+        assert up.stderr == (
+            f"spacetail: error: TS_AUTHKEY: {key} is writable by other users (mode {mode:o}), "
+            f"who could put their own key in it; run: chmod 600 {key}\n"
+        )
+        assert not marked(env)
