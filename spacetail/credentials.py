@@ -16,10 +16,16 @@ from spacetail.errors import ConfigError
 from spacetail.log import holds_secret
 
 AuthKind = Literal["authkey", "oauth", "wif"]
-# Every variable that may hold a credential: never passed to a child process.
+# Every variable that may hold a credential: never passed to a child process of spacetail's own
+# (tailscaled, the tailscale CLI).
 SECRET_VARIABLES = (
     "TS_AUTHKEY", "TS_AUTH_KEY", "TS_CLIENT_SECRET", "TS_ID_TOKEN", "SPACELIFT_OIDC_TOKEN",
 )  # fmt: skip
+# The command `spacetail run` starts needs the tailnet, not the key that joined it: these are
+# dropped from its environment. Spacelift's own token is not spacetail's to take away: Spacelift
+# gives it to every program of the phase (and writes it to the workspace), and a Vault or cloud
+# login in the command may read it.
+TAILNET_CREDENTIALS = tuple(v for v in SECRET_VARIABLES if v != "SPACELIFT_OIDC_TOKEN")
 
 
 @dataclass(frozen=True)
