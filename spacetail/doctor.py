@@ -287,43 +287,45 @@ class Doctor:
         check = Check(f"target {target}", details={"host": target.host, "port": target.port})
         if not self.running:
             return check.add(Status.SKIP, "no manager: nothing to reach it through")
-        addresses = self._target_dns(check, target)
+        addresses, miss = self._target_dns(check, target)
+        dns_at = len(check.findings)
         on_tailnet = is_tailnet_ip(target.host) or any(map(is_tailnet_ip, addresses or []))
         if self.backend_running and (on_tailnet or addresses is None):
             self._target_ping(check, target)
-        self._target_tcp(check, target)
+        reached = self._target_tcp(check, target)
+        if miss is not None:  # judged once the connection tells whether the name matters
+            check.findings.insert(dns_at, _dns_miss(target, miss, reached))
         return check
 
-    def _target_dns(self, check: Check, target: Target) -> list[str] | None:
-        """The addresses tailscale's resolver gives (None: it could not be asked)."""
+    def _target_dns(self, check: Check, target: Target) -> tuple[list[str] | None, int | None]:
+        """The addresses tailscale's resolver gives (None: it could not be asked), and the rcode
+        when it does not know the name (its finding waits for the TCP connection)."""
         try:
             ipaddress.ip_address(target.host)
         except ValueError:
             pass
         else:
-            return []
+            return [], None
         if not self.backend_running:
             check.add(Status.SKIP, "DNS: tailscale is not Running")
-            return []
+            return [], None
         sock = Path(str((self.status or {}).get("tailscaled_socket")))
         try:
             rcode, addresses = self.resolve(sock, target.host, DNS_TIMEOUT)
         except Exception as exc:  # any failure is a finding, never a traceback
             reason = " ".join(str(exc).split())
             check.add(Status.WARN, f"DNS: tailscale's resolver could not be asked: {reason}")
-            return None
+            return None, None
         check.details["addresses"] = addresses
         if not addresses:
-            check.add(Status.FAIL, f"DNS: {target.host} does not resolve through the tailnet "
-                      f"({rcode_text(rcode)})", "check the name: a MagicDNS name "
-                      "(host.tailnet.ts.net) or a name your tailnet's DNS serves")  # fmt: skip
-        elif any(is_tailnet_ip(a) for a in addresses):
+            return addresses, rcode
+        if any(is_tailnet_ip(a) for a in addresses):
             check.add(Status.OK, f"DNS: {target.host} -> {', '.join(addresses)} (tailnet)")
         else:
             check.add(Status.WARN, f"DNS: {target.host} -> {', '.join(addresses)}, not a tailnet "
                       "IP: a split-DNS name, which tailscaled's proxies do not resolve "
                       "(tailscale#4677)", "use the IP address, or a MagicDNS name")  # fmt: skip
-        return addresses
+        return addresses, None
 
     def _target_ping(self, check: Check, target: Target) -> None:
         argv = self._cli("ping", "--c=1", "--until-direct=false",
@@ -346,7 +348,7 @@ class Doctor:
             check.add(Status.OK, f"ping: {m.group(1)} answers directly ({m.group(3)}) in "
                       f"{m.group(5)}")  # fmt: skip
 
-    def _target_tcp(self, check: Check, target: Target) -> None:
+    def _target_tcp(self, check: Check, target: Target) -> bool:
         socks = str(((self.status or {}).get("proxies") or {}).get("socks5", ""))
         proxy = socks.split("://", 1)[-1]
         started = self.clock()
@@ -357,10 +359,11 @@ class Doctor:
             check.add(Status.FAIL, f"TCP through the SOCKS5 proxy {proxy}: {reason}",
                       f"is something listening on port {target.port}, and may this node reach "
                       "it (tailnet policy, subnet routes: TS_ACCEPT_ROUTES)?")  # fmt: skip
-            return
+            return False
         ms = (self.clock() - started) * 1000
         check.details["tcp_ms"] = round(ms, 1)
         check.add(Status.OK, f"TCP through the SOCKS5 proxy {proxy}: connected in {ms:.0f} ms")
+        return True
 
     def workload_identity(self) -> Check:
         check = Check("workload identity")
@@ -410,6 +413,20 @@ class Doctor:
         check.add(Status.OK, f"in Tailscale, the federated identity of this client needs issuer "
                   f"{iss} and subject {pattern} (or exactly {sub}); the token's audience is "
                   f"{aud}: set TS_AUDIENCE only if Tailscale expects another")  # fmt: skip
+
+
+def _dns_miss(target: Target, rcode: int, reached: bool) -> Finding:
+    """Tailscale's resolver does not know the name. A failure only when the target cannot be
+    reached either: the proxy resolves other names with this machine's DNS, and a target it
+    connected to is what a hook needs."""
+    what = f"DNS: {target.host} is not a name tailscale's resolver knows ({rcode_text(rcode)})"
+    if reached:
+        return Finding(Status.WARN, f"{what}; the proxy reached it another way (this machine's "
+                       "DNS or /etc/hosts), so programs that use the proxy reach it",
+                       "nothing to do for programs that use the proxy; one that resolves names "
+                       "itself needs the IP address or a MagicDNS name")  # fmt: skip
+    return Finding(Status.FAIL, what, "check the name: a MagicDNS name (host.tailnet.ts.net) or "
+                   "a name your tailnet's DNS serves")  # fmt: skip
 
 
 def main(

@@ -302,15 +302,31 @@ def test_dns_nxdomain_split_dns_and_no_endpoint(tmp_path: Path) -> None:
     net = Net()
     net.dns["corp.internal"] = (0, ["10.1.2.3"])
     net.dns["old.tailscaled"] = ValueError("dns-query: HTTP 404: 404 page not found\n")
-    names = ["typo.tail-x.ts.net:80", "corp.internal:80", "old.tailscaled:80"]
+    net.refused[81] = socks5.DialError("cannot reach typo.tail-x.ts.net:81: no such host", 4)
+    names = ["typo.tail-x.ts.net:81", "corp.internal:80", "old.tailscaled:80"]
     d, _, runner = make(tmp_path, running_status(), None, net, targets=names)
     nx, split, old = (d.target(t) for t in d.targets)
-    assert "does not resolve through the tailnet (no such host)" in texts(nx, Status.FAIL)
+    assert "is not a name tailscale's resolver knows (no such host)" in texts(nx, Status.FAIL)
+    assert nx.findings[0].fix and "MagicDNS name" in nx.findings[0].fix
     assert "tailscale#4677" in texts(split, Status.WARN)
     assert "could not be asked: dns-query: HTTP 404: 404 page not found" in texts(old)
     # Pinged only where a tailnet node is likely: the unasked name, not NXDOMAIN or split DNS.
     pinged = [argv[-1] for argv, _ in runner.calls if "ping" in argv]
     assert pinged == ["old.tailscaled"]
+
+
+def test_a_name_unknown_to_tailscale_that_connects_is_a_warning(tmp_path: Path) -> None:
+    """The proxy resolves names tailscale's resolver does not know with this machine's DNS: a
+    target it connects to is reachable, and the doctor exits 0."""
+    d, _, _ = make(tmp_path, running_status(), targets=["db.corp.example:5432"])
+    checks = d.run()
+    target = by_name(checks, "target db.corp.example:5432")
+    assert [f.status for f in target.findings] == [Status.WARN, Status.OK]
+    assert target.findings[0].text.startswith(
+        "DNS: db.corp.example is not a name tailscale's resolver knows (no such host); the "
+        "proxy reached it another way"
+    )
+    assert checkup.exit_code(checks) == 0
 
 
 def test_tcp_through_the_proxy_fails_with_the_reason(tmp_path: Path) -> None:
