@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from spacetail.checkup import (
+    DNS_TIMEOUT,
     NETCHECK_ADVICE,
+    TCP_TIMEOUT,
     Check,
     Finding,
     Runner,
@@ -33,6 +35,7 @@ from spacetail.checkup import (
     manager_status,
     no_proxy_excludes,
     parse_target,
+    ping,
     rcode_text,
     render_json,
     render_text,
@@ -49,14 +52,9 @@ from spacetail.proxyurl import mask
 
 VERSION_TIMEOUT = 5.0
 NETCHECK_TIMEOUT = 15.0
-PING_TIMEOUT = 5.0  # tailscale ping's own --timeout; the command gets 3 s more
-DNS_TIMEOUT = 5.0
-TCP_TIMEOUT = 5.0
 WIF_MIN_VERSION = (1, 90)
 UP_HOOK = 'eval "$(spacetail up --env || echo false)"'
 DOWN_HOOK = 'eval "$(spacetail down --env || echo false)"'
-_TAILNET_V4 = ipaddress.ip_network("100.64.0.0/10")
-_TAILNET_V6 = ipaddress.ip_network("fd7a:115c:a1e0::/48")
 
 
 # --- the doctor -------------------------------------------------------------------------------
@@ -328,25 +326,22 @@ class Doctor:
         return addresses, None
 
     def _target_ping(self, check: Check, target: Target) -> None:
-        argv = self._cli("ping", "--c=1", "--until-direct=false",
-                         f"--timeout={PING_TIMEOUT:g}s", target.host)  # fmt: skip
-        result = self.run_cli(argv, PING_TIMEOUT + 3)
-        m = re.search(r"pong from (\S+) \(([^)]+)\) via (DERP\(([^)]+)\)|\S+) in ([\d.]+\s*[mµ]?s)",
-                      result.stdout)  # fmt: skip
-        if not m:
-            line = meaningful_line(result.output) or f"exit {result.exit_code}"
-            check.add(Status.FAIL, f"ping: no answer from {target.host}: {line}",
+        sock = Path(str((self.status or {}).get("tailscaled_socket")))
+        result = ping(self.run_cli, Path(self._tailscale()), sock, target.host)
+        pong = result.pong
+        if pong is None:
+            check.add(Status.FAIL, f"ping: no answer from {target.host}: {result.problem}",
                       "is the peer online, and does the tailnet policy let this node reach "
                       "it?")  # fmt: skip
             return
-        check.details["ping"] = {"peer": m.group(1), "ip": m.group(2), "via": m.group(3),
-                                 "latency": m.group(5)}  # fmt: skip
-        if m.group(4):
-            check.add(Status.WARN, f"ping: {m.group(1)} answers relayed through DERP "
-                      f"{m.group(4)} in {m.group(5)}: works, slower than direct")  # fmt: skip
+        check.details["ping"] = {"peer": pong.peer, "ip": pong.ip, "via": pong.via,
+                                 "latency": pong.latency}  # fmt: skip
+        if pong.derp:
+            check.add(Status.WARN, f"ping: {pong.peer} answers relayed through DERP "
+                      f"{pong.derp} in {pong.latency}: works, slower than direct")  # fmt: skip
         else:
-            check.add(Status.OK, f"ping: {m.group(1)} answers directly ({m.group(3)}) in "
-                      f"{m.group(5)}")  # fmt: skip
+            check.add(Status.OK, f"ping: {pong.peer} answers directly ({pong.via}) in "
+                      f"{pong.latency}")  # fmt: skip
 
     def _target_tcp(self, check: Check, target: Target) -> bool:
         socks = str(((self.status or {}).get("proxies") or {}).get("socks5", ""))

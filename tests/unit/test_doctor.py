@@ -566,3 +566,15 @@ def test_advice_inside_the_doctor_does_not_point_at_the_doctor(tmp_path: Path) -
     d, _, _ = make(tmp_path, status)
     fix = d.tailscale_state().findings[0].fix or ""
     assert "TS_LOGIN_SERVER" in fix and "doctor" not in fix
+
+
+def test_doctor_declares_none_of_checkups_constants() -> None:
+    """One home for each constant: the doctor imports what checkup declares."""
+    import ast
+
+    def declared(module: Any) -> set[str]:
+        tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+        return {t.id for node in tree.body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)}  # fmt: skip
+
+    assert declared(doctor) & declared(checkup) == set()
