@@ -301,3 +301,49 @@ def test_run_gives_the_command_the_tailnet_not_the_key(
         assert name not in seen, f"{name} reached the command"
         assert not env.get(name) or env[name] not in result.stdout
     assert seen.get("SPACELIFT_OIDC_TOKEN") == env.get("SPACELIFT_OIDC_TOKEN")
+
+
+# --- E. the other files spacetail reads that someone else may have put there -------------------
+
+
+def test_a_huge_saved_environment_is_left_alone(
+    userland: Userland, fake_env: dict[str, str], home: Path
+) -> None:
+    """Spacelift's saved environment is read to take our proxy lines out of it: a sparse 3 GB
+    one ended `down` (and the manager's own clean-up) in MemoryError under ulimit -v."""
+    workspace = home / "ws"
+    workspace.mkdir()
+    own(workspace, 0o700)
+    saved = plant("sparse 3 GB", workspace / ".env_hooks_after")
+    env = {**fake_env, "TF_VAR_spacelift_workspace_root": str(workspace)}
+    with stopped_after(userland, env):
+        up = limited(userland, env, "up", "--no-watch")
+        assert up.returncode == 0, up.stderr
+        down = limited(userland, env, "down")
+        assert down.returncode == 0, down.stderr
+        assert "Traceback" not in up.stderr + down.stderr
+        assert not marked(env)
+    assert saved.stat().st_size == 3 * 1024**3  # not ours to rewrite
+
+
+@pytest.mark.parametrize("kind", ["fifo", "nested"])
+def test_an_install_marker_that_is_no_marker_hangs_nothing(
+    userland: Userland, fake_env: dict[str, str], home: Path, kind: str
+) -> None:
+    """install-tailscale reads its marker to tell whether the folder is already installed: a
+    FIFO there blocked it for ever, 200,000 nested `[` ended in a RecursionError traceback.
+    Now it is no marker: the install goes on (here to a closed port, so it fails as such)."""
+    dest = home / "bin"
+    dest.mkdir()
+    own(dest, 0o755)
+    marker = dest / ".spacetail-install.json"
+    if kind == "fifo":
+        plant("fifo", marker)
+    else:
+        marker.write_text("[" * 200_000)
+        own(marker, 0o644)
+    result = spacetail(userland, fake_env, "install-tailscale", "--dest", str(dest),
+                       "--base-url", "http://127.0.0.1:9", timeout=30)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "spacetail: error: cannot download http://127.0.0.1:9/" in result.stderr
+    assert "Traceback" not in result.stderr
