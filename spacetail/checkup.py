@@ -24,6 +24,7 @@ from spacetail.log import redact
 
 DNS_TIMEOUT = 5.0
 TCP_TIMEOUT = 5.0
+PING_TIMEOUT = 5.0  # tailscale ping's own --timeout; the command gets 3 s more
 _TAILNET_V4 = ipaddress.ip_network("100.64.0.0/10")
 _TAILNET_V6 = ipaddress.ip_network("fd7a:115c:a1e0::/48")
 
@@ -109,6 +110,49 @@ def _text(data: bytes | str | None) -> str:
     if isinstance(data, bytes):
         return data.decode("utf-8", "replace")
     return data or ""
+
+
+@dataclass(frozen=True)
+class Pong:
+    """A peer's answer to `tailscale ping`."""
+
+    peer: str
+    ip: str
+    via: str  # `DERP(fra)`, or the address of a direct path
+    derp: str | None  # the relay's region when the answer came relayed
+    latency: str
+
+
+@dataclass(frozen=True)
+class PingResult:
+    exit_code: int
+    pong: Pong | None
+    problem: str  # tailscale's own words when no answer came
+
+    @property
+    def answered(self) -> bool:
+        return self.pong is not None
+
+
+_PONG = re.compile(r"pong from (\S+) \(([^)]+)\) via (DERP\(([^)]+)\)|\S+) in ([\d.]+\s*[mµ]?s)")
+
+
+def ping(
+    run: Runner, tailscale: Path, socket_path: Path, peer: str, timeout: float = PING_TIMEOUT
+) -> PingResult:
+    """One `tailscale ping` of PEER through the one-shot runner (a relayed answer counts): how
+    the doctor pings a target, and how a peer is waited for."""
+    from spacetail.failures import meaningful_line
+    from spacetail.tailscale import Binaries, ping_argv
+
+    argv = ping_argv(Binaries(tailscale, tailscale), socket_path, peer, timeout)
+    result = run(argv, timeout + 3)
+    m = _PONG.search(result.stdout)
+    if m is None:
+        problem = meaningful_line(result.output) or f"exit {result.exit_code}"
+        return PingResult(result.exit_code, None, problem)
+    pong = Pong(m.group(1), m.group(2), m.group(3), m.group(4), m.group(5))
+    return PingResult(result.exit_code, pong, "")
 
 
 # --- small protocols: targets, JWTs, DNS answers, SOCKS5 --------------------------------------
@@ -198,11 +242,6 @@ def fix_for(failure: Failure) -> str:
     return re.sub(r",? or run `spacetail doctor`", "", text)
 
 
-def safe_url(value: str) -> str:
-    """A proxy URL without the password it may carry (scheme://user:password@host:port)."""
-    return re.sub(r"(://)[^/@\s]*@", r"\1***@", value)
-
-
 def version_tuple(text: str) -> tuple[int, ...]:
     m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", text.strip())
     return tuple(int(x) for x in m.groups(default="0")) if m else ()
@@ -262,12 +301,15 @@ def render_json(checks: Sequence[Check]) -> str:
 
 
 def scrub(text: str, env: Mapping[str, str]) -> str:
-    """Remove every secret value of ENV (and anything shaped like a key or token) from TEXT."""
+    """Remove every secret value of ENV (and anything shaped like a key or token) from TEXT, and
+    the passwords of its proxy variables (tailscale's own messages may quote them)."""
+    from spacetail.proxyurl import mask_in
+
     for name in SECRET_VARIABLES:
         value = env.get(name, "").strip()
         if len(value) >= 8 and not value.startswith("file:"):
             text = text.replace(value, f"[{name}]")
-    return redact(text)
+    return redact(mask_in(text, env))
 
 
 def manager_status(env: Mapping[str, str]) -> dict[str, Any] | None:

@@ -1,6 +1,7 @@
 """Credentials, decided once: which way of logging in the settings choose (auth key, OAuth client
 secret, workload identity), and where the secret is (a value, or a file that only its owner can
-read). Nothing downstream looks at a secret's text to decide anything again."""
+read or write), read through one guarded reader. Nothing downstream looks at a secret's text to
+decide anything again."""
 
 from __future__ import annotations
 
@@ -15,10 +16,16 @@ from spacetail.errors import ConfigError
 from spacetail.log import holds_secret
 
 AuthKind = Literal["authkey", "oauth", "wif"]
-# Every variable that may hold a credential: never passed to a child process.
+# Every variable that may hold a credential: never passed to a child process of spacetail's own
+# (tailscaled, the tailscale CLI).
 SECRET_VARIABLES = (
     "TS_AUTHKEY", "TS_AUTH_KEY", "TS_CLIENT_SECRET", "TS_ID_TOKEN", "SPACELIFT_OIDC_TOKEN",
 )  # fmt: skip
+# The command `spacetail run` starts needs the tailnet, not the key that joined it: these are
+# dropped from its environment. Spacelift's own token is not spacetail's to take away: Spacelift
+# gives it to every program of the phase (and writes it to the workspace), and a Vault or cloud
+# login in the command may read it.
+TAILNET_CREDENTIALS = tuple(v for v in SECRET_VARIABLES if v != "SPACELIFT_OIDC_TOKEN")
 
 
 @dataclass(frozen=True)
@@ -28,21 +35,109 @@ class Secret:
     source: str  # the variable it came from, for messages
     value: str | None = field(default=None, repr=False)
     path: Path | None = None
+    # Spacelift's own token file in the workspace: its mode is Spacelift's business, and a
+    # symlink planted there is not followed.
+    spacelift_file: bool = False
 
     def read(self) -> str:
         if self.value is not None:
             return self.value.strip()
         assert self.path is not None
-        try:
-            return self.path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(
-                f"{self.source}: cannot read {self.path} ({exc.strerror}); check the file"
-            ) from exc
+        if self.spacelift_file:
+            return read_secret_file(self.source, self.path, check_mode=False,
+                                    follow_symlinks=False, fix=SPACELIFT_FILE_FIX)  # fmt: skip
+        return read_secret_file(self.source, self.path)
 
     def __repr__(self) -> str:
         where = f"file:{self.path}" if self.path else "<redacted>"
         return f"Secret({self.source}, {where})"
+
+
+# A key is about 100 bytes, an ID token a few KiB: this is far above both, and far below what
+# would hurt to hold in memory (/dev/zero never ends; a sparse file can claim gigabytes).
+MAX_SECRET_BYTES = 64 * 1024
+FILE_FIX = "point file: at the secret"
+SPACELIFT_FILE = "spacelift.oidc"
+SPACELIFT_FILE_FIX = "remove it (Spacelift writes a regular file there), or set TS_ID_TOKEN"
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symlink"))  # fmt: skip
+
+
+def read_secret_file(
+    source: str,
+    path: Path,
+    *,
+    check_mode: bool = True,
+    follow_symlinks: bool = True,
+    fix: str = FILE_FIX,
+) -> str:
+    """The one reader of a file holding a key or token, for `up` and `doctor` alike. Only a
+    regular file, judged before it is opened (a device is never opened) and again on the open
+    descriptor (it may have been swapped); opened without blocking (a FIFO would wait for a
+    writer for ever); at most MAX_SECRET_BYTES; UTF-8. With CHECK_MODE, a file that others may
+    read (they would have the key) or write (they could swap in their own) is refused.
+    Raises ConfigError: one line naming SOURCE and the fix."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    if not follow_symlinks:
+        flags |= os.O_NOFOLLOW
+    try:
+        _judge(source, path, os.stat(path, follow_symlinks=follow_symlinks), fix, check_mode)
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{source}: file {path} does not exist; create it or fix the path after file:"
+        ) from None
+    except PermissionError:
+        raise ConfigError(
+            f"{source}: {path} is not readable by uid {os.getuid()}; fix its owner"
+        ) from None
+    except OSError as exc:
+        raise _unreadable(source, path, exc) from None
+    try:
+        _judge(source, path, os.fstat(fd), fix, check_mode)
+        data = b""
+        while len(data) <= MAX_SECRET_BYTES and (chunk := os.read(fd, MAX_SECRET_BYTES + 1)):
+            data += chunk
+    except OSError as exc:
+        raise _unreadable(source, path, exc) from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_SECRET_BYTES:  # a file that grew, or one whose size says 0 (/proc)
+        raise _too_large(source, path, len(data), fix)
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: {path} is not text (UTF-8); {fix}") from None
+
+
+def _judge(source: str, path: Path, st: os.stat_result, fix: str, check_mode: bool) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a file")
+        raise ConfigError(f"{source}: {path} is not a regular file ({kind}); {fix}")
+    mode = stat.S_IMODE(st.st_mode)
+    if check_mode and mode & 0o044:
+        raise ConfigError(
+            f"{source}: {path} is readable by other users (mode {mode:o}); run: chmod 600 {path}"
+        )
+    if check_mode and mode & 0o022:
+        raise ConfigError(
+            f"{source}: {path} is writable by other users (mode {mode:o}), who could put their "
+            f"own key in it; run: chmod 600 {path}"
+        )
+    if st.st_size > MAX_SECRET_BYTES:
+        raise _too_large(source, path, st.st_size, fix)
+
+
+def _unreadable(source: str, path: Path, exc: OSError) -> ConfigError:
+    return ConfigError(f"{source}: cannot read {path} ({exc.strerror}); check the file")
+
+
+def _too_large(source: str, path: Path, size: int, fix: str) -> ConfigError:
+    return ConfigError(
+        f"{source}: {path} is {size} bytes, too large for a key or token "
+        f"(at most {MAX_SECRET_BYTES}); {fix}"
+    )
 
 
 @dataclass(frozen=True)
@@ -53,8 +148,10 @@ class Auth:
     audience: str | None = None
 
 
-def secret_from(name: str, raw: str, *, check_mode: bool = True) -> Secret:
-    """A value, or `file:PATH` naming a file that exists and that others cannot read."""
+def secret_from(name: str, raw: str) -> Secret:
+    """A value, or `file:PATH` naming a file that read_secret_file accepts: one that others can
+    neither read nor write (read once here, so that a bad file is refused before anything
+    starts)."""
     if not raw.startswith("file:"):
         return Secret(name, value=raw)
     text = raw[len("file:") :]
@@ -68,22 +165,33 @@ def secret_from(name: str, raw: str, *, check_mode: bool = True) -> Secret:
         path = Path(text).expanduser()
     except RuntimeError:  # ~user of a user that does not exist
         raise ConfigError(f"{name}: cannot expand {text!r}; give the file's full path") from None
-    try:
-        st = path.stat()
-    except OSError:
-        raise ConfigError(
-            f"{name}: file {path} does not exist; create it or fix the path after file:"
-        ) from None
-    if not stat.S_ISREG(st.st_mode):
-        raise ConfigError(f"{name}: {path} is not a regular file; point file: at the secret")
-    if check_mode and st.st_mode & 0o044:
-        raise ConfigError(
-            f"{name}: {path} is readable by other users (mode {stat.S_IMODE(st.st_mode):o}); "
-            f"run: chmod 600 {path}"
-        )
-    if not os.access(path, os.R_OK):
-        raise ConfigError(f"{name}: {path} is not readable by uid {os.getuid()}; fix its owner")
-    return Secret(name, path=path)
+    secret = Secret(name, path=path)
+    secret.read()
+    return secret
+
+
+def id_token(env: Mapping[str, str]) -> Secret | None:
+    """Workload identity's ID token, where `up` takes it from, in order: TS_ID_TOKEN (a value
+    or file:), SPACELIFT_OIDC_TOKEN, the workspace's spacelift.oidc. None when there is none;
+    ConfigError for a file that cannot be a token."""
+    token = env.get("TS_ID_TOKEN", "").strip()
+    if token:
+        return secret_from("TS_ID_TOKEN", token)
+    spacelift_token = env.get("SPACELIFT_OIDC_TOKEN", "").strip()
+    if spacelift_token:
+        return Secret("SPACELIFT_OIDC_TOKEN", value=spacelift_token)
+    token_file = spacelift_token_file(env)
+    if token_file is None or not os.path.lexists(token_file):
+        return None
+    secret = Secret(SPACELIFT_FILE, path=token_file, spacelift_file=True)
+    secret.read()
+    return secret
+
+
+def spacelift_token_file(env: Mapping[str, str]) -> Path | None:
+    """Where Spacelift writes the run's OIDC token (None outside Spacelift)."""
+    root = env.get("TF_VAR_spacelift_workspace_root", "").strip()
+    return Path(root) / SPACELIFT_FILE if root else None
 
 
 def auth_from_env(env: Mapping[str, str], tags: tuple[str, ...]) -> Auth | None:
@@ -120,19 +228,9 @@ def auth_from_env(env: Mapping[str, str], tags: tuple[str, ...]) -> Auth | None:
                 "(tags the federated identity may assign)"
             )
         audience = env.get("TS_AUDIENCE", "").strip() or None
-        token = env.get("TS_ID_TOKEN", "").strip()
-        if token:
-            return Auth("wif", secret_from("TS_ID_TOKEN", token), client_id, audience)
-        spacelift_token = env.get("SPACELIFT_OIDC_TOKEN", "").strip()
-        if spacelift_token:
-            return Auth(
-                "wif", Secret("SPACELIFT_OIDC_TOKEN", value=spacelift_token), client_id, audience
-            )
-        root = env.get("TF_VAR_spacelift_workspace_root", "").strip()
-        if root and (Path(root) / "spacelift.oidc").is_file():
-            # Spacelift writes this file itself; its mode is Spacelift's business.
-            token_file = Path(root) / "spacelift.oidc"
-            return Auth("wif", Secret("spacelift.oidc", path=token_file), client_id, audience)
+        token = id_token(env)
+        if token is not None:
+            return Auth("wif", token, client_id, audience)
         raise ConfigError(
             "TS_CLIENT_ID: set, but there is no ID token; set TS_ID_TOKEN, or run on a "
             "Spacelift account with OIDC (SPACELIFT_OIDC_TOKEN)"

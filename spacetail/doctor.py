@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from spacetail.checkup import (
+    DNS_TIMEOUT,
     NETCHECK_ADVICE,
+    TCP_TIMEOUT,
     Check,
     Finding,
     Runner,
@@ -33,29 +35,26 @@ from spacetail.checkup import (
     manager_status,
     no_proxy_excludes,
     parse_target,
+    ping,
     rcode_text,
     render_json,
     render_text,
-    safe_url,
     scrub,
     sh_runner,
     socks5_connect,
     version_tuple,
 )
+from spacetail.credentials import id_token, spacelift_token_file
 from spacetail.errors import ConfigError
 from spacetail.failures import diagnose, meaningful_line
 from spacetail.proxyenv import NAMES as PROXY_CHECKED
+from spacetail.proxyurl import mask
 
 VERSION_TIMEOUT = 5.0
 NETCHECK_TIMEOUT = 15.0
-PING_TIMEOUT = 5.0  # tailscale ping's own --timeout; the command gets 3 s more
-DNS_TIMEOUT = 5.0
-TCP_TIMEOUT = 5.0
 WIF_MIN_VERSION = (1, 90)
 UP_HOOK = 'eval "$(spacetail up --env || echo false)"'
 DOWN_HOOK = 'eval "$(spacetail down --env || echo false)"'
-_TAILNET_V4 = ipaddress.ip_network("100.64.0.0/10")
-_TAILNET_V6 = ipaddress.ip_network("fd7a:115c:a1e0::/48")
 
 
 # --- the doctor -------------------------------------------------------------------------------
@@ -65,7 +64,7 @@ class Doctor:
     """Runs the checks. Its collaborators come in, so tests drive it with fakes: the environment
     of the calling shell, the manager's status (`spacetail status --json`'s object, or None
     when none answers), a runner for the tailscale CLI, a wall clock, the DNS query and the
-    SOCKS5 connect, and a file reader (for `file:` tokens and the workspace's spacelift.oidc)."""
+    SOCKS5 connect. Token files are read as `up` reads them (credentials.read_secret_file)."""
 
     def __init__(
         self,
@@ -77,7 +76,6 @@ class Doctor:
         targets: Sequence[Target] = (),
         resolve: Callable[[Path, str, float], tuple[int, list[str]]] = dns_query,
         connect: Callable[[str, Target, float], None] = socks5_connect,
-        read_file: Callable[[Path], str] = lambda p: p.read_text(encoding="utf-8"),
     ) -> None:
         self.env = env
         self.status = status
@@ -86,7 +84,6 @@ class Doctor:
         self.targets = targets
         self.resolve = resolve
         self.connect = connect
-        self.read_file = read_file
         self.versions: dict[str, str] = {}
 
     # The order is the path a request takes, from the hook to the service.
@@ -229,10 +226,10 @@ class Doctor:
             proxy_variables(status["proxies"]) if self.running and status.get("proxies") else {}
         )
         seen = {n: self.env[n] for n in PROXY_CHECKED if self.env.get(n)}
-        check.details = {"set": {n: safe_url(v) for n, v in seen.items()}, "expected": expected}
+        check.details = {"set": {n: mask(v) for n, v in seen.items()}, "expected": expected}
         if not self.running:
             if seen:
-                values = sorted({safe_url(v) for v in seen.values()})
+                values = sorted({mask(v) for v in seen.values()})
                 check.add(Status.FAIL, f"{', '.join(seen)} set ({', '.join(values)}) but no "
                           "manager runs: a dead proxy, maybe saved from an earlier phase",
                           f"unset them: {DOWN_HOOK}")  # fmt: skip
@@ -259,9 +256,9 @@ class Doctor:
                            f"run {UP_HOOK} in the same shell (a hook of the phase)")  # fmt: skip
         for n in names:
             if seen[n].split("://")[-1] != want.split("://")[-1]:
-                return Finding(Status.FAIL, f"{n}={safe_url(seen[n])}, not this manager's "
+                return Finding(Status.FAIL, f"{n}={mask(seen[n])}, not this manager's "
                                f"{want}", f"unset it, then {UP_HOOK}")  # fmt: skip
-        return Finding(Status.OK, f"{' and '.join(names)} = {seen[names[0]]}")
+        return Finding(Status.OK, f"{' and '.join(names)} = {mask(seen[names[0]])}")
 
     def netcheck(self) -> Check:
         check = Check("network to Tailscale")
@@ -288,66 +285,65 @@ class Doctor:
         check = Check(f"target {target}", details={"host": target.host, "port": target.port})
         if not self.running:
             return check.add(Status.SKIP, "no manager: nothing to reach it through")
-        addresses = self._target_dns(check, target)
+        addresses, miss = self._target_dns(check, target)
+        dns_at = len(check.findings)
         on_tailnet = is_tailnet_ip(target.host) or any(map(is_tailnet_ip, addresses or []))
         if self.backend_running and (on_tailnet or addresses is None):
             self._target_ping(check, target)
-        self._target_tcp(check, target)
+        reached = self._target_tcp(check, target)
+        if miss is not None:  # judged once the connection tells whether the name matters
+            check.findings.insert(dns_at, _dns_miss(target, miss, reached))
         return check
 
-    def _target_dns(self, check: Check, target: Target) -> list[str] | None:
-        """The addresses tailscale's resolver gives (None: it could not be asked)."""
+    def _target_dns(self, check: Check, target: Target) -> tuple[list[str] | None, int | None]:
+        """The addresses tailscale's resolver gives (None: it could not be asked), and the rcode
+        when it does not know the name (its finding waits for the TCP connection)."""
         try:
             ipaddress.ip_address(target.host)
         except ValueError:
             pass
         else:
-            return []
+            return [], None
         if not self.backend_running:
             check.add(Status.SKIP, "DNS: tailscale is not Running")
-            return []
+            return [], None
         sock = Path(str((self.status or {}).get("tailscaled_socket")))
         try:
             rcode, addresses = self.resolve(sock, target.host, DNS_TIMEOUT)
         except Exception as exc:  # any failure is a finding, never a traceback
             reason = " ".join(str(exc).split())
             check.add(Status.WARN, f"DNS: tailscale's resolver could not be asked: {reason}")
-            return None
+            return None, None
         check.details["addresses"] = addresses
         if not addresses:
-            check.add(Status.FAIL, f"DNS: {target.host} does not resolve through the tailnet "
-                      f"({rcode_text(rcode)})", "check the name: a MagicDNS name "
-                      "(host.tailnet.ts.net) or a name your tailnet's DNS serves")  # fmt: skip
-        elif any(is_tailnet_ip(a) for a in addresses):
+            return addresses, rcode
+        if any(is_tailnet_ip(a) for a in addresses):
             check.add(Status.OK, f"DNS: {target.host} -> {', '.join(addresses)} (tailnet)")
         else:
             check.add(Status.WARN, f"DNS: {target.host} -> {', '.join(addresses)}, not a tailnet "
                       "IP: a split-DNS name, which tailscaled's proxies do not resolve "
                       "(tailscale#4677)", "use the IP address, or a MagicDNS name")  # fmt: skip
-        return addresses
+        return addresses, None
 
     def _target_ping(self, check: Check, target: Target) -> None:
-        argv = self._cli("ping", "--c=1", "--until-direct=false",
-                         f"--timeout={PING_TIMEOUT:g}s", target.host)  # fmt: skip
-        result = self.run_cli(argv, PING_TIMEOUT + 3)
-        m = re.search(r"pong from (\S+) \(([^)]+)\) via (DERP\(([^)]+)\)|\S+) in ([\d.]+\s*[mµ]?s)",
-                      result.stdout)  # fmt: skip
-        if not m:
-            line = meaningful_line(result.output) or f"exit {result.exit_code}"
-            check.add(Status.FAIL, f"ping: no answer from {target.host}: {line}",
+        sock = Path(str((self.status or {}).get("tailscaled_socket")))
+        result = ping(self.run_cli, Path(self._tailscale()), sock, target.host)
+        pong = result.pong
+        if pong is None:
+            check.add(Status.FAIL, f"ping: no answer from {target.host}: {result.problem}",
                       "is the peer online, and does the tailnet policy let this node reach "
                       "it?")  # fmt: skip
             return
-        check.details["ping"] = {"peer": m.group(1), "ip": m.group(2), "via": m.group(3),
-                                 "latency": m.group(5)}  # fmt: skip
-        if m.group(4):
-            check.add(Status.WARN, f"ping: {m.group(1)} answers relayed through DERP "
-                      f"{m.group(4)} in {m.group(5)}: works, slower than direct")  # fmt: skip
+        check.details["ping"] = {"peer": pong.peer, "ip": pong.ip, "via": pong.via,
+                                 "latency": pong.latency}  # fmt: skip
+        if pong.derp:
+            check.add(Status.WARN, f"ping: {pong.peer} answers relayed through DERP "
+                      f"{pong.derp} in {pong.latency}: works, slower than direct")  # fmt: skip
         else:
-            check.add(Status.OK, f"ping: {m.group(1)} answers directly ({m.group(3)}) in "
-                      f"{m.group(5)}")  # fmt: skip
+            check.add(Status.OK, f"ping: {pong.peer} answers directly ({pong.via}) in "
+                      f"{pong.latency}")  # fmt: skip
 
-    def _target_tcp(self, check: Check, target: Target) -> None:
+    def _target_tcp(self, check: Check, target: Target) -> bool:
         socks = str(((self.status or {}).get("proxies") or {}).get("socks5", ""))
         proxy = socks.split("://", 1)[-1]
         started = self.clock()
@@ -358,10 +354,11 @@ class Doctor:
             check.add(Status.FAIL, f"TCP through the SOCKS5 proxy {proxy}: {reason}",
                       f"is something listening on port {target.port}, and may this node reach "
                       "it (tailnet policy, subnet routes: TS_ACCEPT_ROUTES)?")  # fmt: skip
-            return
+            return False
         ms = (self.clock() - started) * 1000
         check.details["tcp_ms"] = round(ms, 1)
         check.add(Status.OK, f"TCP through the SOCKS5 proxy {proxy}: connected in {ms:.0f} ms")
+        return True
 
     def workload_identity(self) -> Check:
         check = Check("workload identity")
@@ -369,37 +366,27 @@ class Doctor:
         if version and version[:2] < WIF_MIN_VERSION:
             check.add(Status.FAIL, f"tailscale {self.versions['tailscale']} predates workload "
                       "identity (1.90)", "install a newer tailscale")  # fmt: skip
-        source, token = self._id_token()
-        if token is None:
-            return check.add(Status.FAIL,
-                             f"TS_CLIENT_ID is set but there is no ID token ({source})",
+        try:  # the token as `up` reads it: a FIFO or /dev/zero there is a finding, not a hang
+            secret = id_token(self.env)
+            token = secret.read() if secret else None
+        except ConfigError as exc:
+            message, _, fix = str(exc).partition("; ")
+            return check.add(Status.FAIL, message, fix or None)
+        if secret is None or token is None:
+            where = spacelift_token_file(self.env)
+            return check.add(Status.FAIL, "TS_CLIENT_ID is set but there is no ID token (no "
+                             f"TS_ID_TOKEN, SPACELIFT_OIDC_TOKEN{f' or {where}' if where else ''})",
                              "set TS_ID_TOKEN, or run inside Spacelift (SPACELIFT_OIDC_TOKEN)",
                              )  # fmt: skip
+        source = str(secret.path) if secret.spacelift_file else secret.source
+        if secret.path and not secret.spacelift_file:
+            source += f" (file {secret.path})"
         try:
             claims = decode_jwt(token)
         except ValueError as exc:
             return check.add(Status.FAIL, f"the ID token from {source} is {exc}")
         self._describe_claims(check, source, claims)
         return check
-
-    def _id_token(self) -> tuple[str, str | None]:
-        explicit = self.env.get("TS_ID_TOKEN", "").strip()
-        if explicit:
-            if not explicit.startswith("file:"):
-                return "TS_ID_TOKEN", explicit
-            path = Path(explicit[5:]).expanduser()
-            try:
-                return f"TS_ID_TOKEN (file {path})", self.read_file(path).strip()
-            except OSError as exc:
-                return f"TS_ID_TOKEN: cannot read {path}: {exc.strerror}", None
-        if self.env.get("SPACELIFT_OIDC_TOKEN", "").strip():
-            return "SPACELIFT_OIDC_TOKEN", self.env["SPACELIFT_OIDC_TOKEN"].strip()
-        workspace = self.env.get("TF_VAR_spacelift_workspace_root", "").strip() or "/mnt/workspace"
-        path = Path(workspace) / "spacelift.oidc"
-        try:
-            return f"{path}", self.read_file(path).strip()
-        except OSError:
-            return f"no TS_ID_TOKEN, SPACELIFT_OIDC_TOKEN or {path}", None
 
     def _describe_claims(self, check: Check, source: str, claims: Mapping[str, Any]) -> None:
         iss, sub, aud = (str(claims.get(k, "")) for k in ("iss", "sub", "aud"))
@@ -421,6 +408,20 @@ class Doctor:
         check.add(Status.OK, f"in Tailscale, the federated identity of this client needs issuer "
                   f"{iss} and subject {pattern} (or exactly {sub}); the token's audience is "
                   f"{aud}: set TS_AUDIENCE only if Tailscale expects another")  # fmt: skip
+
+
+def _dns_miss(target: Target, rcode: int, reached: bool) -> Finding:
+    """Tailscale's resolver does not know the name. A failure only when the target cannot be
+    reached either: the proxy resolves other names with this machine's DNS, and a target it
+    connected to is what a hook needs."""
+    what = f"DNS: {target.host} is not a name tailscale's resolver knows ({rcode_text(rcode)})"
+    if reached:
+        return Finding(Status.WARN, f"{what}; the proxy reached it another way (this machine's "
+                       "DNS or /etc/hosts), so programs that use the proxy reach it",
+                       "nothing to do for programs that use the proxy; one that resolves names "
+                       "itself needs the IP address or a MagicDNS name")  # fmt: skip
+    return Finding(Status.FAIL, what, "check the name: a MagicDNS name (host.tailnet.ts.net) or "
+                   "a name your tailnet's DNS serves")  # fmt: skip
 
 
 def main(

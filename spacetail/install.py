@@ -31,6 +31,7 @@ from spacetail.package import (
     sha256_file,
     unpack,
 )
+from spacetail.paths import open_regular
 
 DEFAULT_VERSION = "1.102.3"
 SUPPORTED_ARCHES = ("386", "amd64", "arm", "arm64")
@@ -41,6 +42,7 @@ LOCK_TIMEOUT = 600.0
 # Spacelift sets this in every run; its case is Spacelift's, not ours.
 _WORKSPACE_VAR = "TF_VAR_spacelift_workspace_root"
 _MARKER = ".spacetail-install.json"
+_MARKER_MAX_BYTES = 64 * 1024  # a version, an arch and two digests
 _PARTIAL_PREFIX = ".partial-"
 _LOCK_NAME = ".install.lock"
 _CHUNK = 1024 * 1024
@@ -132,9 +134,12 @@ def default_install_dir() -> Path:
 
 
 def _read_marker(folder: Path) -> dict[str, object] | None:
+    # A marker that is not a regular file (a FIFO would block the install for ever), is too
+    # large, or nests too deep is no marker: the folder is installed again.
     try:
-        data = json.loads((folder / _MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        with open(open_regular(folder / _MARKER, os.O_RDONLY), "rb") as f:
+            data = json.loads(f.read(_MARKER_MAX_BYTES))
+    except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 

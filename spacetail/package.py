@@ -50,7 +50,10 @@ def _network_reason(reason: object) -> str:
         return f"{text} (no network or DNS?)"
     if isinstance(reason, OSError) and reason.strerror:
         return reason.strerror.lower()
-    return str(reason)
+    # urllib quotes a proxy variable it cannot parse, password included.
+    from spacetail.proxyurl import mask_in
+
+    return mask_in(str(reason), os.environ)
 
 
 def _network_advice(url: str) -> str:

@@ -43,6 +43,9 @@ def unset_lines() -> str:
     return "unset " + " ".join(NAMES) + "\n"
 
 
+# Spacelift's saved environment is the phase's variables, kilobytes; this is far above that.
+SAVED_ENV_MAX_BYTES = 16 * 1024 * 1024
+
 _ASSIGNMENT = re.compile(
     r"^\s*(?:export\s+|declare\s+-x\s+|typeset\s+-x\s+)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*?)\s*$"
 )
@@ -82,13 +85,19 @@ def clean_saved_env(path: Path, proxies: Mapping[str, str]) -> int:
     ours = set(proxy_variables(proxies).values())
     try:
         # Not ours: anything but a regular file (a symlink, a FIFO that would block the open for
-        # ever) is left alone and skipped.
+        # ever), or one larger than a shell's environment can be (a sparse file can claim
+        # gigabytes), is left alone and skipped.
         fd = open_regular(path, os.O_RDONLY)
         with open(fd, encoding="utf-8", errors="surrogateescape") as f:
             st = os.fstat(fd)
-            lines = f.readlines()
+            if st.st_size > SAVED_ENV_MAX_BYTES:
+                return 0
+            text = f.read(SAVED_ENV_MAX_BYTES + 1)
     except OSError:
         return 0
+    if len(text) > SAVED_ENV_MAX_BYTES:  # it grew while being read
+        return 0
+    lines = text.splitlines(keepends=True)
     kept = []
     for line in lines:
         m = _ASSIGNMENT.match(line)

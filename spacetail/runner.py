@@ -13,6 +13,7 @@ from types import FrameType
 
 from spacetail import client
 from spacetail.config import Config
+from spacetail.credentials import TAILNET_CREDENTIALS
 from spacetail.errors import OperationFailed
 from spacetail.paths import Paths
 from spacetail.proxyenv import proxy_variables
@@ -40,7 +41,7 @@ def run(cfg: Config, paths: Paths, env: Mapping[str, str], command: Sequence[str
         connected = True
         if received:
             return 128 + received[0]
-        child_env = dict(env)
+        child_env = {k: v for k, v in env.items() if k not in TAILNET_CREDENTIALS}
         if reply.proxies is not None:
             child_env.update(proxy_variables(reply.proxies.to_json()))
         try:

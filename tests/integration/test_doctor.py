@@ -167,3 +167,50 @@ def test_doctor_without_a_manager_names_the_hook(
     )
     assert "HTTPS_PROXY set (http://127.0.0.1:8080) but no manager runs" in result.stdout
     assert os.path.exists(fake_env["SPACETAIL_DIR"]) is False  # the doctor creates nothing
+
+
+def test_a_target_that_connects_is_reachable_whatever_tailscales_dns_says(
+    userland: Userland, fake_env: dict[str, str], home: Path, listener: int
+) -> None:
+    """`localhost` is no name of the tailnet (tailscale's resolver answers NXDOMAIN) but the
+    proxy dials it all the same: a hook that uses the proxy reaches it, so the DNS miss is a
+    warning with its explanation and the doctor exits 0."""
+    up = helpers.run(userland, ["up", "--env", "--no-watch"], fake_env)
+    assert up.returncode == 0, up.stderr
+    try:
+        env = with_exports(fake_env, up.stdout)
+        result = doctor(userland, home, env, "--json", "--target", f"localhost:{listener}")
+        text = doctor(userland, home, env, "--target", f"localhost:{listener}")
+    finally:
+        assert helpers.run(userland, ["down"], fake_env).returncode == 0
+    target = checks(result.stdout)[f"target localhost:{listener}"]
+    dns, tcp = target["findings"][0], target["findings"][-1]
+    assert tcp["status"] == "ok" and tcp["text"].startswith("TCP through the SOCKS5 proxy"), tcp
+    assert dns["status"] == "warn", dns
+    assert dns["text"].startswith("DNS: localhost is not a name tailscale's resolver knows (")
+    assert "the proxy reached it" in dns["text"]
+    assert result.returncode == 0, result.stdout
+    assert text.returncode == 0, text.stdout
+    assert text.stdout.splitlines()[-1].startswith("all checks hold (")
+
+
+def test_the_one_shot_ping_against_the_fake_tailnet(
+    userland: Userland, fake_env: dict[str, str]
+) -> None:
+    """checkup.ping, through checkup's one-shot runner (the `sh` package), is the one way to run
+    `tailscale ping`: the doctor uses it, and so may whatever waits for a peer."""
+    up = helpers.run(userland, ["up", "--no-watch"], fake_env)
+    assert up.returncode == 0, up.stderr
+    try:
+        info = helpers.status(userland, fake_env)
+        run = spacetail_checkup.sh_runner(fake_env)
+        tailscale, sock = Path(info["tailscale"]), Path(info["tailscaled_socket"])
+        answered = spacetail_checkup.ping(run, tailscale, sock, "fake-peer", 2)
+        silent = spacetail_checkup.ping(run, tailscale, sock, "192.0.2.1", 1)  # no such peer
+    finally:
+        assert helpers.run(userland, ["down"], fake_env).returncode == 0
+    pong = answered.pong
+    assert answered.answered and pong is not None, answered
+    assert (pong.peer, pong.ip, pong.derp) == ("fake-peer", "100.64.0.8", "fake")
+    assert not silent.answered and silent.exit_code != 0
+    assert silent.problem == "no matching peer", silent

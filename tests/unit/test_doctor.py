@@ -302,15 +302,31 @@ def test_dns_nxdomain_split_dns_and_no_endpoint(tmp_path: Path) -> None:
     net = Net()
     net.dns["corp.internal"] = (0, ["10.1.2.3"])
     net.dns["old.tailscaled"] = ValueError("dns-query: HTTP 404: 404 page not found\n")
-    names = ["typo.tail-x.ts.net:80", "corp.internal:80", "old.tailscaled:80"]
+    net.refused[81] = socks5.DialError("cannot reach typo.tail-x.ts.net:81: no such host", 4)
+    names = ["typo.tail-x.ts.net:81", "corp.internal:80", "old.tailscaled:80"]
     d, _, runner = make(tmp_path, running_status(), None, net, targets=names)
     nx, split, old = (d.target(t) for t in d.targets)
-    assert "does not resolve through the tailnet (no such host)" in texts(nx, Status.FAIL)
+    assert "is not a name tailscale's resolver knows (no such host)" in texts(nx, Status.FAIL)
+    assert nx.findings[0].fix and "MagicDNS name" in nx.findings[0].fix
     assert "tailscale#4677" in texts(split, Status.WARN)
     assert "could not be asked: dns-query: HTTP 404: 404 page not found" in texts(old)
     # Pinged only where a tailnet node is likely: the unasked name, not NXDOMAIN or split DNS.
     pinged = [argv[-1] for argv, _ in runner.calls if "ping" in argv]
     assert pinged == ["old.tailscaled"]
+
+
+def test_a_name_unknown_to_tailscale_that_connects_is_a_warning(tmp_path: Path) -> None:
+    """The proxy resolves names tailscale's resolver does not know with this machine's DNS: a
+    target it connects to is reachable, and the doctor exits 0."""
+    d, _, _ = make(tmp_path, running_status(), targets=["db.corp.example:5432"])
+    checks = d.run()
+    target = by_name(checks, "target db.corp.example:5432")
+    assert [f.status for f in target.findings] == [Status.WARN, Status.OK]
+    assert target.findings[0].text.startswith(
+        "DNS: db.corp.example is not a name tailscale's resolver knows (no such host); the "
+        "proxy reached it another way"
+    )
+    assert checkup.exit_code(checks) == 0
 
 
 def test_tcp_through_the_proxy_fails_with_the_reason(tmp_path: Path) -> None:
@@ -391,6 +407,7 @@ def test_workload_identity_from_spacelift_oidc_file(tmp_path: Path) -> None:
 def test_expired_token_from_ts_id_token_file(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(jwt({**CLAIMS, "exp": int(NOW) - 600}))
+    token_file.chmod(0o600)  # as `up` demands
     d, _, _ = make(
         tmp_path, running_status(), TS_CLIENT_ID="k123", TS_ID_TOKEN=f"file:{token_file}"
     )
@@ -549,3 +566,15 @@ def test_advice_inside_the_doctor_does_not_point_at_the_doctor(tmp_path: Path) -
     d, _, _ = make(tmp_path, status)
     fix = d.tailscale_state().findings[0].fix or ""
     assert "TS_LOGIN_SERVER" in fix and "doctor" not in fix
+
+
+def test_doctor_declares_none_of_checkups_constants() -> None:
+    """One home for each constant: the doctor imports what checkup declares."""
+    import ast
+
+    def declared(module: Any) -> set[str]:
+        tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+        return {t.id for node in tree.body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)}  # fmt: skip
+
+    assert declared(doctor) & declared(checkup) == set()
