@@ -1,16 +1,18 @@
 """One tailscale release package: downloaded with bounds on what a mirror may send, checked
 against its published sha256 before anything is unpacked, and only the two executables taken
-out of it, written byte by byte (no name, link, owner or mode from the archive reaches the disk).
-Where they are installed, and how, is install.py's business."""
+out of it, written byte by byte (no name, link, owner or mode from the archive reaches the disk),
+reading its members one at a time. Where they are installed, and how, is install.py's business."""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import socket
 import tarfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -26,6 +28,9 @@ REQUEST_TIMEOUT = 30.0
 MAX_PACKAGE_BYTES = 256 * 1024 * 1024
 MAX_CHECKSUM_BYTES = 4096
 MAX_EXECUTABLE_BYTES = 192 * 1024 * 1024
+# The real package holds a folder, the two executables and a systemd folder of two files. Each
+# member read costs time and a TarInfo, so a package of many (empty) members is refused early.
+MAX_MEMBERS = 64
 _CHUNK = 1024 * 1024
 _SHA256_RE = __import__("re").compile(r"[0-9a-f]{64}")
 
@@ -126,6 +131,50 @@ def _unsafe_name(name: str) -> bool:
     return name.startswith("/") or "\\" in name or ".." in parts
 
 
+def _members(tar: tarfile.TarFile, pkg: str) -> Iterator[tarfile.TarInfo]:
+    """The archive's members one at a time, none kept: TarFile.next() remembers each member it
+    reads (for getmembers), which costs memory for every member of a hostile archive."""
+    for count in itertools.count(1):
+        member = tar.next()
+        if member is None:
+            return
+        tar.members.clear()  # type: ignore[attr-defined]  # typeshed omits the list
+        if count > MAX_MEMBERS:
+            raise OperationFailed(
+                f"{pkg} holds more than {MAX_MEMBERS} members, which no tailscale package does; "
+                "nothing was installed"
+            )
+        yield member
+
+
+def _check_member(pkg: str, member: tarfile.TarInfo) -> None:
+    if not member.isreg():
+        raise OperationFailed(
+            f"{pkg}: {member.name!r} is not a regular file; nothing was installed"
+        )
+    if member.size > MAX_EXECUTABLE_BYTES:
+        raise OperationFailed(
+            f"{pkg}: {member.name!r} is {member.size} bytes, too large for "
+            "a tailscale executable; nothing was installed"
+        )
+
+
+def _copy_out(tar: tarfile.TarFile, pkg: str, member: tarfile.TarInfo, target: Path) -> str:
+    """Write MEMBER's bytes to TARGET (mode 0755); return their sha256."""
+    source = tar.extractfile(member)
+    if source is None:
+        raise OperationFailed(f"{pkg}: cannot read {member.name!r}")
+    # Write the bytes ourselves rather than tar.extract: no name, link, owner or mode from the
+    # archive ever reaches the file system.
+    digest = hashlib.sha256()
+    with source, target.open("xb") as out:
+        while chunk := source.read(_CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
+    target.chmod(0o755)
+    return digest.hexdigest()
+
+
 def unpack(archive: Path, version: str, arch: str, staging: Path) -> dict[str, str]:
     """Copy the two executables out of ``archive`` into ``staging``; return their sha256."""
     pkg = package_name(version, arch)
@@ -134,8 +183,7 @@ def unpack(archive: Path, version: str, arch: str, staging: Path) -> dict[str, s
     found: dict[str, tarfile.TarInfo] = {}
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            members = tar.getmembers()
-            for member in members:
+            for member in _members(tar, pkg):
                 if _unsafe_name(member.name):
                     raise OperationFailed(
                         f"{pkg} holds an unsafe path {member.name!r}; nothing was installed"
@@ -147,36 +195,13 @@ def unpack(archive: Path, version: str, arch: str, staging: Path) -> dict[str, s
                     raise OperationFailed(
                         f"{pkg} holds {member.name!r} twice; nothing was installed"
                     )
-                if not member.isreg():
-                    raise OperationFailed(
-                        f"{pkg}: {member.name!r} is not a regular file; nothing was installed"
-                    )
-                if member.size > MAX_EXECUTABLE_BYTES:
-                    raise OperationFailed(
-                        f"{pkg}: {member.name!r} is {member.size} bytes, too large for "
-                        "a tailscale executable; nothing was installed"
-                    )
+                _check_member(pkg, member)
                 found[name] = member
             missing = [prefix + n for n in EXECUTABLES if n not in found]
             if missing:
                 raise OperationFailed(
                     f"{pkg} does not hold {', '.join(missing)}; nothing was installed"
                 )
-            hashes: dict[str, str] = {}
-            for name, member in found.items():
-                source = tar.extractfile(member)
-                if source is None:
-                    raise OperationFailed(f"{pkg}: cannot read {member.name!r}")
-                # Write the bytes ourselves rather than tar.extract: no name, link, owner
-                # or mode from the archive ever reaches the file system.
-                target = staging / name
-                digest = hashlib.sha256()
-                with source, target.open("xb") as out:
-                    while chunk := source.read(_CHUNK):
-                        digest.update(chunk)
-                        out.write(chunk)
-                target.chmod(0o755)
-                hashes[name] = digest.hexdigest()
+            return {name: _copy_out(tar, pkg, m, staging / name) for name, m in found.items()}
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise OperationFailed(f"{pkg} cannot be unpacked: {exc}; nothing was installed") from None
-    return hashes
