@@ -1,7 +1,8 @@
 """One tailscale release package: downloaded with bounds on what a mirror may send, checked
-against its published sha256 before anything is unpacked, and only the two executables taken
+against a sha256 before anything is unpacked, and only the two executables taken
 out of it, written byte by byte (no name, link, owner or mode from the archive reaches the disk),
-reading its members one at a time. Where they are installed, and how, is install.py's business."""
+reading its members one at a time. Which sha256 it must have, and where the executables are
+installed, is install.py's business."""
 
 from __future__ import annotations
 
@@ -117,7 +118,9 @@ def download(url: str, target: Path, limit: int) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def expected_sha256(url: str, target: Path) -> str:
+def server_sha256(url: str, target: Path) -> str:
+    """The digest a ``.sha256`` file at ``url`` holds. It proves only that a download is whole:
+    whoever serves the package serves this file too."""
     download(url, target, MAX_CHECKSUM_BYTES)
     fields = target.read_text(encoding="utf-8", errors="replace").split()
     value = fields[0].lower() if fields else ""
