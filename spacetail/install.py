@@ -1,7 +1,7 @@
 """Install a pinned tailscale static build where spacetail can find it: which version and
 architecture, which sha256 the package must have (pinned here, given, or knowingly the server's),
-where (a versioned cache, or a folder of the user's), one install at a time, never half written.
-Downloading and unpacking the package is package.py's."""
+where (a versioned cache, or a folder of the user's), one install at a time, never half written,
+never past a deadline. Downloading and unpacking the package is package.py's."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from spacetail.package import (
     DEFAULT_BASE_URL,
     EXECUTABLES,
     MAX_PACKAGE_BYTES,
+    Deadline,
     download,
     package_name,
     server_sha256,
@@ -47,7 +48,12 @@ PINNED_SHA256 = {
 }
 SUPPORTED_ARCHES = ("386", "amd64", "arm", "arm64")
 
-# How long to wait for another spacetail that is installing into the same folder.
+# How long install-tailscale may take in all: a hook must never hang on a slow mirror. The
+# real package is about 35 MB, so this allows about 120 kB/s.
+DEFAULT_TIMEOUT = 300.0
+TIMEOUT_SETTING = "--timeout, SPACETAIL_INSTALL_TIMEOUT"
+# How long to wait for another spacetail that is installing into the same folder (and never
+# past the deadline).
 LOCK_TIMEOUT = 600.0
 
 # Spacelift sets this in every run; its case is Spacelift's, not ours.
@@ -234,12 +240,13 @@ def _megabytes(size: int) -> str:
     return f"{size / 1_000_000:.1f} MB"
 
 
-def _lock(dest: Path, log: Callable[[str], None]) -> filelock.BaseFileLock:
+def _lock(dest: Path, deadline: Deadline, log: Callable[[str], None]) -> filelock.BaseFileLock:
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OperationFailed(f"cannot create install folder {dest}: {exc}") from None
-    lock = filelock.FileLock(dest / _LOCK_NAME, timeout=LOCK_TIMEOUT)
+    wait = max(0.0, min(LOCK_TIMEOUT, deadline.remaining()))
+    lock = filelock.FileLock(dest / _LOCK_NAME, timeout=wait)
     try:
         try:
             lock.acquire(blocking=False)
@@ -247,9 +254,10 @@ def _lock(dest: Path, log: Callable[[str], None]) -> filelock.BaseFileLock:
             log(f"waiting for another spacetail installing into {dest}")
             lock.acquire()
     except filelock.Timeout:
+        deadline.check(f"waiting for another spacetail installing into {dest}")
         raise OperationFailed(
             f"another spacetail held the install lock {dest / _LOCK_NAME} for "
-            f"{LOCK_TIMEOUT:.0f} s; try again or pick another install folder"
+            f"{wait:.0f} s; try again or pick another install folder"
         ) from None
     except OSError as exc:
         raise OperationFailed(f"cannot lock install folder {dest}: {exc}") from None
@@ -258,12 +266,13 @@ def _lock(dest: Path, log: Callable[[str], None]) -> filelock.BaseFileLock:
 
 @dataclass(frozen=True)
 class _Job:
-    """One install: what to fetch, and what it must hash to."""
+    """One install: what to fetch, what it must hash to, by when."""
 
     version: str
     base_url: str
     arch: str
     checksum: Checksum
+    deadline: Deadline
 
 
 def _fetch(job: _Job, staging: Path) -> tuple[Path, int]:
@@ -276,9 +285,9 @@ def _fetch(job: _Job, staging: Path) -> tuple[Path, int]:
     folder.mkdir()
     expected = job.checksum.value
     if expected is None:
-        expected = server_sha256(sha_url, folder / (pkg + ".sha256"))
+        expected = server_sha256(sha_url, folder / (pkg + ".sha256"), job.deadline)
     archive = folder / pkg
-    size, actual = download(url, archive, MAX_PACKAGE_BYTES)
+    size, actual = download(url, archive, MAX_PACKAGE_BYTES, job.deadline)
     if actual != expected:
         raise OperationFailed(
             f"checksum mismatch for {pkg}: expected {expected} ({job.checksum.source}), "
@@ -301,7 +310,7 @@ def _install(job: _Job, dest: Path, final: Path, *, log: Callable[[str], None]) 
     if _verified(final, version, arch):
         log(f"tailscale {version} ({arch}) already installed in {final}")
         return final
-    lock = _lock(dest, log)
+    lock = _lock(dest, job.deadline, log)
     try:
         # Another process may have finished the same install while this one waited.
         if _verified(final, version, arch):
@@ -339,6 +348,7 @@ def _job(
     *,
     sha256: str | None,
     trust_server: bool,
+    timeout: float,
 ) -> _Job:
     version = validate_version(version)
     arch = tailscale_arch(arch)
@@ -347,6 +357,7 @@ def _job(
         validate_base_url(base_url),
         arch,
         expected_checksum(version, arch, sha256, trust_server=trust_server),
+        Deadline(timeout, TIMEOUT_SETTING),
     )
 
 
@@ -358,6 +369,7 @@ def install_cached(
     *,
     sha256: str | None = None,
     trust_server: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
     log: Callable[[str], None] = _stderr,
 ) -> Path:
     """Install tailscale ``version`` into the versioned cache ``root/version`` (default root:
@@ -366,9 +378,10 @@ def install_cached(
     Downloads the static package from ``base_url`` and checks its digest before unpacking
     against ``sha256``, else the pin (PINNED_SHA256), else, with ``trust_server`` only, the
     ``.sha256`` the same server sends. Unpacks only ``tailscale`` and ``tailscaled``. A folder
-    already installed and still matching its recorded digests is reused.
+    already installed and still matching its recorded digests is reused. Gives up after
+    ``timeout`` seconds in all.
     """
-    job = _job(version, base_url, arch, sha256=sha256, trust_server=trust_server)
+    job = _job(version, base_url, arch, sha256=sha256, trust_server=trust_server, timeout=timeout)
     root = Path(default_install_dir() if root is None else root).absolute()
     return _install(job, root, root / job.version, log=log)
 
@@ -381,6 +394,7 @@ def install_tailscale(
     *,
     sha256: str | None = None,
     trust_server: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
     log: Callable[[str], None] = _stderr,
 ) -> Path:
     """Install tailscale ``version`` and return the folder that holds ``tailscale`` and
@@ -393,9 +407,9 @@ def install_tailscale(
     if dest is None or Path(dest).absolute() == default_install_dir().absolute():
         return install_cached(
             version, base_url, None, arch, sha256=sha256, trust_server=trust_server,
-            log=log,
+            timeout=timeout, log=log,
         )  # fmt: skip
-    job = _job(version, base_url, arch, sha256=sha256, trust_server=trust_server)
+    job = _job(version, base_url, arch, sha256=sha256, trust_server=trust_server, timeout=timeout)
     dest = Path(dest).absolute()
     return _install(job, dest, dest, log=log)
 
@@ -409,7 +423,7 @@ def install_from_settings(
 ) -> Path:
     """install_tailscale with the settings of settings.INSTALL: key -> (name, raw text), a
     flag or else its variable (an empty one is unset)."""
-    from spacetail.config import parse_bool
+    from spacetail.config import MAX_DURATION, parse_bool, parse_seconds
 
     def text(key: str) -> tuple[str, str]:
         name, value = raw[key]
@@ -420,9 +434,15 @@ def install_from_settings(
     base_url = text("base-url")[1] or DEFAULT_BASE_URL
     sha256 = text("sha256")[1] or None
     name, trust = text("trust-server-checksum")
+    name_t, timeout_text = text("timeout")
+    timeout = (
+        parse_seconds(name_t, timeout_text, maximum=MAX_DURATION)
+        if timeout_text
+        else DEFAULT_TIMEOUT
+    )
     return install_tailscale(
         version, base_url, dest, arch, sha256=sha256, trust_server=parse_bool(name, trust),
-        log=log,
+        timeout=timeout, log=log,
     )  # fmt: skip
 
 

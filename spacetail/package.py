@@ -1,8 +1,8 @@
-"""One tailscale release package: downloaded with bounds on what a mirror may send, checked
-against a sha256 before anything is unpacked, and only the two executables taken
-out of it, written byte by byte (no name, link, owner or mode from the archive reaches the disk),
-reading its members one at a time. Which sha256 it must have, and where the executables are
-installed, is install.py's business."""
+"""One tailscale release package: downloaded with bounds on what a mirror may send and on how
+long it may take, checked against a sha256 before anything is unpacked, and only the two
+executables taken out of it, written byte by byte (no name, link, owner or mode from the archive
+reaches the disk), reading its members one at a time. Which sha256 it must have, and where the
+executables are installed, is install.py's business."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import itertools
 import os
 import socket
 import tarfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -71,7 +72,30 @@ def _network_advice(url: str) -> str:
     return f"{proxies[0]} is set: unset it if that proxy is gone, or {fix}" if proxies else fix
 
 
-def _open(url: str) -> BinaryIO:
+class Deadline:
+    """When the whole install must have finished, and the words that say so when it has not."""
+
+    def __init__(self, seconds: float, setting: str) -> None:
+        self.seconds = seconds
+        self.setting = setting
+        self.at = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def timeout(self) -> float:
+        """The timeout of one blocking network operation: never past the deadline."""
+        return max(0.001, min(REQUEST_TIMEOUT, self.remaining()))
+
+    def check(self, doing: str) -> None:
+        if self.remaining() <= 0:
+            raise OperationFailed(
+                f"gave up after {self.seconds:g} s ({self.setting}) {doing}; "
+                "nothing was installed; check --base-url, or raise the limit"
+            )
+
+
+def _open(url: str, deadline: Deadline) -> BinaryIO:
     # The scheme was checked by validate_base_url.
     request = urllib.request.Request(  # noqa: S310
         url, headers={"User-Agent": f"spacetail/{__version__}"}
@@ -79,8 +103,10 @@ def _open(url: str) -> BinaryIO:
     # A fresh opener reads the proxy variables as they are now; urlopen's shared one
     # keeps those of its first use in this process.
     opener = urllib.request.build_opener()
+    deadline.check(f"before downloading {url}")
     try:
-        response: BinaryIO = opener.open(request, timeout=REQUEST_TIMEOUT)
+        # Each blocking operation waits at most this long, so none outlasts the deadline.
+        response: BinaryIO = opener.open(request, timeout=deadline.timeout())
     except urllib.error.HTTPError as exc:
         exc.close()
         raise OperationFailed(
@@ -88,21 +114,37 @@ def _open(url: str) -> BinaryIO:
             "check --version, --arch and --base-url"
         ) from None
     except urllib.error.URLError as exc:
+        deadline.check(f"connecting to {url}")
         reason = _network_reason(exc.reason)
         raise OperationFailed(f"cannot download {url}: {reason}; {_network_advice(url)}") from None
     except (OSError, ValueError) as exc:
+        deadline.check(f"connecting to {url}")
         reason = _network_reason(exc)
         raise OperationFailed(f"cannot download {url}: {reason}; {_network_advice(url)}") from None
     return response
 
 
-def download(url: str, target: Path, limit: int) -> tuple[int, str]:
+def _read_some(response: BinaryIO, deadline: Deadline) -> bytes:
+    """What one receive brings, waiting no later than the deadline."""
+    # http.client's response reads from a socket file; the wait of the next receive is bounded
+    # by what is left of the deadline, not by a timeout fixed when the connection was made.
+    sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
+    if isinstance(sock, socket.socket):
+        sock.settimeout(deadline.timeout())
+    chunk: bytes = response.read1(_CHUNK)  # type: ignore[attr-defined]
+    return chunk
+
+
+def download(url: str, target: Path, limit: int, deadline: Deadline) -> tuple[int, str]:
     """Stream ``url`` into ``target``; return its size and sha256."""
     digest = hashlib.sha256()
     size = 0
-    with _open(url) as response, target.open("xb") as out:
+    with _open(url, deadline) as response, target.open("xb") as out:
         try:
-            while chunk := response.read(_CHUNK):
+            # read1 returns what one receive brought: a mirror that trickles a byte at a time
+            # is measured against the deadline after each, not after a full chunk.
+            while chunk := _read_some(response, deadline):
+                deadline.check(f"downloading {url} ({size + len(chunk)} bytes so far)")
                 size += len(chunk)
                 if size > limit:
                     raise OperationFailed(
@@ -114,14 +156,15 @@ def download(url: str, target: Path, limit: int) -> tuple[int, str]:
         except OperationFailed:
             raise
         except (OSError, ValueError) as exc:
+            deadline.check(f"downloading {url} ({size} bytes so far)")
             raise OperationFailed(f"download of {url} failed after {size} bytes: {exc}") from None
     return size, digest.hexdigest()
 
 
-def server_sha256(url: str, target: Path) -> str:
+def server_sha256(url: str, target: Path, deadline: Deadline) -> str:
     """The digest a ``.sha256`` file at ``url`` holds. It proves only that a download is whole:
     whoever serves the package serves this file too."""
-    download(url, target, MAX_CHECKSUM_BYTES)
+    download(url, target, MAX_CHECKSUM_BYTES, deadline)
     fields = target.read_text(encoding="utf-8", errors="replace").split()
     value = fields[0].lower() if fields else ""
     if not _SHA256_RE.fullmatch(value):

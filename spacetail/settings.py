@@ -87,7 +87,7 @@ WAIT = (BY_KEY["timeout"], BY_KEY["peer"])
 PROXIES = (BY_KEY["socks5-server"], BY_KEY["http-proxy"])
 
 # install-tailscale's settings: the stock-image hook line passes none, so a Spacelift context
-# sets them as variables (a mirror, another version with its sha256).
+# sets them as variables (a mirror, another version with its sha256, a longer deadline).
 INSTALL: tuple[Setting, ...] = (
     Setting("version", "SPACETAIL_TAILSCALE_VERSION", "tailscale version", "the pinned one",
             metavar="V"),
@@ -98,6 +98,8 @@ INSTALL: tuple[Setting, ...] = (
             "the download is whole)", "off", Kind.FLAG),
     Setting("base-url", "SPACETAIL_TAILSCALE_MIRROR", "package server or mirror",
             "https://pkgs.tailscale.com/stable", metavar="URL"),
+    Setting("timeout", "SPACETAIL_INSTALL_TIMEOUT", "give up after this long in all", "5m",
+            metavar=DURATION),
 )  # fmt: skip
 
 # Credentials are variables only: a flag would put a secret on a command line.

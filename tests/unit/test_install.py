@@ -730,7 +730,7 @@ def test_settings_from_variables(mirror: Mirror, tmp_path: Path) -> None:
     package = build_package(standard_members())
     mirror.publish(VERSION, ARCH, package)
     values = raw(version=VERSION, sha256=hashlib.sha256(package).hexdigest(),
-                 base_url=mirror.base_url)  # fmt: skip
+                 base_url=mirror.base_url, timeout="30s")  # fmt: skip
     folder = install.install_from_settings(values, tmp_path / "bin", ARCH, log=Log())
     assert (folder / "tailscale").read_bytes() == script(f"tailscale {VERSION}")
 
@@ -739,6 +739,7 @@ def test_settings_from_variables(mirror: Mirror, tmp_path: Path) -> None:
     ("values", "message"),
     [
         ({"version": "1.9x"}, 'SPACETAIL_TAILSCALE_VERSION: "1.9x" is not a tailscale version'),
+        ({"timeout": "soon"}, "SPACETAIL_INSTALL_TIMEOUT: "),
         ({"trust_server_checksum": "maybe"}, "SPACETAIL_TAILSCALE_TRUST_SERVER_CHECKSUM: "),
         ({"version": VERSION}, "--sha256: spacetail pins no sha256 for"),
     ],
