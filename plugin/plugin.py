@@ -1,5 +1,5 @@
-"""spacetail as a Spacelift plugin: a tailnet inside every phase of the runs of the stacks
-labelled `tailscale`, as the non-root Spacelift user, with nothing left running.
+"""spacetail as a Spacelift plugin: a tailnet inside every phase of the runs of the stacks it is
+attached to, as the non-root Spacelift user, with nothing left running.
 
 Regenerate the manifest after a change (the tests check it is current):
 
@@ -11,6 +11,10 @@ methods (those would run as separate scripts). The hook lines are read from
 terraform/hooks.json, the one source that the README and the Terraform module use too. They
 install spacetail (into a virtualenv in the workspace) and tailscale when the runner image
 lacks them, so the plugin works on Spacelift's stock image and on the spacetail runner image.
+
+Its context carries no label: which stacks get it is chosen where the plugin is installed (the
+label Spacelift asks for then), so two installs (two tailnets) never attach to the same stacks
+unless told to. The class docstring is the usage text Spacelift shows (Markdown).
 """
 
 from __future__ import annotations
@@ -78,9 +82,26 @@ SETTINGS = (
 
 class SpacetailPlugin(SpaceforgePlugin):  # type: ignore[misc]  # untyped base class
     """
-    Put a Tailscale tailnet inside Spacelift runs: spacetail starts tailscale (userspace
-    networking, proxies on loopback) before every phase of the stacks labelled `tailscale`,
-    exports the proxy variables into the phase's shell, and stops it all after the phase.
+    Puts a Tailscale tailnet inside every phase of a run: `spacetail up` starts tailscale
+    (userspace networking, proxies on 127.0.0.1) before the phase and exports the proxy
+    variables into its shell, so terraform reaches tailnet hosts; `spacetail down` logs the
+    node out and stops everything after it. Runs as the Spacelift user, on the stock runner
+    image or the spacetail runner image.
+
+    ## Usage
+
+    1. Fill in **one** way of authenticating: an auth key (reusable, ephemeral, tagged); an
+       OAuth client secret with **Tags**; or a workload identity client id with **Tags**
+       (Spacelift's own OIDC token is presented, no secret is stored).
+    2. Choose the stacks at install: the label you give the plugin attaches its context to
+       the stacks that carry it. Nothing else is attached.
+    3. Run: each phase joins as `spacelift-<stack>-<run id>` and leaves when it ends. A
+       mistake (no credential, OAuth without tags) fails the phase before terraform runs,
+       with one line that names the setting.
+
+    Optional: **Forwards** (local ports for psql, mysql, ssh), **Hostname**, **Extra tailscale
+    up arguments** (never a secret), **spacetail pip spec** (what the stock image installs;
+    the default is the exact spacetail release this plugin was made for).
     """
 
     __plugin_name__ = "spacetail"
@@ -97,7 +118,6 @@ class SpacetailPlugin(SpaceforgePlugin):  # type: ignore[misc]  # untyped base c
         Context(
             name_prefix="spacetail",
             description="spacetail's hooks for every phase and the plugin's settings",
-            labels=["autoattach:tailscale"],
             env=[
                 Variable(key=var, value_from_parameter=pid, sensitive=secret)
                 for pid, var, _name, _description, secret in SETTINGS
