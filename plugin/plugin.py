@@ -75,7 +75,8 @@ SETTINGS = (
     ("extra_args", "TS_EXTRA_ARGS", "Extra tailscale up arguments",
      "More `tailscale up` flags, e.g. --exit-node=... (never a secret).", False),
     ("pip_spec", "SPACETAIL_PIP_SPEC", "spacetail pip spec",
-     "What pip installs when the runner image has no spacetail; empty: spacetail from PyPI.",
+     "What pip installs when the runner image has no spacetail; empty: the exact spacetail "
+     "release the hooks were made for.",
      False),
 )  # fmt: skip
 

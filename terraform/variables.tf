@@ -86,7 +86,7 @@ variable "extra_args" {
 }
 
 variable "pip_spec" {
-  description = "What the install hook gives pip (`SPACETAIL_PIP_SPEC`): default `spacetail` from PyPI; e.g. `git+https://github.com/<org>/spacetail@v0.1.0`."
+  description = "What the install hook gives pip (`SPACETAIL_PIP_SPEC`): default the release the hooks were made for (`spacetail==<version>`); e.g. `git+https://github.com/<org>/spacetail@v0.1.0`."
   type        = string
   default     = null
 }
