@@ -38,9 +38,9 @@ from spacetail.package import (
 DEFAULT_VERSION = "1.102.3"
 # The sha256 of DEFAULT_VERSION's static packages: a package is checked against these, never
 # against a .sha256 sent by the server that sent the package. They are the sums Tailscale
-# publishes (pkgs.tailscale.com/stable/<package>.sha256); those of 1.102.3 were read from
-# independent public projects that pin them alike (Yocto and Go pins, tailscale/github-action
-# `sha256sum` inputs). tools/bump_tailscale.py checks them against the server every week and
+# publishes (pkgs.tailscale.com/stable/<package>.sha256). The first sums pinned here were read
+# from independent public projects that pin them alike (Yocto and Go pins, tailscale/github-action
+# `sha256sum` inputs); tools/bump_tailscale.py checks them against the server every week and
 # moves the version and the sums together; container/Dockerfile pins the same (a test checks).
 PINNED_SHA256 = {
     "amd64": "36ddd9b51be57ffc2990cf76323cfa13643bfbb1b8a969f6183fa164741cdef5",
