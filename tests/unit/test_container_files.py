@@ -220,6 +220,8 @@ def test_actions_are_pinned(name: str) -> None:
     uses = re.findall(r"^\s*(?:- )?uses:\s*(\S+)\s*(?:#.*)?$", text, re.M)
     assert uses
     for action in uses:
+        if action.startswith("./.github/workflows/"):
+            continue  # a workflow of this repository, at this commit
         _, _, ref = action.partition("@")
         assert re.fullmatch(r"[0-9a-f]{40}", ref), action
 
@@ -253,7 +255,7 @@ def test_image_workflow() -> None:
         "type=semver,pattern={{version}}",
         "type=sha",
         "enable={{is_default_branch}}",
-        'tags: ["v*"]',
+        "workflow_call:",
     ):
         assert needle in text, needle
 
