@@ -7,6 +7,7 @@ the CLI's; its examples use it as documented and its README's tables say what th
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +162,56 @@ def test_examples_call_the_module_as_documented(example: str) -> None:
                 assert var.get("ephemeral") is True, (example, name)
     (terraform,) = data["terraform"]
     assert terraform["required_version"] == ">= 1.11"
+
+
+needs_terraform = pytest.mark.skipif(
+    shutil.which("terraform") is None, reason="terraform is not installed"
+)
+AUTH_KEY = {"credential": "auth_key", "auth_key": "tskey-auth-k"}
+
+
+@needs_terraform
+@pytest.mark.parametrize(
+    ("variables", "error"),
+    [
+        (AUTH_KEY, None),
+        ({"credential": "oauth_client_secret", "oauth_client_secret": "tskey-client-k",
+          "tags": '["tag:ci"]'}, None),
+        ({"credential": "workload_identity", "client_id": "k1", "tags": '["tag:ci"]'}, None),
+        ({"credential": "workload_identity", "client_id_read": "kr", "client_id_write": "kw",
+          "tags_read": '["tag:ci-read"]', "tags_write": '["tag:ci-write"]'}, None),
+        ({"credential": "password"}, "credential is one of auth_key, oauth_client_secret"),
+        ({"credential": "auth_key"}, "auth_key is set (one word, no spaces) exactly when"),
+        ({**AUTH_KEY, "oauth_client_secret": "tskey-client-k"},
+         "oauth_client_secret is set (one word, no spaces) exactly when"),
+        ({"credential": "oauth_client_secret", "oauth_client_secret": "tskey-client-k"},
+         "OAuth and workload identity need tags"),
+        ({"credential": "workload_identity", "tags": '["tag:ci"]'},
+         "With credential = \"workload_identity\" set client_id, or client_id_read and"),
+        ({"credential": "workload_identity", "client_id_read": "kr", "tags": '["tag:ci"]'},
+         "client_id_read and client_id_write are set together"),
+        ({**AUTH_KEY, "tags": '["ci"]'}, "tags are Tailscale tags such as tag:ci"),
+        ({**AUTH_KEY, "hostname": "Bad_Name"}, "hostname is a DNS label"),
+        ({**AUTH_KEY, "forwards": "5432=db:5432,oops"}, "forwards are [ADDR:]LPORT=HOST:PORT"),
+        ({**AUTH_KEY, "extra_args": "--authkey=tskey-auth-other"},
+         "extra_args holds a Tailscale key"),
+        ({**AUTH_KEY, "credential_version": "1.5"}, "credential_version is a whole number"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)  # fmt: skip
+def test_a_mistake_fails_the_plan_of_the_admin_stack(
+    variables: dict[str, str], error: str | None
+) -> None:
+    """The variables' validations, run by the real Terraform (the same checks as a plan): a
+    mistake is one error naming the variable and the fix, and the secrets (ephemeral and
+    sensitive) are never shown. (Terraform shows the value of a plain variable it refuses,
+    such as a key put in extra_args by mistake: sensitive does not hide it there.)"""
+    result = tf.console([tf.MODULE / "variables.tf"], variables, "var.credential")
+    if error is None:
+        assert result.errors == ""
+        assert result.value == f'"{variables["credential"]}"'
+        return
+    assert "Invalid value for variable" in result.errors, result.errors
+    assert error in result.errors, result.errors
+    for secret in ("tskey-auth-k", "tskey-client-k"):
+        assert f'"{secret}"' not in result.errors and f"{secret} " not in result.errors
