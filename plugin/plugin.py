@@ -60,6 +60,13 @@ SETTINGS = (
     ("client_id", "TS_CLIENT_ID", "Workload identity client id",
      "Workload identity federation: the federated identity's client id; needs tags. The ID "
      "token is Spacelift's own OIDC token unless the ID token parameter is set.", False),
+    ("client_id_read", "TS_CLIENT_ID_READ", "Workload identity client id, read scope",
+     "Least privilege per phase: the federated identity that Spacelift tokens of scope read "
+     "(proposed runs, plans awaiting approval) are exchanged with. Set with the write one.",
+     False),
+    ("client_id_write", "TS_CLIENT_ID_WRITE", "Workload identity client id, write scope",
+     "The federated identity for tokens of scope write (approved applies, tasks, destroy).",
+     False),
     ("id_token", "TS_ID_TOKEN", "Workload identity ID token",
      "An ID token for workload identity; leave empty to use Spacelift's OIDC token.", True),
     ("audience", "TS_AUDIENCE", "Workload identity audience",
@@ -67,6 +74,10 @@ SETTINGS = (
     ("tags", "SPACETAIL_TAGS", "Tags",
      "Comma-separated tags the node advertises, e.g. tag:ci (required with OAuth and "
      "workload identity).", False),
+    ("tags_read", "SPACETAIL_TAGS_READ", "Tags, read scope",
+     "Comma-separated tags of read-scope phases, e.g. tag:ci-read.", False),
+    ("tags_write", "SPACETAIL_TAGS_WRITE", "Tags, write scope",
+     "Comma-separated tags of write-scope phases, e.g. tag:ci-write.", False),
     ("hostname", "TS_HOSTNAME", "Hostname",
      "The node's name, a DNS label; empty: spacelift-<stack>-<run id>.", False),
     ("forwards", "SPACETAIL_FORWARDS", "Forwards",
@@ -99,6 +110,11 @@ class SpacetailPlugin(SpaceforgePlugin):  # type: ignore[misc]  # untyped base c
     3. Run: each phase joins as `spacelift-<stack>-<run id>` and leaves when it ends. A
        mistake (no credential, OAuth without tags) fails the phase before terraform runs,
        with one line that names the setting.
+
+    Least privilege per phase: instead of one client id and **Tags**, give the read-scope and
+    write-scope client ids and tags (federated identities trusting scope read and scope
+    write): a plan awaiting approval then joins with the read tags only, and only the
+    approved apply with the write tags. Tailscale enforces it; no secret is stored.
 
     Optional: **Forwards** (local ports for psql, mysql, ssh), **Hostname**, **Extra tailscale
     up arguments** (never a secret), **spacetail pip spec** (what the stock image installs;

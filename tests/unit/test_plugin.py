@@ -15,13 +15,15 @@ from typing import Any
 import pytest
 
 from tests import terraform_module as tf
+from tests.unit.test_terraform_module import PER_SCOPE, cli_variables
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "plugin" / "plugin.py"
 MANIFEST = REPO / "plugin" / "plugin.yaml"
 SECRETS = {"TS_AUTHKEY", "TS_CLIENT_SECRET", "TS_ID_TOKEN"}
 VARIABLES = SECRETS | {"TS_CLIENT_ID", "TS_AUDIENCE", "SPACETAIL_TAGS", "TS_HOSTNAME",
-                       "SPACETAIL_FORWARDS", "TS_EXTRA_ARGS", "SPACETAIL_PIP_SPEC"}  # fmt: skip
+                       "SPACETAIL_FORWARDS", "TS_EXTRA_ARGS", "SPACETAIL_PIP_SPEC",
+                       *PER_SCOPE}  # fmt: skip
 
 
 def manifest() -> dict[str, Any]:
@@ -121,3 +123,11 @@ def test_the_usage_text_says_how_to_attach_and_authenticate() -> None:
     assert "no label of its own" in readme
     for key in {v["key"] for v in context()["env"]}:
         assert f"`{key}`" in readme, key
+
+
+def test_the_variables_it_sets_are_the_clis() -> None:
+    """The same names as the module's and the CLI's, the per-scope ones included (one list,
+    tests/unit/test_terraform_module.py's PER_SCOPE, until settings.py declares them)."""
+    keys = {v["key"] for v in context()["env"]}
+    assert keys <= cli_variables(), keys - cli_variables()
+    assert set(PER_SCOPE) <= keys
