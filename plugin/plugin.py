@@ -1,5 +1,5 @@
-"""spacetail as a Spacelift plugin: a tailnet inside every phase of the runs of the stacks
-labelled `tailscale`, as the non-root Spacelift user, with nothing left running.
+"""spacetail as a Spacelift plugin: a tailnet inside every phase of the runs of the stacks it is
+attached to, as the non-root Spacelift user, with nothing left running.
 
 Regenerate the manifest after a change (the tests check it is current):
 
@@ -11,6 +11,10 @@ methods (those would run as separate scripts). The hook lines are read from
 terraform/hooks.json, the one source that the README and the Terraform module use too. They
 install spacetail (into a virtualenv in the workspace) and tailscale when the runner image
 lacks them, so the plugin works on Spacelift's stock image and on the spacetail runner image.
+
+Its context carries no label: which stacks get it is chosen where the plugin is installed (the
+label Spacelift asks for then), so two installs (two tailnets) never attach to the same stacks
+unless told to. The class docstring is the usage text Spacelift shows (Markdown).
 """
 
 from __future__ import annotations
@@ -56,6 +60,13 @@ SETTINGS = (
     ("client_id", "TS_CLIENT_ID", "Workload identity client id",
      "Workload identity federation: the federated identity's client id; needs tags. The ID "
      "token is Spacelift's own OIDC token unless the ID token parameter is set.", False),
+    ("client_id_read", "TS_CLIENT_ID_READ", "Workload identity client id, read scope",
+     "Least privilege per phase: the federated identity that Spacelift tokens of scope read "
+     "(proposed runs, plans awaiting approval) are exchanged with. Set with the write one.",
+     False),
+    ("client_id_write", "TS_CLIENT_ID_WRITE", "Workload identity client id, write scope",
+     "The federated identity for tokens of scope write (approved applies, tasks, destroy).",
+     False),
     ("id_token", "TS_ID_TOKEN", "Workload identity ID token",
      "An ID token for workload identity; leave empty to use Spacelift's OIDC token.", True),
     ("audience", "TS_AUDIENCE", "Workload identity audience",
@@ -63,6 +74,10 @@ SETTINGS = (
     ("tags", "SPACETAIL_TAGS", "Tags",
      "Comma-separated tags the node advertises, e.g. tag:ci (required with OAuth and "
      "workload identity).", False),
+    ("tags_read", "SPACETAIL_TAGS_READ", "Tags, read scope",
+     "Comma-separated tags of read-scope phases, e.g. tag:ci-read.", False),
+    ("tags_write", "SPACETAIL_TAGS_WRITE", "Tags, write scope",
+     "Comma-separated tags of write-scope phases, e.g. tag:ci-write.", False),
     ("hostname", "TS_HOSTNAME", "Hostname",
      "The node's name, a DNS label; empty: spacelift-<stack>-<run id>.", False),
     ("forwards", "SPACETAIL_FORWARDS", "Forwards",
@@ -71,16 +86,39 @@ SETTINGS = (
     ("extra_args", "TS_EXTRA_ARGS", "Extra tailscale up arguments",
      "More `tailscale up` flags, e.g. --exit-node=... (never a secret).", False),
     ("pip_spec", "SPACETAIL_PIP_SPEC", "spacetail pip spec",
-     "What pip installs when the runner image has no spacetail; empty: spacetail from PyPI.",
+     "What pip installs when the runner image has no spacetail; empty: the exact spacetail "
+     "release the hooks were made for.",
      False),
 )  # fmt: skip
 
 
 class SpacetailPlugin(SpaceforgePlugin):  # type: ignore[misc]  # untyped base class
     """
-    Put a Tailscale tailnet inside Spacelift runs: spacetail starts tailscale (userspace
-    networking, proxies on loopback) before every phase of the stacks labelled `tailscale`,
-    exports the proxy variables into the phase's shell, and stops it all after the phase.
+    Puts a Tailscale tailnet inside every phase of a run: `spacetail up` starts tailscale
+    (userspace networking, proxies on 127.0.0.1) before the phase and exports the proxy
+    variables into its shell, so terraform reaches tailnet hosts; `spacetail down` logs the
+    node out and stops everything after it. Runs as the Spacelift user, on the stock runner
+    image or the spacetail runner image.
+
+    ## Usage
+
+    1. Fill in **one** way of authenticating: an auth key (reusable, ephemeral, tagged); an
+       OAuth client secret with **Tags**; or a workload identity client id with **Tags**
+       (Spacelift's own OIDC token is presented, no secret is stored).
+    2. Choose the stacks at install: the label you give the plugin attaches its context to
+       the stacks that carry it. Nothing else is attached.
+    3. Run: each phase joins as `spacelift-<stack>-<run id>` and leaves when it ends. A
+       mistake (no credential, OAuth without tags) fails the phase before terraform runs,
+       with one line that names the setting.
+
+    Least privilege per phase: instead of one client id and **Tags**, give the read-scope and
+    write-scope client ids and tags (federated identities trusting scope read and scope
+    write): a plan awaiting approval then joins with the read tags only, and only the
+    approved apply with the write tags. Tailscale enforces it; no secret is stored.
+
+    Optional: **Forwards** (local ports for psql, mysql, ssh), **Hostname**, **Extra tailscale
+    up arguments** (never a secret), **spacetail pip spec** (what the stock image installs;
+    the default is the exact spacetail release this plugin was made for).
     """
 
     __plugin_name__ = "spacetail"
@@ -97,7 +135,6 @@ class SpacetailPlugin(SpaceforgePlugin):  # type: ignore[misc]  # untyped base c
         Context(
             name_prefix="spacetail",
             description="spacetail's hooks for every phase and the plugin's settings",
-            labels=["autoattach:tailscale"],
             env=[
                 Variable(key=var, value_from_parameter=pid, sensitive=secret)
                 for pid, var, _name, _description, secret in SETTINGS

@@ -197,11 +197,11 @@ def cmd_manager(args: argparse.Namespace) -> int:
 def cmd_install_tailscale(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from spacetail import install, package
+    from spacetail import install
+    from spacetail.settings import INSTALL, raw_values
 
-    folder = install.install_tailscale(
-        args.version or install.DEFAULT_VERSION,
-        args.base_url or package.DEFAULT_BASE_URL,
+    folder = install.install_from_settings(
+        raw_values(INSTALL, os.environ, _flags(args)),
         Path(args.dest).expanduser() if args.dest else None,
         args.arch,
         log=_say,
@@ -322,8 +322,9 @@ def _options(name: str, p: argparse.ArgumentParser) -> Handler:
                        help="also check this service through the tailnet (repeatable)")  # fmt: skip
         p.add_argument("--json", action="store_true", help="one JSON object")
         return cmd_doctor
-    p.add_argument("--version", dest="version", metavar="V", help="tailscale version")
-    p.add_argument("--base-url", metavar="URL", help="package server or mirror")
+    from spacetail.settings import INSTALL
+
+    _add_settings(p, INSTALL, "settings (a flag wins over its variable)")
     p.add_argument("--dest", metavar="DIR",
                    help="put tailscale and tailscaled in DIR (default: the versioned cache "
                    "that up searches)")  # fmt: skip

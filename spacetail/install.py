@@ -1,6 +1,7 @@
 """Install a pinned tailscale static build where spacetail can find it: which version and
-architecture, where (a versioned cache, or a folder of the user's), one install at a time, never
-half written. Downloading and verifying the package is package.py's."""
+architecture, which sha256 the package must have (pinned here, given, or knowingly the server's),
+where (a versioned cache, or a folder of the user's), one install at a time, never half written,
+never past a deadline. Downloading and unpacking the package is package.py's."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import filelock
@@ -25,18 +27,34 @@ from spacetail.package import (
     DEFAULT_BASE_URL,
     EXECUTABLES,
     MAX_PACKAGE_BYTES,
+    Deadline,
     download,
-    expected_sha256,
     package_name,
+    server_sha256,
     sha256_file,
     unpack,
 )
 from spacetail.paths import open_regular
 
 DEFAULT_VERSION = "1.102.3"
+# The sha256 of DEFAULT_VERSION's static packages: a package is checked against these, never
+# against a .sha256 sent by the server that sent the package. They are the sums Tailscale
+# publishes (pkgs.tailscale.com/stable/<package>.sha256). The first sums pinned here were read
+# from independent public projects that pin them alike (Yocto and Go pins, tailscale/github-action
+# `sha256sum` inputs); tools/bump_tailscale.py checks them against the server every week and
+# moves the version and the sums together; container/Dockerfile pins the same (a test checks).
+PINNED_SHA256 = {
+    "amd64": "36ddd9b51be57ffc2990cf76323cfa13643bfbb1b8a969f6183fa164741cdef5",
+    "arm64": "a0fa1b154af8c61f862a2259f559f7396d96c0225f4a863eae2333e1546bbe25",
+}
 SUPPORTED_ARCHES = ("386", "amd64", "arm", "arm64")
 
-# How long to wait for another spacetail that is installing into the same folder.
+# How long install-tailscale may take in all: a hook must never hang on a slow mirror. The
+# real package is about 35 MB, so this allows about 120 kB/s.
+DEFAULT_TIMEOUT = 300.0
+TIMEOUT_SETTING = "--timeout, SPACETAIL_INSTALL_TIMEOUT"
+# How long to wait for another spacetail that is installing into the same folder (and never
+# past the deadline).
 LOCK_TIMEOUT = 600.0
 
 # Spacelift sets this in every run; its case is Spacelift's, not ours.
@@ -47,6 +65,7 @@ _PARTIAL_PREFIX = ".partial-"
 _LOCK_NAME = ".install.lock"
 _CHUNK = 1024 * 1024
 _VERSION_RE = re.compile(r"\d{1,4}\.\d{1,4}\.\d{1,6}")
+_SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
 _MACHINES = {
     "x86_64": "amd64",
     "amd64": "amd64",
@@ -69,13 +88,43 @@ def _stderr(line: str) -> None:
     print(f"spacetail: {line}", file=sys.stderr, flush=True)
 
 
-def validate_version(version: str) -> str:
+def validate_version(version: str, name: str = "--version") -> str:
     """Return ``version`` if it looks like a tailscale release number, else raise ConfigError."""
     if not _VERSION_RE.fullmatch(version):
-        raise ConfigError(
-            f'--version: "{version}" is not a tailscale version like {DEFAULT_VERSION}'
-        )
+        raise ConfigError(f'{name}: "{version}" is not a tailscale version like {DEFAULT_VERSION}')
     return version
+
+
+@dataclass(frozen=True)
+class Checksum:
+    """The sha256 a package must have, or None for the server's own, and where it came from."""
+
+    value: str | None
+    source: str
+
+
+def expected_checksum(
+    version: str, arch: str, sha256: str | None = None, *, trust_server: bool = False
+) -> Checksum:
+    """Which sha256 the package of VERSION and ARCH must have: the one given, else the pin, else
+    (only when asked) whatever the server's .sha256 says. Raises ConfigError otherwise."""
+    if sha256 is not None:
+        if not _SHA256_RE.fullmatch(sha256):
+            raise ConfigError(f'--sha256: "{sha256}" is not a sha256 (64 hexadecimal digits)')
+        if trust_server:
+            raise ConfigError(
+                "--trust-server-checksum: set together with --sha256; use one of them"
+            )
+        return Checksum(sha256.lower(), "--sha256")
+    if version == DEFAULT_VERSION and arch in PINNED_SHA256:
+        return Checksum(PINNED_SHA256[arch], "pinned")
+    if trust_server:
+        return Checksum(None, "the server's .sha256 only")
+    raise ConfigError(
+        f"--sha256: spacetail pins no sha256 for {package_name(version, arch)}; pass --sha256 "
+        "with the sum Tailscale publishes for it, or --trust-server-checksum to take the "
+        "server's own .sha256 (which proves only that the download is whole)"
+    )
 
 
 def validate_base_url(base_url: str) -> str:
@@ -196,12 +245,13 @@ def _megabytes(size: int) -> str:
     return f"{size / 1_000_000:.1f} MB"
 
 
-def _lock(dest: Path, log: Callable[[str], None]) -> filelock.BaseFileLock:
+def _lock(dest: Path, deadline: Deadline, log: Callable[[str], None]) -> filelock.BaseFileLock:
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OperationFailed(f"cannot create install folder {dest}: {exc}") from None
-    lock = filelock.FileLock(dest / _LOCK_NAME, timeout=LOCK_TIMEOUT)
+    wait = max(0.0, min(LOCK_TIMEOUT, deadline.remaining()))
+    lock = filelock.FileLock(dest / _LOCK_NAME, timeout=wait)
     try:
         try:
             lock.acquire(blocking=False)
@@ -209,28 +259,44 @@ def _lock(dest: Path, log: Callable[[str], None]) -> filelock.BaseFileLock:
             log(f"waiting for another spacetail installing into {dest}")
             lock.acquire()
     except filelock.Timeout:
+        deadline.check(f"waiting for another spacetail installing into {dest}")
         raise OperationFailed(
             f"another spacetail held the install lock {dest / _LOCK_NAME} for "
-            f"{LOCK_TIMEOUT:.0f} s; try again or pick another install folder"
+            f"{wait:.0f} s; try again or pick another install folder"
         ) from None
     except OSError as exc:
         raise OperationFailed(f"cannot lock install folder {dest}: {exc}") from None
     return lock
 
 
-def _fetch(version: str, base_url: str, arch: str, staging: Path) -> tuple[Path, int]:
+@dataclass(frozen=True)
+class _Job:
+    """One install: what to fetch, what it must hash to, by when."""
+
+    version: str
+    base_url: str
+    arch: str
+    checksum: Checksum
+    deadline: Deadline
+
+
+def _fetch(job: _Job, staging: Path) -> tuple[Path, int]:
     """Download and verify the package into ``staging``; unpack the executables and the
     marker into ``staging/out``. Return that folder and the package's size."""
-    url, sha_url = package_urls(version, base_url, arch)
+    version, arch = job.version, job.arch
+    url, sha_url = package_urls(version, job.base_url, arch)
     pkg = package_name(version, arch)
     folder = staging / "download"
     folder.mkdir()
-    expected = expected_sha256(sha_url, folder / (pkg + ".sha256"))
+    expected = job.checksum.value
+    if expected is None:
+        expected = server_sha256(sha_url, folder / (pkg + ".sha256"), job.deadline)
     archive = folder / pkg
-    size, actual = download(url, archive, MAX_PACKAGE_BYTES)
+    size, actual = download(url, archive, MAX_PACKAGE_BYTES, job.deadline)
     if actual != expected:
         raise OperationFailed(
-            f"checksum mismatch for {pkg}: expected {expected}, got {actual}; nothing was installed"
+            f"checksum mismatch for {pkg}: expected {expected} ({job.checksum.source}), "
+            f"got {actual}; nothing was installed"
         )
     out = staging / "out"
     out.mkdir()
@@ -243,14 +309,13 @@ def _fetch(version: str, base_url: str, arch: str, staging: Path) -> tuple[Path,
     return out, size
 
 
-def _install(
-    version: str, base_url: str, arch: str, dest: Path, final: Path, *, log: Callable[[str], None]
-) -> Path:
+def _install(job: _Job, dest: Path, final: Path, *, log: Callable[[str], None]) -> Path:
     """Install into ``final``: ``dest/version`` (a cache) or ``dest`` itself (a PATH folder)."""
+    version, base_url, arch = job.version, job.base_url, job.arch
     if _verified(final, version, arch):
         log(f"tailscale {version} ({arch}) already installed in {final}")
         return final
-    lock = _lock(dest, log)
+    lock = _lock(dest, job.deadline, log)
     try:
         # Another process may have finished the same install while this one waited.
         if _verified(final, version, arch):
@@ -261,7 +326,7 @@ def _install(
         try:
             url = package_urls(version, base_url, arch)[0]
             log(f"downloading tailscale {version} ({arch}) from {url}")
-            out, size = _fetch(version, base_url, arch, staging)
+            out, size = _fetch(job, staging)
             if final == dest:
                 _replace_files(out, dest)
             else:
@@ -276,9 +341,29 @@ def _install(
         lock.release()
     log(
         f"downloaded tailscale {version} ({arch}, {_megabytes(size)}), "
-        f"sha256 verified, installed in {final}"
+        f"sha256 verified ({job.checksum.source}), installed in {final}"
     )
     return final
+
+
+def _job(
+    version: str,
+    base_url: str,
+    arch: str | None,
+    *,
+    sha256: str | None,
+    trust_server: bool,
+    timeout: float,
+) -> _Job:
+    version = validate_version(version)
+    arch = tailscale_arch(arch)
+    return _Job(
+        version,
+        validate_base_url(base_url),
+        arch,
+        expected_checksum(version, arch, sha256, trust_server=trust_server),
+        Deadline(timeout, TIMEOUT_SETTING),
+    )
 
 
 def install_cached(
@@ -287,20 +372,23 @@ def install_cached(
     root: Path | None = None,
     arch: str | None = None,
     *,
+    sha256: str | None = None,
+    trust_server: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
     log: Callable[[str], None] = _stderr,
 ) -> Path:
     """Install tailscale ``version`` into the versioned cache ``root/version`` (default root:
     default_install_dir(), where ``up`` finds it with find_installed) and return that folder.
 
-    Downloads the static package and its ``.sha256`` from ``base_url``, checks the digest
-    before unpacking, and unpacks only ``tailscale`` and ``tailscaled``. A folder already
-    installed and still matching its recorded digests is reused.
+    Downloads the static package from ``base_url`` and checks its digest before unpacking
+    against ``sha256``, else the pin (PINNED_SHA256), else, with ``trust_server`` only, the
+    ``.sha256`` the same server sends. Unpacks only ``tailscale`` and ``tailscaled``. A folder
+    already installed and still matching its recorded digests is reused. Gives up after
+    ``timeout`` seconds in all.
     """
-    version = validate_version(version)
-    base_url = validate_base_url(base_url)
-    arch = tailscale_arch(arch)
+    job = _job(version, base_url, arch, sha256=sha256, trust_server=trust_server, timeout=timeout)
     root = Path(default_install_dir() if root is None else root).absolute()
-    return _install(version, base_url, arch, root, root / version, log=log)
+    return _install(job, root, root / job.version, log=log)
 
 
 def install_tailscale(
@@ -309,6 +397,9 @@ def install_tailscale(
     dest: Path | None = None,
     arch: str | None = None,
     *,
+    sha256: str | None = None,
+    trust_server: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
     log: Callable[[str], None] = _stderr,
 ) -> Path:
     """Install tailscale ``version`` and return the folder that holds ``tailscale`` and
@@ -319,12 +410,45 @@ def install_tailscale(
     to what is there, with a hidden marker recording their digests.
     """
     if dest is None or Path(dest).absolute() == default_install_dir().absolute():
-        return install_cached(version, base_url, None, arch, log=log)
-    version = validate_version(version)
-    base_url = validate_base_url(base_url)
-    arch = tailscale_arch(arch)
+        return install_cached(
+            version, base_url, None, arch, sha256=sha256, trust_server=trust_server,
+            timeout=timeout, log=log,
+        )  # fmt: skip
+    job = _job(version, base_url, arch, sha256=sha256, trust_server=trust_server, timeout=timeout)
     dest = Path(dest).absolute()
-    return _install(version, base_url, arch, dest, dest, log=log)
+    return _install(job, dest, dest, log=log)
+
+
+def install_from_settings(
+    raw: Mapping[str, tuple[str, str]],
+    dest: Path | None,
+    arch: str | None,
+    *,
+    log: Callable[[str], None] = _stderr,
+) -> Path:
+    """install_tailscale with the settings of settings.INSTALL: key -> (name, raw text), a
+    flag or else its variable (an empty one is unset)."""
+    from spacetail.config import MAX_DURATION, parse_bool, parse_seconds
+
+    def text(key: str) -> tuple[str, str]:
+        name, value = raw[key]
+        return name, value.strip()
+
+    name, version = text("version")
+    version = validate_version(version, name) if version else DEFAULT_VERSION
+    base_url = text("base-url")[1] or DEFAULT_BASE_URL
+    sha256 = text("sha256")[1] or None
+    name, trust = text("trust-server-checksum")
+    name_t, timeout_text = text("timeout")
+    timeout = (
+        parse_seconds(name_t, timeout_text, maximum=MAX_DURATION)
+        if timeout_text
+        else DEFAULT_TIMEOUT
+    )
+    return install_tailscale(
+        version, base_url, dest, arch, sha256=sha256, trust_server=parse_bool(name, trust),
+        timeout=timeout, log=log,
+    )  # fmt: skip
 
 
 def _version_key(name: str) -> tuple[int, ...]:

@@ -86,6 +86,22 @@ BY_KEY = {s.key: s for s in UP}
 WAIT = (BY_KEY["timeout"], BY_KEY["peer"])
 PROXIES = (BY_KEY["socks5-server"], BY_KEY["http-proxy"])
 
+# install-tailscale's settings: the stock-image hook line passes none, so a Spacelift context
+# sets them as variables (a mirror, another version with its sha256, a longer deadline).
+INSTALL: tuple[Setting, ...] = (
+    Setting("version", "SPACETAIL_TAILSCALE_VERSION", "tailscale version", "the pinned one",
+            metavar="V"),
+    Setting("sha256", "SPACETAIL_TAILSCALE_SHA256", "the package's sha256, as Tailscale "
+            "publishes it (needed for a version spacetail pins no sum for)", metavar="HEX"),
+    Setting("trust-server-checksum", "SPACETAIL_TAILSCALE_TRUST_SERVER_CHECKSUM", "without "
+            "--sha256, take the sum from the .sha256 the same server sends (proves only that "
+            "the download is whole)", "off", Kind.FLAG),
+    Setting("base-url", "SPACETAIL_TAILSCALE_MIRROR", "package server or mirror",
+            "https://pkgs.tailscale.com/stable", metavar="URL"),
+    Setting("timeout", "SPACETAIL_INSTALL_TIMEOUT", "give up after this long in all", "5m",
+            metavar=DURATION),
+)  # fmt: skip
+
 # Credentials are variables only: a flag would put a secret on a command line.
 CREDENTIALS: tuple[tuple[str, str], ...] = (
     ("TS_AUTHKEY", "an auth key (tskey-auth-...), or file:PATH; TS_AUTH_KEY is read too"),

@@ -1,16 +1,24 @@
-"""Read the Terraform module in terraform/ with python-hcl2: its variables and outputs (for the
-terraform-docs style tables in terraform/README.md) and its context's hooks."""
+"""Read the Terraform modules in terraform/ with python-hcl2: their variables and outputs (for the
+terraform-docs style tables in their README.md) and the context's hooks; and evaluate provider-
+free parts of them with the real `terraform console` where Terraform is installed."""
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 MODULE = REPO / "terraform"
+LEAST_PRIVILEGE = MODULE / "least-privilege"
 HOOKS = MODULE / "hooks.json"
 PHASES = ("init", "plan", "apply", "destroy", "perform")
 
@@ -26,19 +34,19 @@ def unquote(value: Any) -> Any:
     return value
 
 
-def load(name: str) -> dict[str, Any]:
+def load(name: str, module: Path = MODULE) -> dict[str, Any]:
     hcl2 = importlib.import_module("hcl2")  # a test dependency (tox.ini), untyped here
-    with (MODULE / name).open(encoding="utf-8") as f:
+    with (module / name).open(encoding="utf-8") as f:
         data = unquote(hcl2.load(f))
     assert isinstance(data, dict)
     return data
 
 
-def blocks(kind: str) -> dict[str, dict[str, Any]]:
+def blocks(kind: str, module: Path = MODULE) -> dict[str, dict[str, Any]]:
     """Every `kind "NAME" {...}` block of the module's .tf files, by name."""
     found: dict[str, dict[str, Any]] = {}
-    for path in sorted(MODULE.glob("*.tf")):
-        for block in load(path.name).get(kind, []):
+    for path in sorted(module.glob("*.tf")):
+        for block in load(path.name, module).get(kind, []):
             found.update(block)
     return found
 
@@ -64,9 +72,9 @@ def _hcl_value(value: Any) -> str:
     return f"`{json.dumps(value)}`"
 
 
-def variable_rows() -> list[Row]:
+def variable_rows(module: Path = MODULE) -> list[Row]:
     rows = []
-    for name, body in blocks("variable").items():
+    for name, body in blocks("variable", module).items():
         typ = str(body.get("type", "any")).removeprefix("${").removesuffix("}")
         required = "default" not in body
         default = "n/a" if required else _hcl_value(body["default"])
@@ -74,19 +82,54 @@ def variable_rows() -> list[Row]:
     return sorted(rows, key=lambda r: r.name)
 
 
-def inputs_table() -> str:
+def inputs_table(module: Path = MODULE) -> str:
     lines = [
         "| Name | Description | Type | Default | Required |",
         "|------|-------------|------|---------|:--------:|",
     ]
-    for r in variable_rows():
+    for r in variable_rows(module):
         required = "yes" if r.required else "no"
         lines.append(f"| {r.name} | {r.description} | {r.type} | {r.default} | {required} |")
     return "\n".join(lines)
 
 
-def outputs_table() -> str:
+def outputs_table(module: Path = MODULE) -> str:
     lines = ["| Name | Description |", "|------|-------------|"]
-    for name, body in sorted(blocks("output").items()):
+    for name, body in sorted(blocks("output", module).items()):
         lines.append(f"| {name} | {body.get('description', '')} |")
     return "\n".join(lines)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@dataclass(frozen=True)
+class Console:
+    """What `terraform console` said: the value, or the errors (it exits 0 either way)."""
+
+    value: str
+    errors: str
+
+
+def console(files: Sequence[Path], variables: Mapping[str, str], expression: str) -> Console:
+    """`terraform console` on a copy of FILES (which must use no provider), with VARIABLES as
+    -var arguments (values in HCL syntax: lists as ["a"]): the variables' validations run as in
+    a plan. Colours and box drawing removed, the errors on one line."""
+    terraform = shutil.which("terraform")
+    assert terraform is not None
+    with tempfile.TemporaryDirectory() as folder:
+        for path in files:
+            shutil.copy(path, folder)
+        args = [arg for name, value in variables.items() for arg in ("-var", f"{name}={value}")]
+        env = {**os.environ, "TF_CLI_CONFIG_FILE": os.devnull, "CHECKPOINT_DISABLE": "1",
+               "TF_IN_AUTOMATION": "1"}  # fmt: skip
+        result = subprocess.run(
+            [terraform, "console", *args], input=expression + "\n", capture_output=True,
+            text=True, timeout=60, check=False, cwd=folder, env=env,
+        )  # fmt: skip
+    text = _ANSI.sub("", result.stdout + result.stderr)
+    if "Error:" in text or result.returncode != 0:
+        return Console(
+            "", " ".join(text.replace("│", " ").replace("╷", " ").replace("╵", " ").split())
+        )
+    return Console(text.strip(), "")

@@ -5,13 +5,15 @@ literally, across plan and apply in separate containers, on Debian's externally 
 
 Nothing here reaches the internet: pip gets spacetail and its dependencies as wheels built
 from this repository (PIP_NO_INDEX and PIP_FIND_LINKS, pip's own variables), and
-`spacetail install-tailscale` gets tailscale from the loopback mirror
-(SPACETAIL_TAILSCALE_MIRROR, which the hooks pass on as --base-url). The mirror's package
-holds the fake tailscale (tests/fakes/bin), as two-line wrappers.
+`spacetail install-tailscale` gets tailscale from the loopback mirror (SPACETAIL_TAILSCALE_MIRROR,
+which install-tailscale reads). The mirror's package holds the fake tailscale (tests/fakes/bin),
+as two-line wrappers, so its sum is not the pinned one: the run gives it in
+SPACETAIL_TAILSCALE_SHA256, as a context would for a package of its own.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import shutil
@@ -37,6 +39,7 @@ SYSTEM_PYTHON = Path("/usr/bin/python3")
 VENV = ".spacetail-venv"
 DEADLINE = 90.0  # a phase that builds a virtualenv and installs wheels
 TERRAFORM_RAN = "TERRAFORM-RAN"
+PACKAGE = package.package_name(install.DEFAULT_VERSION, install.tailscale_arch())
 
 
 def _require(condition: bool, why: str) -> None:
@@ -113,6 +116,9 @@ def stock_run(
             "PIP_FIND_LINKS": "/mnt/workspace/.wheels",
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
             "SPACETAIL_TAILSCALE_MIRROR": tailscale_mirror.base_url,
+            "SPACETAIL_TAILSCALE_SHA256": hashlib.sha256(
+                tailscale_mirror.files[f"/stable/{PACKAGE}"]
+            ).hexdigest(),
         }
     )
     return run
@@ -137,10 +143,9 @@ def assert_installed_once(run: SpaceliftRun, mirror: Mirror, plan: PhaseResult,
     assert (run.workspace / VENV / "bin" / "spacetail").is_file()
     assert os.path.realpath(venv_python) == os.path.realpath(SYSTEM_PYTHON)
     # The first phase downloaded tailscale; the second, in a fresh container, found it.
-    assert "sha256 verified" in plan.log, plan.describe()
+    assert "sha256 verified (--sha256)" in plan.log, plan.describe()
     assert "already installed" in apply.log, apply.describe()
-    pkg = package.package_name(install.DEFAULT_VERSION, install.tailscale_arch())
-    assert mirror.package_requests(pkg) == 1
+    assert mirror.package_requests(PACKAGE) == 1
     # The venv's bin was added to PATH once, at its end, and carried to the next phase.
     saved = run.saved_env()
     assert saved.count(f"/mnt/workspace/{VENV}/bin") == 1, saved

@@ -75,7 +75,9 @@ def test_install_from_mirror_runs_real_tailscale(
     mirror.publish(VERSION, ARCH, real_package.data)
     lines: list[str] = []
     dest = tmp_path / "cache"
-    folder = install.install_cached(VERSION, mirror.base_url, dest, ARCH, log=lines.append)
+    folder = install.install_cached(
+        VERSION, mirror.base_url, dest, ARCH, sha256=real_package.sha256, log=lines.append
+    )
     assert folder == dest / VERSION
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
         "tailscale",
@@ -85,11 +87,14 @@ def test_install_from_mirror_runs_real_tailscale(
     assert _run(folder / "tailscaled", "--version").splitlines()[0] == VERSION
     size = f"{len(real_package.data) / 1_000_000:.1f} MB"
     assert lines[-1] == (
-        f"downloaded tailscale {VERSION} ({ARCH}, {size}), sha256 verified, installed in {folder}"
+        f"downloaded tailscale {VERSION} ({ARCH}, {size}), sha256 verified (--sha256), "
+        f"installed in {folder}"
     )
     assert install.find_installed(dest) == folder
 
-    again = install.install_cached(VERSION, mirror.base_url, dest, ARCH, log=lines.append)
+    again = install.install_cached(
+        VERSION, mirror.base_url, dest, ARCH, sha256=real_package.sha256, log=lines.append
+    )
     assert again == folder
     assert mirror.package_requests(PKG) == 1
 
@@ -102,11 +107,13 @@ def test_corrupted_mirror_installs_nothing(
     mirror.publish(VERSION, ARCH, bytes(corrupted), real_package.sha256.encode() + b"\n")
     dest = tmp_path / "cache"
     with pytest.raises(OperationFailed) as excinfo:
-        install.install_cached(VERSION, mirror.base_url, dest, ARCH, log=lambda _: None)
+        install.install_cached(
+            VERSION, mirror.base_url, dest, ARCH, trust_server=True, log=lambda _: None
+        )
     got = hashlib.sha256(corrupted).hexdigest()
     assert str(excinfo.value) == (
-        f"checksum mismatch for {PKG}: expected {real_package.sha256}, got {got}; "
-        "nothing was installed"
+        f"checksum mismatch for {PKG}: expected {real_package.sha256} (the server's .sha256 "
+        f"only), got {got}; nothing was installed"
     )
     assert [p.name for p in dest.iterdir() if p.name != ".install.lock"] == []
     assert install.find_installed(dest) is None
@@ -131,7 +138,8 @@ def test_install_tailscale_command_then_up_finds_the_binaries(
     env["TS_LOGIN_SERVER"] = f"http://127.0.0.1:{helpers.free_port()}"
     # The real binaries are 1.96.4, older than the pin users get (the e2e tests run the
     # hooks' own line against the pinned version).
-    command = ["install-tailscale", "--version", VERSION, "--base-url", mirror.base_url]
+    command = ["install-tailscale", "--version", VERSION, "--base-url", mirror.base_url,
+               "--sha256", real_package.sha256]  # fmt: skip
     installed = helpers.run(userland, command, env)
     assert installed.returncode == 0, installed.stderr
     assert "sha256 verified" in installed.stderr
@@ -164,6 +172,8 @@ def test_install_tailscale_dest_puts_both_in_the_folder(
             VERSION,
             "--base-url",
             mirror.base_url,
+            "--sha256",
+            real_package.sha256,
             "--dest",
             str(bin_dir),
         ],
@@ -192,9 +202,10 @@ def test_install_tailscale_without_network_says_which_url_and_what_to_do(
     )  # fmt: skip
     assert result.returncode == 1, result.stderr
     default = install.DEFAULT_VERSION
-    url = f"https://pkgs.tailscale.com/stable/tailscale_{default}_{ARCH}.tgz.sha256"
+    # The pinned version's sum is in the code: the package is the first and only download.
+    url = f"https://pkgs.tailscale.com/stable/tailscale_{default}_{ARCH}.tgz"
     lines = result.stderr.splitlines()
-    assert lines[0] == f"spacetail: downloading tailscale {default} ({ARCH}) from " + url[:-7]
+    assert lines[0] == f"spacetail: downloading tailscale {default} ({ARCH}) from {url}"
     assert lines[-1].startswith(f"spacetail: error: cannot download {url}: ")
     assert lines[-1].endswith(
         "; use --base-url with a mirror of pkgs.tailscale.com, or the spacetail runner image"
@@ -203,3 +214,31 @@ def test_install_tailscale_without_network_says_which_url_and_what_to_do(
     assert "[Errno" not in result.stderr
     assert "spacetail: spacetail:" not in result.stderr
     assert install.find_installed(home / ".spacetail-cache" / "tailscale") is None
+
+
+def test_a_substituted_package_with_a_matching_sha256_is_refused(
+    mirror: Mirror, real_package: Package, userland: helpers.Userland, home: Path, test_id: str
+) -> None:
+    """A mirror (or a compromised server) serving other tailscale binaries under the pinned
+    package's name, with a .sha256 that matches them: refused, naming both sums; the mirror's
+    .sha256 is not even asked for."""
+    pinned = install.DEFAULT_VERSION
+    name = f"tailscale_{pinned}_{ARCH}.tgz"
+    mirror.publish(pinned, ARCH, real_package.data)
+    workspace = home / "workspace"
+    workspace.mkdir()
+    os.chown(workspace, helpers.SPACELIFT_UID, helpers.SPACELIFT_UID)
+    env = helpers.base_env(userland, home / "no-tailscale-here", home, test_id)
+    env["TF_VAR_spacelift_workspace_root"] = str(workspace)
+    env["SPACETAIL_TAILSCALE_MIRROR"] = mirror.base_url  # as a Spacelift context sets it
+    result = helpers.run(userland, ["install-tailscale"], env)
+    assert result.returncode == 1, result.stderr
+    expected = install.PINNED_SHA256[ARCH]
+    assert result.stderr.splitlines()[-1] == (
+        f"spacetail: error: checksum mismatch for {name}: expected {expected} (pinned), "
+        f"got {real_package.sha256}; nothing was installed"
+    )
+    assert "sha256 verified" not in result.stderr
+    assert mirror.package_requests(name) == 1
+    assert mirror.package_requests(name + ".sha256") == 0
+    assert install.find_installed(workspace / ".spacetail-cache" / "tailscale") is None

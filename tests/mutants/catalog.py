@@ -411,4 +411,42 @@ MUTANTS: tuple[Mutant, ...] = (
         '    return True\n    try:\n        with open("/proc/self/stat", "rb") as f:',
         ("tests/faults/test_attacks.py::test_no_credential_in_any_process_environment",),
     ),
+    Mutant(
+        "install-trusts-the-server",
+        "install-tailscale checks the package against the pinned sha256, never the server's",
+        "spacetail/install.py",
+        "_fetch",
+        "    expected = job.checksum.value\n",
+        "    expected = None\n",
+        (
+            "tests/unit/test_install.py::"
+            "test_a_substituted_package_with_a_matching_sha256_file_is_refused",
+            "tests/integration/test_install_mirror.py::"
+            "test_a_substituted_package_with_a_matching_sha256_is_refused",
+        ),
+    ),
+    Mutant(
+        "install-no-deadline",
+        "install-tailscale gives up at its deadline, however slowly a mirror sends",
+        "spacetail/package.py",
+        "Deadline.check",
+        "if self.remaining() <= 0:",
+        "if False:",
+        (
+            "tests/faults/test_install_faults.py::"
+            "test_a_slow_mirror_cannot_keep_install_running_past_its_deadline",
+        ),
+    ),
+    Mutant(
+        "install-unbounded-members",
+        "install-tailscale refuses an archive of more members than a tailscale package has",
+        "spacetail/package.py",
+        "_members",
+        "if count > MAX_MEMBERS:",
+        "if False:",
+        (
+            "tests/faults/test_install_faults.py::"
+            "test_an_archive_of_many_members_is_refused_in_bounded_memory",
+        ),
+    ),
 )

@@ -11,6 +11,7 @@ import stat
 import tarfile
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,12 +19,24 @@ from spacetail import install, package
 from spacetail.errors import ConfigError, OperationFailed
 from tests.mirror import PROXY_VARS, Mirror
 
-VERSION = install.DEFAULT_VERSION
+# A version spacetail pins no sum for: these tests take the mirror's .sha256, as
+# --trust-server-checksum does (install_cached below); the pins have tests of their own.
+VERSION = "1.90.0"
 ARCH = "amd64"
 PKG = f"tailscale_{VERSION}_{ARCH}.tgz"
 PREFIX = f"tailscale_{VERSION}_{ARCH}"
 
 Member = tuple[tarfile.TarInfo, bytes | None]
+
+
+def install_cached(*args: Any, **kwargs: Any) -> Path:
+    kwargs.setdefault("trust_server", True)
+    return install.install_cached(*args, **kwargs)
+
+
+def install_tailscale(*args: Any, **kwargs: Any) -> Path:
+    kwargs.setdefault("trust_server", True)
+    return install.install_tailscale(*args, **kwargs)
 
 
 def member(
@@ -209,7 +222,7 @@ def test_install_unpacks_only_the_executables(mirror: Mirror, tmp_path: Path) ->
     mirror.publish(VERSION, ARCH, build_package(standard_members()))
     log = Log()
     dest = tmp_path / "dest"
-    folder = install.install_cached(VERSION, mirror.base_url, dest, ARCH, log=log)
+    folder = install_cached(VERSION, mirror.base_url, dest, ARCH, log=log)
     assert folder == dest / VERSION
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
         "tailscale",
@@ -221,7 +234,7 @@ def test_install_unpacks_only_the_executables(mirror: Mirror, tmp_path: Path) ->
     assert stat.S_IMODE(folder.stat().st_mode) == 0o755
     assert leftovers(dest) == [VERSION]
     assert f"downloaded tailscale {VERSION} ({ARCH}, " in log.text()
-    assert f"sha256 verified, installed in {folder}" in log.text()
+    assert f"sha256 verified (the server's .sha256 only), installed in {folder}" in log.text()
     # The CLI's log adds "spacetail: "; a line of its own would print it twice.
     assert not any(line.startswith("spacetail") for line in log.lines)
 
@@ -230,7 +243,7 @@ def test_default_log_goes_to_stderr(
     mirror: Mirror, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     mirror.publish(VERSION, ARCH, build_package(standard_members()))
-    install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH)
+    install_cached(VERSION, mirror.base_url, tmp_path, ARCH)
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "sha256 verified" in captured.err
@@ -242,28 +255,28 @@ def test_checksum_file_with_file_name(mirror: Mirror, tmp_path: Path) -> None:
     package = build_package(standard_members())
     sha = hashlib.sha256(package).hexdigest().upper().encode() + f"  {PKG}\n".encode()
     mirror.publish(VERSION, ARCH, package, sha)
-    folder = install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    folder = install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
     assert (folder / "tailscaled").is_file()
 
 
 def test_install_is_idempotent(mirror: Mirror, tmp_path: Path) -> None:
     mirror.publish(VERSION, ARCH, build_package(standard_members()))
-    first = install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    first = install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
     inode = (first / "tailscaled").stat().st_ino
     log = Log()
-    second = install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=log)
+    second = install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=log)
     assert second == first
     assert (second / "tailscaled").stat().st_ino == inode
-    assert mirror.package_requests() == 1
+    assert mirror.package_requests(PKG) == 1
     assert "already installed" in log.text()
 
 
 def test_changed_executable_is_reinstalled(mirror: Mirror, tmp_path: Path) -> None:
     mirror.publish(VERSION, ARCH, build_package(standard_members()))
-    folder = install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    folder = install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
     (folder / "tailscaled").write_bytes(b"#!/bin/sh\necho tampered\n")
-    install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
-    assert mirror.package_requests() == 2
+    install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    assert mirror.package_requests(PKG) == 2
     assert (folder / "tailscaled").read_bytes() == script(f"tailscaled {VERSION}")
     assert leftovers(tmp_path) == [VERSION]
 
@@ -271,8 +284,8 @@ def test_changed_executable_is_reinstalled(mirror: Mirror, tmp_path: Path) -> No
 def test_other_arch_in_the_same_folder_is_replaced(mirror: Mirror, tmp_path: Path) -> None:
     mirror.publish(VERSION, ARCH, build_package(standard_members()))
     mirror.publish(VERSION, "arm64", build_package(standard_members(arch="arm64")))
-    install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
-    install.install_cached(VERSION, mirror.base_url, tmp_path, "arm64", log=Log())
+    install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    install_cached(VERSION, mirror.base_url, tmp_path, "arm64", log=Log())
     assert mirror.package_requests(f"tailscale_{VERSION}_arm64.tgz") == 1
     assert leftovers(tmp_path) == [VERSION]
 
@@ -283,10 +296,11 @@ def test_checksum_mismatch_installs_nothing(mirror: Mirror, tmp_path: Path) -> N
     mirror.publish(VERSION, ARCH, package, wrong.encode() + b"\n")
     dest = tmp_path / "dest"
     with pytest.raises(OperationFailed) as excinfo:
-        install.install_cached(VERSION, mirror.base_url, dest, ARCH, log=Log())
+        install_cached(VERSION, mirror.base_url, dest, ARCH, log=Log())
     actual = hashlib.sha256(package).hexdigest()
     assert str(excinfo.value) == (
-        f"checksum mismatch for {PKG}: expected {wrong}, got {actual}; nothing was installed"
+        f"checksum mismatch for {PKG}: expected {wrong} (the server's .sha256 only), "
+        f"got {actual}; nothing was installed"
     )
     assert leftovers(dest) == []
     assert install.find_installed(dest) is None
@@ -295,7 +309,7 @@ def test_checksum_mismatch_installs_nothing(mirror: Mirror, tmp_path: Path) -> N
 def test_checksum_file_without_digest(mirror: Mirror, tmp_path: Path) -> None:
     mirror.publish(VERSION, ARCH, build_package(standard_members()), b"<html>oops</html>\n")
     with pytest.raises(OperationFailed, match=r"does not hold a sha256 digest"):
-        install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+        install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
     assert leftovers(tmp_path) == []
 
 
@@ -303,7 +317,7 @@ def refused(mirror: Mirror, tmp_path: Path, members: list[Member]) -> str:
     mirror.publish(VERSION, ARCH, build_package(members))
     dest = tmp_path / "dest"
     with pytest.raises(OperationFailed) as excinfo:
-        install.install_cached(VERSION, mirror.base_url, dest, ARCH, log=Log())
+        install_cached(VERSION, mirror.base_url, dest, ARCH, log=Log())
     assert leftovers(dest) == []
     assert not (tmp_path / "evil").exists()
     return str(excinfo.value)
@@ -346,7 +360,7 @@ def test_missing_executable_is_refused(mirror: Mirror, tmp_path: Path) -> None:
 def test_symlink_elsewhere_is_not_followed(mirror: Mirror, tmp_path: Path) -> None:
     link = member(f"{PREFIX}/systemd/link", kind=tarfile.SYMTYPE, linkname="/etc/passwd")
     mirror.publish(VERSION, ARCH, build_package([*standard_members(), link]))
-    folder = install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    folder = install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
     assert not (folder / "systemd").exists()
     assert not (folder / "link").exists()
 
@@ -354,13 +368,13 @@ def test_symlink_elsewhere_is_not_followed(mirror: Mirror, tmp_path: Path) -> No
 def test_not_a_tarball(mirror: Mirror, tmp_path: Path) -> None:
     mirror.publish(VERSION, ARCH, b"not a tarball at all")
     with pytest.raises(OperationFailed, match=r"cannot be unpacked.*nothing was installed"):
-        install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+        install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
     assert leftovers(tmp_path) == []
 
 
 def test_missing_package_gives_http_status(mirror: Mirror, tmp_path: Path) -> None:
     with pytest.raises(OperationFailed) as excinfo:
-        install.install_cached("1.2.3", mirror.base_url, tmp_path, ARCH, log=Log())
+        install_cached("1.2.3", mirror.base_url, tmp_path, ARCH, log=Log())
     message = str(excinfo.value)
     assert "HTTP 404" in message
     assert "tailscale_1.2.3_amd64.tgz.sha256" in message
@@ -374,7 +388,7 @@ def test_oversized_download_is_cut(
     monkeypatch.setattr(install, "MAX_PACKAGE_BYTES", 100)
     mirror.publish(VERSION, ARCH, build_package(standard_members()))
     with pytest.raises(OperationFailed, match=r"larger than 100 bytes"):
-        install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+        install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
     assert leftovers(tmp_path) == []
 
 
@@ -392,7 +406,7 @@ def test_unreachable_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     # Nothing listens on the port any more: the connection is refused.
     base_url = f"http://127.0.0.1:{port}"
     with pytest.raises(OperationFailed) as excinfo:
-        install.install_cached(VERSION, base_url, tmp_path, ARCH, log=Log())
+        install_cached(VERSION, base_url, tmp_path, ARCH, log=Log())
     assert str(excinfo.value) == (
         f"cannot download {base_url}/{PKG}.sha256: connection refused; "
         "check --base-url, or use the spacetail runner image"
@@ -410,7 +424,7 @@ def test_no_dns_names_the_url_and_what_to_do(
     for module in (install, package):
         monkeypatch.setattr(module, "DEFAULT_BASE_URL", "https://pkgs.tailscale.invalid/stable")
     with pytest.raises(OperationFailed) as excinfo:
-        install.install_cached(VERSION, package.DEFAULT_BASE_URL, tmp_path, ARCH, log=Log())
+        install_cached(VERSION, package.DEFAULT_BASE_URL, tmp_path, ARCH, log=Log())
     message = str(excinfo.value)
     url = f"https://pkgs.tailscale.invalid/stable/{PKG}.sha256"
     assert message.startswith(f"cannot download {url}: ")
@@ -426,7 +440,7 @@ def test_a_stale_proxy_variable_is_named(tmp_path: Path, monkeypatch: pytest.Mon
         port = probe.getsockname()[1]
     monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{port}")
     with pytest.raises(OperationFailed) as excinfo:
-        install.install_cached(VERSION, "https://mirror.invalid/x", tmp_path, ARCH, log=Log())
+        install_cached(VERSION, "https://mirror.invalid/x", tmp_path, ARCH, log=Log())
     assert "https_proxy is set: unset it if that proxy is gone, or check --base-url" in str(
         excinfo.value
     )
@@ -442,7 +456,7 @@ def test_dest_puts_the_executables_in_the_folder(mirror: Mirror, tmp_path: Path)
     (bin_dir / "other-tool").write_bytes(b"keep me")
     (bin_dir / "tailscale").write_bytes(b"an older one")
     log = Log()
-    folder = install.install_tailscale(VERSION, mirror.base_url, bin_dir, ARCH, log=log)
+    folder = install_tailscale(VERSION, mirror.base_url, bin_dir, ARCH, log=log)
     assert folder == bin_dir
     for name in ("tailscale", "tailscaled"):
         assert (bin_dir / name).read_bytes() == script(f"{name} {VERSION}")
@@ -456,9 +470,9 @@ def test_dest_puts_the_executables_in_the_folder(mirror: Mirror, tmp_path: Path)
     assert not [p for p in bin_dir.iterdir() if p.name.startswith(".partial-")]
     assert f"installed in {bin_dir}" in log.text()
     again = Log()
-    assert install.install_tailscale(VERSION, mirror.base_url, bin_dir, ARCH, log=again) == bin_dir
+    assert install_tailscale(VERSION, mirror.base_url, bin_dir, ARCH, log=again) == bin_dir
     assert "already installed" in again.text()
-    assert mirror.package_requests() == 1
+    assert mirror.package_requests(PKG) == 1
 
 
 def test_dest_install_that_fails_leaves_the_folder_as_it_was(
@@ -469,7 +483,7 @@ def test_dest_install_that_fails_leaves_the_folder_as_it_was(
     bin_dir.mkdir()
     (bin_dir / "tailscale").write_bytes(b"an older one")
     with pytest.raises(OperationFailed, match="checksum mismatch"):
-        install.install_tailscale(VERSION, mirror.base_url, bin_dir, ARCH, log=Log())
+        install_tailscale(VERSION, mirror.base_url, bin_dir, ARCH, log=Log())
     assert sorted(p.name for p in bin_dir.iterdir() if p.name != ".install.lock") == ["tailscale"]
     assert (bin_dir / "tailscale").read_bytes() == b"an older one"
 
@@ -481,10 +495,10 @@ def test_without_dest_the_versioned_cache_is_used(
     mirror.publish(VERSION, ARCH, build_package(standard_members()))
     cache = install.default_install_dir()
     for dest in (None, cache):
-        folder = install.install_tailscale(VERSION, mirror.base_url, dest, ARCH, log=Log())
+        folder = install_tailscale(VERSION, mirror.base_url, dest, ARCH, log=Log())
         assert folder == cache / VERSION
     assert install.find_installed() == cache / VERSION
-    assert mirror.package_requests() == 1
+    assert mirror.package_requests(PKG) == 1
 
 
 def test_silent_mirror_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -496,7 +510,7 @@ def test_silent_mirror_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         silent.listen(4)
         port = silent.getsockname()[1]
         with pytest.raises(OperationFailed, match=r"timed out"):
-            install.install_cached(VERSION, f"http://127.0.0.1:{port}", tmp_path, ARCH, log=Log())
+            install_cached(VERSION, f"http://127.0.0.1:{port}", tmp_path, ARCH, log=Log())
     assert leftovers(tmp_path) == []
 
 
@@ -506,11 +520,9 @@ def test_proxy_variables_are_honoured(
     mirror.publish(VERSION, ARCH, build_package(standard_members()))
     # The mirror doubles as the proxy; the .invalid name is never resolved by anyone.
     monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{mirror.port}")
-    folder = install.install_cached(
-        VERSION, "http://mirror.invalid/stable", tmp_path, ARCH, log=Log()
-    )
+    folder = install_cached(VERSION, "http://mirror.invalid/stable", tmp_path, ARCH, log=Log())
     assert (folder / "tailscale").is_file()
-    assert mirror.package_requests() == 1
+    assert mirror.package_requests(PKG) == 1
 
 
 def test_stale_partial_folder_is_removed(mirror: Mirror, tmp_path: Path) -> None:
@@ -518,7 +530,7 @@ def test_stale_partial_folder_is_removed(mirror: Mirror, tmp_path: Path) -> None
     (stale / "out").mkdir(parents=True)
     (stale / "out" / "tailscale").write_bytes(b"half")
     mirror.publish(VERSION, ARCH, build_package(standard_members()))
-    install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
     assert leftovers(tmp_path) == [VERSION]
 
 
@@ -534,7 +546,7 @@ def test_concurrent_installs_download_once(mirror: Mirror, tmp_path: Path) -> No
     def run() -> None:
         try:
             barrier.wait(timeout=30)
-            folder = install.install_cached(VERSION, mirror.base_url, dest, ARCH, log=Log())
+            folder = install_cached(VERSION, mirror.base_url, dest, ARCH, log=Log())
         except BaseException as exc:
             with guard:
                 errors.append(exc)
@@ -550,7 +562,7 @@ def test_concurrent_installs_download_once(mirror: Mirror, tmp_path: Path) -> No
     assert not any(thread.is_alive() for thread in threads)
     assert errors == []
     assert results == [dest / VERSION] * workers
-    assert mirror.package_requests() == 1
+    assert mirror.package_requests(PKG) == 1
     assert leftovers(dest) == [VERSION]
 
 
@@ -606,5 +618,134 @@ def test_find_installed_uses_default_dir(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
 def test_find_installed_after_install(mirror: Mirror, tmp_path: Path) -> None:
     mirror.publish(VERSION, ARCH, build_package(standard_members()))
-    folder = install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    folder = install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
     assert install.find_installed(tmp_path) == folder
+
+
+# --- which sha256: the pin, --sha256, or knowingly the server's -------------------------------
+
+PINNED = install.DEFAULT_VERSION
+PINNED_PKG = f"tailscale_{PINNED}_{ARCH}.tgz"
+
+
+def test_the_pinned_version_has_a_sum_for_each_image_architecture() -> None:
+    assert set(install.PINNED_SHA256) == {"amd64", "arm64"}
+    for arch, digest in install.PINNED_SHA256.items():
+        assert install.expected_checksum(PINNED, arch) == install.Checksum(digest, "pinned")
+
+
+def test_a_substituted_package_with_a_matching_sha256_file_is_refused(
+    mirror: Mirror, tmp_path: Path
+) -> None:
+    """The server's .sha256 is never asked for: the pin decides, whatever the server says."""
+    substitute = build_package(standard_members(PINNED))
+    mirror.publish(PINNED, ARCH, substitute)  # with a .sha256 that matches the substitute
+    dest = tmp_path / "dest"
+    with pytest.raises(OperationFailed) as excinfo:
+        install.install_cached(PINNED, mirror.base_url, dest, ARCH, log=Log())
+    received = hashlib.sha256(substitute).hexdigest()
+    assert str(excinfo.value) == (
+        f"checksum mismatch for {PINNED_PKG}: expected {install.PINNED_SHA256[ARCH]} (pinned), "
+        f"got {received}; nothing was installed"
+    )
+    assert mirror.package_requests(PINNED_PKG + ".sha256") == 0
+    assert leftovers(dest) == []
+
+
+def test_trusting_the_server_does_not_override_the_pin(mirror: Mirror, tmp_path: Path) -> None:
+    mirror.publish(PINNED, ARCH, build_package(standard_members(PINNED)))
+    with pytest.raises(OperationFailed, match=r"\(pinned\), got"):
+        install.install_cached(PINNED, mirror.base_url, tmp_path, ARCH, trust_server=True,
+                               log=Log())  # fmt: skip
+
+
+def test_another_version_needs_its_sha256(mirror: Mirror, tmp_path: Path) -> None:
+    mirror.publish(VERSION, ARCH, build_package(standard_members()))
+    with pytest.raises(ConfigError) as excinfo:
+        install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+    assert str(excinfo.value) == (
+        f"--sha256: spacetail pins no sha256 for {PKG}; pass --sha256 with the sum Tailscale "
+        "publishes for it, or --trust-server-checksum to take the server's own .sha256 (which "
+        "proves only that the download is whole)"
+    )
+    assert sum(mirror.requests.values()) == 0
+    assert leftovers(tmp_path) == []
+
+
+def test_the_pinned_version_on_another_architecture_needs_its_sha256() -> None:
+    with pytest.raises(ConfigError, match=r"^--sha256: spacetail pins no sha256 for "):
+        install.expected_checksum(PINNED, "386")
+
+
+def test_a_given_sha256_is_checked_and_the_server_sum_ignored(
+    mirror: Mirror, tmp_path: Path
+) -> None:
+    package = build_package(standard_members())
+    mirror.publish(VERSION, ARCH, package, b"0" * 64 + b"\n")
+    digest = hashlib.sha256(package).hexdigest()
+    log = Log()
+    folder = install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH,
+                                    sha256=digest.upper(), log=log)  # fmt: skip
+    assert (folder / "tailscaled").read_bytes() == script(f"tailscaled {VERSION}")
+    assert "sha256 verified (--sha256)" in log.text()
+    assert mirror.package_requests(PKG + ".sha256") == 0
+    other = tmp_path / "other"
+    with pytest.raises(OperationFailed) as excinfo:
+        install.install_cached(VERSION, mirror.base_url, other, ARCH, sha256="1" * 64, log=log)
+    assert f"expected {'1' * 64} (--sha256), got {digest}" in str(excinfo.value)
+    assert leftovers(other) == []
+
+
+def test_the_servers_sum_only_when_asked(mirror: Mirror, tmp_path: Path) -> None:
+    mirror.publish(VERSION, ARCH, build_package(standard_members()))
+    log = Log()
+    install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, trust_server=True, log=log)
+    assert "sha256 verified (the server's .sha256 only)" in log.text()
+    assert mirror.package_requests(PKG + ".sha256") == 1
+
+
+@pytest.mark.parametrize(
+    ("sha256", "trust", "message"),
+    [
+        ("abc", False, '--sha256: "abc" is not a sha256 (64 hexadecimal digits)'),
+        ("g" * 64, False, f'--sha256: "{"g" * 64}" is not a sha256 (64 hexadecimal digits)'),
+        ("a" * 64, True, "--trust-server-checksum: set together with --sha256; use one of them"),
+    ],
+)
+def test_bad_checksum_settings(sha256: str, trust: bool, message: str) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        install.expected_checksum(VERSION, ARCH, sha256, trust_server=trust)
+    assert str(excinfo.value) == message
+
+
+def raw(**values: str) -> dict[str, tuple[str, str]]:
+    from spacetail.settings import INSTALL, raw_values
+
+    env = {s.env: values.get(s.key.replace("-", "_"), "") for s in INSTALL}
+    return raw_values(INSTALL, env, {})
+
+
+def test_settings_from_variables(mirror: Mirror, tmp_path: Path) -> None:
+    """What a Spacelift context sets for the stock-image hook, which passes no flags."""
+    package = build_package(standard_members())
+    mirror.publish(VERSION, ARCH, package)
+    values = raw(version=VERSION, sha256=hashlib.sha256(package).hexdigest(),
+                 base_url=mirror.base_url, timeout="30s")  # fmt: skip
+    folder = install.install_from_settings(values, tmp_path / "bin", ARCH, log=Log())
+    assert (folder / "tailscale").read_bytes() == script(f"tailscale {VERSION}")
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"version": "1.9x"}, 'SPACETAIL_TAILSCALE_VERSION: "1.9x" is not a tailscale version'),
+        ({"timeout": "soon"}, "SPACETAIL_INSTALL_TIMEOUT: "),
+        ({"trust_server_checksum": "maybe"}, "SPACETAIL_TAILSCALE_TRUST_SERVER_CHECKSUM: "),
+        ({"version": VERSION}, "--sha256: spacetail pins no sha256 for"),
+    ],
+)
+def test_bad_settings_from_variables(values: dict[str, str], message: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        install.install_from_settings(raw(**values), tmp_path, ARCH, log=Log())
+    assert str(excinfo.value).startswith(message)
+    assert leftovers(tmp_path) == []

@@ -15,13 +15,15 @@ from typing import Any
 import pytest
 
 from tests import terraform_module as tf
+from tests.unit.test_terraform_module import PER_SCOPE, cli_variables
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "plugin" / "plugin.py"
 MANIFEST = REPO / "plugin" / "plugin.yaml"
 SECRETS = {"TS_AUTHKEY", "TS_CLIENT_SECRET", "TS_ID_TOKEN"}
 VARIABLES = SECRETS | {"TS_CLIENT_ID", "TS_AUDIENCE", "SPACETAIL_TAGS", "TS_HOSTNAME",
-                       "SPACETAIL_FORWARDS", "TS_EXTRA_ARGS", "SPACETAIL_PIP_SPEC"}  # fmt: skip
+                       "SPACETAIL_FORWARDS", "TS_EXTRA_ARGS", "SPACETAIL_PIP_SPEC",
+                       *PER_SCOPE}  # fmt: skip
 
 
 def manifest() -> dict[str, Any]:
@@ -95,7 +97,6 @@ def test_parameters_map_to_spacetails_variables() -> None:
         assert variable["sensitive"] is param["sensitive"] is (key in SECRETS), key
         # Optional and empty by default: an empty variable is unset for spacetail.
         assert param["required"] is False and param["default"] == "", key
-    assert context()["labels"] == ["autoattach:tailscale"]
 
 
 def test_spaceforge_is_not_a_runtime_dependency() -> None:
@@ -104,3 +105,29 @@ def test_spaceforge_is_not_a_runtime_dependency() -> None:
     assert "spaceforge==1.9.0" in (REPO / "tox.ini").read_text("utf-8")
     # Nothing in the plugin runs a hook method: no spaceforge needed in the run either.
     assert not any("spaceforge" in line for hooks in context()["hooks"].values() for line in hooks)
+
+
+def test_the_context_attaches_only_where_the_installer_says() -> None:
+    """No hard-coded label: a label such as autoattach:tailscale would attach every install
+    (every tailnet) to every stack labelled tailscale. The label is chosen at install."""
+    assert "labels" not in context()
+    assert "autoattach" not in MANIFEST.read_text(encoding="utf-8")
+
+
+def test_the_usage_text_says_how_to_attach_and_authenticate() -> None:
+    usage = manifest()["description"]
+    assert "## Usage" in usage
+    for words in ("label you give the plugin", "one** way of authenticating", "Tags"):
+        assert words in usage, words
+    readme = (REPO / "plugin" / "README.md").read_text(encoding="utf-8")
+    assert "no label of its own" in readme
+    for key in {v["key"] for v in context()["env"]}:
+        assert f"`{key}`" in readme, key
+
+
+def test_the_variables_it_sets_are_the_clis() -> None:
+    """The same names as the module's and the CLI's, the per-scope ones included (one list,
+    tests/unit/test_terraform_module.py's PER_SCOPE, until settings.py declares them)."""
+    keys = {v["key"] for v in context()["env"]}
+    assert keys <= cli_variables(), keys - cli_variables()
+    assert set(PER_SCOPE) <= keys
