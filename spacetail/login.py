@@ -100,7 +100,8 @@ class Login:
         self.deadline = deadline if deadline is not None else clock() + cfg.timeout
         self.backend_state: str | None = None
         self.last_error: str | None = None  # tailscale's last login error, as last read
-        self.problem: Failure | None = None  # what last went wrong; once FAILED, the verdict
+        self.problem: Failure | None = None  # what last went wrong
+        self.verdict: Failure | None = None  # why the login gave up, until it runs again
         self.attempts = 0
         self.running_since: float | None = None
         self.attempt: Attempt | None = None
@@ -118,13 +119,12 @@ class Login:
         self._phase = new
 
     def report(self) -> Problem:
-        """What the status says of the login: the last problem, and the verdict's advice."""
-        p = self.problem
-        if p is None:
-            return Problem()
-        if self._phase is not Phase.FAILED:
-            return Problem(reason=p.line)
-        return Problem(reason=p.line, advice=p.advice, setting=p.setting, exit_code=p.exit_code)
+        """What the status says of the login: the last problem and, once it gave up, the
+        verdict's advice (also while the manager stops after it: `up` reads it then)."""
+        v = self.verdict
+        if v is not None:
+            return Problem(reason=v.line, advice=v.advice, setting=v.setting, exit_code=v.exit_code)
+        return Problem(reason=self.problem.line) if self.problem else Problem()
 
     # --- what the manager tells it ------------------------------------------------------
 
@@ -158,6 +158,7 @@ class Login:
             return
         if backend == "Running" and self._phase.logging_in:
             self.change(Phase.RUNNING)
+            self.verdict = None
             self.running_since = self.clock()
             self.retry_at = None
             self.ended = None
@@ -261,7 +262,7 @@ class Login:
         self.ended = None
         self.change(Phase.FAILED)
         verdict = replace(failure, line=reason) if failure else diagnose(reason)
-        self.problem = verdict
+        self.problem = self.verdict = verdict
         self.outcome.note(f"gave up: {reason} ({verdict.advice})")
         self.outcome.failed(verdict)
 

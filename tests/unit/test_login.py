@@ -240,3 +240,16 @@ def test_the_phase_changes_only_as_the_table_allows(bed: Bed) -> None:
         bed.login.change(Phase.LOGIN)
     with pytest.raises(IllegalTransition):
         bed.login.change(Phase.RUNNING)
+
+
+def test_the_verdict_outlives_the_stop_that_follows_it(tmp_path: Path) -> None:
+    """A manager whose login failed stops at once; `up` may read the verdict only then (from
+    last-stop.json): its setting and exit code must still be there."""
+    bed = Bed(tmp_path, TS_EXTRA_ARGS="--bogus")
+    bed.login.api_ready()
+    bed.end_attempt(2, "flag provided but not defined: -bogus\nUSAGE of tailscale up")
+    assert phase(bed.login) is Phase.FAILED
+    bed.login.stop()
+    report = bed.login.report()
+    assert report.setting == "TS_EXTRA_ARGS" and report.exit_code == 2 and report.advice
+    assert (report.reason or "").startswith("flag provided but not defined: -bogus")
