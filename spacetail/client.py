@@ -12,7 +12,7 @@ from pathlib import Path
 from spacetail import control, statedir
 from spacetail.errors import OperationFailed
 from spacetail.identity import ProvenProcess
-from spacetail.paths import Paths, check_private_dir
+from spacetail.paths import Paths
 from spacetail.statedir import Probe
 
 TYPE_CHECKING = False  # keeps typing and config out of `spacetail status`
@@ -89,8 +89,7 @@ def down(
 
     done: list[str] = []
     proxies: dict[str, str] | None = None
-    if paths.root.is_dir():
-        check_private_dir(paths.root, paths.setting)
+    if statedir.check(paths):
         with statedir.control_lock(paths, best_effort=True) as locked:
             if not locked:
                 done.append(f"could not lock {paths.ctl_lock} (read-only?); went on without")
@@ -128,12 +127,7 @@ def _default_proxies() -> dict[str, str]:
 
 def status(paths: Paths) -> dict[str, Any]:
     """One JSON-able object; works, and says so, when nothing runs."""
-    try:
-        exists = paths.root.is_dir()
-    except PermissionError:
-        exists = True  # a folder we may not look into: check_private_dir says whose it is
-    if exists:
-        check_private_dir(paths.root, paths.setting)
+    exists = statedir.check(paths)
     p = statedir.probe(paths) if exists else statedir.NOTHING
     if p.status is not None:
         result = dict(p.status)
@@ -166,6 +160,7 @@ def status(paths: Paths) -> dict[str, Any]:
 
 def wait(paths: Paths, timeout: float, peers: tuple[str, ...] = ()) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
+    statedir.check(paths)
     try:
         reply = control.ControlClient(paths.control_socket).request(
             {"cmd": "wait", "until": "running", "timeout": timeout}, timeout=timeout + 5
@@ -237,3 +232,16 @@ def wait_for_peers(reply: dict[str, Any], peers: tuple[str, ...], deadline: floa
         if pending:
             # A new node's view of the tailnet fills in over seconds: ask again, not in a spin.
             time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+
+# --- logs ---------------------------------------------------------------------------------
+
+
+def logs(paths: Paths, *, tailscaled: bool, lines: int) -> tuple[Path, str]:
+    """The log asked for and its last LINES lines (empty when there is none), read only from a
+    state folder that passes the same checks as every other command's."""
+    from spacetail.log import tail
+
+    statedir.check(paths)
+    path = paths.tailscaled_log if tailscaled else paths.manager_log
+    return path, tail(path, lines, max_bytes=max(16384, lines * 400))

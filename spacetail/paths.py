@@ -132,6 +132,21 @@ def ensure_private_dir(path: Path, setting: str = "SPACETAIL_DIR") -> None:
     check_private_dir(path, setting)
 
 
+def check_existing_dir(path: Path, setting: str = "SPACETAIL_DIR") -> bool:
+    """ensure_private_dir's checks, creating nothing (for the commands that only look): a PATH
+    that exists must pass check_private_dir; a missing one must have nothing above it that
+    another user could change, or they could create it a moment later. Whether PATH exists."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        check_ancestors(path, setting, missing_ok=True)
+        return False
+    except OSError as exc:
+        raise _unusable(path, setting, exc) from exc
+    check_private_dir(path, setting)
+    return True
+
+
 def _create_private(path: Path, setting: str) -> None:
     """Create what is missing of PATH one level at a time, 0700, checking each folder before
     going deeper: nothing is created inside a folder another user could change."""
@@ -157,6 +172,7 @@ def check_private_dir(path: Path, setting: str = "SPACETAIL_DIR") -> None:
     except OSError as exc:
         raise _unusable(path, setting, exc) from exc
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        check_ancestors(path, setting)  # planted in a folder another user controls: the cause
         raise ConfigError(
             f"{setting}: {path} is not a plain folder (a symlink or a file); "
             f"remove it or point {_dir_setting(setting)} elsewhere"
@@ -182,21 +198,26 @@ def _dir_setting(setting: str) -> str:
     return setting if setting in ("SPACETAIL_DIR", "--dir") else "SPACETAIL_DIR"
 
 
-def check_ancestors(path: Path, setting: str) -> None:
+def check_ancestors(path: Path, setting: str, *, missing_ok: bool = False) -> None:
     """Every folder above PATH, as written and as resolved, is one no other user can change:
     owned by root or by us, and not writable by others unless sticky (like /tmp, whose entries
     then belong to their creator); a symlink on the way belongs to root or to us. Otherwise
-    another user could swap a folder on the way for one holding their own files."""
+    another user could swap a folder on the way for one holding their own files. With
+    MISSING_OK, folders that do not exist (yet) are skipped."""
     literal = list(reversed(path.parents))
     resolved = list(reversed(Path(os.path.realpath(path.parent)).parents))
     resolved.append(Path(os.path.realpath(path.parent)))
     for folder in literal + resolved:
-        _check_above(folder, path, setting)
+        _check_above(folder, path, setting, missing_ok=missing_ok)
 
 
-def _check_above(folder: Path, path: Path, setting: str) -> None:
+def _check_above(folder: Path, path: Path, setting: str, *, missing_ok: bool = False) -> None:
     try:
         st = os.lstat(folder)
+    except FileNotFoundError as exc:
+        if missing_ok:
+            return
+        raise _unusable(path, setting, exc) from exc
     except OSError as exc:
         raise _unusable(path, setting, exc) from exc
     me = os.getuid()

@@ -13,7 +13,7 @@ from pathlib import Path
 from spacetail import control
 from spacetail.errors import OperationFailed
 from spacetail.identity import ProcessIdentity, ProvenProcess
-from spacetail.paths import Paths, ensure_private_dir, open_regular
+from spacetail.paths import Paths, check_existing_dir, ensure_private_dir, open_regular
 
 TYPE_CHECKING = False  # keeps typing and filelock out of `spacetail status` until needed
 if TYPE_CHECKING:
@@ -117,11 +117,25 @@ def read_record(path: Path) -> tuple[dict[str, Any] | None, bool]:
     return (data, False) if isinstance(data, dict) else (None, True)
 
 
-def prepare(paths: Paths) -> None:
-    """Create the private folders (0700) or refuse ones that others could tamper with."""
+def check(paths: Paths, *, create: bool = False) -> bool:
+    """The one gate before anything in the state or runtime folders is trusted, for every
+    command: each private folder (state, keys, sockets) is ours, 0700, and below nothing another
+    user could change. With CREATE (`up`, the manager) missing ones are made 0700; without,
+    nothing is created. Raises ConfigError naming the folder and the fix; returns whether the
+    state folder exists."""
+    exists = True
     for folder in paths.private_dirs():
         setting = paths.setting if folder == paths.root else "XDG_RUNTIME_DIR"
-        ensure_private_dir(folder, setting)
+        if create:
+            ensure_private_dir(folder, setting)
+        elif not check_existing_dir(folder, setting) and folder == paths.root:
+            exists = False
+    return exists
+
+
+def prepare(paths: Paths) -> None:
+    """Create the private folders (0700) or refuse ones that others could tamper with."""
+    check(paths, create=True)
 
 
 # --- secrets ------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ class Mutant:
 PROMISES = "tests/integration/test_promises.py"
 FAULTS = "tests/faults/test_faults.py"
 PROMISES_FAULTS = "tests/faults/test_promises.py"
+TRUST = "tests/faults/test_trust.py"
 SHELL_EXIT = 'self.stop(f"the phase\'s shell (pid {self.watch_pid}) exited")'
 
 MUTANTS: tuple[Mutant, ...] = (
@@ -325,5 +326,18 @@ MUTANTS: tuple[Mutant, ...] = (
         '    try:\n        with open("/proc/self/stat", "rb") as f:',
         '    return True\n    try:\n        with open("/proc/self/stat", "rb") as f:',
         ("tests/faults/test_attacks.py::test_no_credential_in_any_process_environment",),
+    ),
+    Mutant(
+        "folders-unchecked",
+        "every command checks the state and runtime folders as `up` does before trusting them",
+        "spacetail/statedir.py",
+        "check",
+        "elif not check_existing_dir(folder, setting) and folder == paths.root:",
+        "elif not folder.is_dir() and folder == paths.root:",
+        (
+            f"{TRUST}::test_down_never_signals_for_a_socket_another_user_planted",
+            f"{TRUST}::test_env_wait_and_status_never_take_another_users_socket_for_the_manager",
+            f"{TRUST}::test_down_never_removes_files_where_a_planted_key_folder_points",
+        ),
     ),
 )
