@@ -150,12 +150,25 @@ def write_secret(paths: Paths, name: str, payload: str) -> Path:
 
 
 def clear_secrets(paths: Paths) -> list[str]:
-    """Remove secret files a killed manager may have left; returns what was removed."""
-    removed = []
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(paths.secrets_dir):
-            if entry.name.startswith(SECRET_PREFIX) and remove_file(Path(entry.path)):
-                removed.append(entry.name)
+    """Remove secret files a killed manager may have left; returns what was removed. The key
+    folder is opened without following a symlink and only if it is ours: a link planted in its
+    place never leads the removal into someone else's folder."""
+    removed: list[str] = []
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(paths.secrets_dir, flags)
+    except OSError:
+        return removed
+    try:
+        if os.fstat(fd).st_uid != os.getuid():
+            return removed
+        for name in os.listdir(fd):
+            if name.startswith(SECRET_PREFIX):
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=fd)
+                    removed.append(name)
+    finally:
+        os.close(fd)
     return removed
 
 

@@ -1,5 +1,5 @@
-"""The state folder's rules in isolation: the one gate every command passes before it trusts
-anything there (`statedir.check`)."""
+"""The state folder's rules in isolation: the one gate every command passes (`statedir.check`),
+and the key folder's cleaning that never follows a link."""
 
 from __future__ import annotations
 
@@ -15,8 +15,31 @@ from spacetail.paths import Paths
 ROOT_ONLY = pytest.mark.skipif(os.getuid() != 0, reason="needs root to make files of other uids")
 
 
+# --- the key folder ---------------------------------------------------------------------------
+
+
 def paths_in(tmp_path: Path) -> Paths:
     return Paths(tmp_path / "state", tmp_path / "run")
+
+
+def test_clear_secrets_never_follows_a_link_at_the_key_folder(tmp_path: Path) -> None:
+    paths = paths_in(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "auth-precious").write_text("not spacetail's")
+    paths.runtime.mkdir()
+    paths.secrets_dir.symlink_to(elsewhere)
+    assert statedir.clear_secrets(paths) == []
+    assert (elsewhere / "auth-precious").exists()
+
+
+def test_clear_secrets_removes_only_key_files(tmp_path: Path) -> None:
+    paths = paths_in(tmp_path)
+    paths.secrets_dir.mkdir(parents=True)
+    (paths.secrets_dir / "auth-1-1").write_text("k")
+    (paths.secrets_dir / "other").write_text("o")
+    assert statedir.clear_secrets(paths) == ["auth-1-1"]
+    assert os.listdir(paths.secrets_dir) == ["other"]
 
 
 # --- the gate ---------------------------------------------------------------------------------
