@@ -36,11 +36,11 @@ def indent(text: str, n: int = 2) -> str:
 
 def stop_manager(paths: Paths, p: Probe, *, logout: bool | None, out: TextIO) -> bool:
     """Ask an answering manager to stop and wait until it has exited. Only a manager proven to
-    be a process of this container (boot, PID namespace, start time) is ever signalled: one of
-    another container is asked over the socket, and its PID is never looked up here."""
+    be a process of this container (boot, PID namespace, start time) and named by its record is
+    ever signalled: any other is asked over the socket, and its PID is never looked up here."""
     assert p.status is not None
-    ident = p.answering_ident
-    handle = ProvenProcess.open(ident) if ident is not None and not p.foreign else None
+    ident = p.proven_ident
+    handle = ProvenProcess.open(ident) if ident is not None else None
     try:
         try:
             _reply, closed = control.ControlClient(paths.control_socket).request_until_closed(
@@ -52,9 +52,15 @@ def stop_manager(paths: Paths, p: Probe, *, logout: bool | None, out: TextIO) ->
             say(out, f"manager pid {handle.ident.pid} did not exit after stopping; terminating it")
             statedir.terminate(handle, 2.0)
         elif handle is None and not closed:
+            if p.foreign or ident is not None:
+                who = p.describe_foreign() if p.foreign else "the manager"
+                raise OperationFailed(
+                    f"{who} was asked to stop and did not within 15s; run `spacetail down` in "
+                    "its container"
+                )
             raise OperationFailed(
-                f"{p.describe_foreign() if p.foreign else 'the manager'} was asked to stop and "
-                "did not within 15s; run `spacetail down` in its container"
+                f"{p.describe_unrecorded(paths)} was asked to stop and did not within 15s; "
+                "stop it yourself, or set SPACETAIL_DIR to a folder of this phase's own"
             )
         return closed
     finally:
@@ -99,9 +105,16 @@ def down(
                 stop_manager(paths, p, logout=logout, out=out)
                 if p.foreign:
                     done.append(f"asked {p.describe_foreign()} to stop; it has")
+                elif p.proven_ident is None:
+                    done.append(f"asked {p.describe_unrecorded(paths)} to stop; it has")
                 else:
                     done.append(f"stopped manager pid {p.status['manager_pid']} and tailscaled")
                 p = statedir.probe(paths)
+                if p.answering and p.proven_ident is None and not p.foreign:
+                    raise OperationFailed(
+                        f"{p.describe_unrecorded(paths)} still answers after it was asked to "
+                        "stop; stop it yourself, or set SPACETAIL_DIR to a folder of your own"
+                    )
             if p.lock_held:
                 stop_unanswering(paths, p, out)
                 done.append("terminated an unanswering manager")

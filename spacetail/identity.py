@@ -183,7 +183,7 @@ class ProvenProcess:
                 os.kill(self.ident.pid, signum)
             else:
                 return False
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):  # gone, or never ours to signal
             return False
         return True
 

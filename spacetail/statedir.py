@@ -102,7 +102,8 @@ def write_record(
 
 
 def read_record(path: Path) -> tuple[dict[str, Any] | None, bool]:
-    """(record, garbage): a missing file is (None, False); an unreadable one is (None, True)."""
+    """(record, garbage): a missing file is (None, False); an unreadable one is (None, True),
+    and so is one this uid does not own: only what the manager wrote is its record."""
     try:
         fd = open_regular(path, os.O_RDONLY)  # a planted FIFO must not hang status or down
     except FileNotFoundError:
@@ -111,6 +112,8 @@ def read_record(path: Path) -> tuple[dict[str, Any] | None, bool]:
         return None, True
     try:
         with os.fdopen(fd, "rb") as f:
+            if os.fstat(f.fileno()).st_uid != os.getuid():
+                return None, True
             data = json.loads(f.read(1 << 20))
     except (OSError, ValueError):
         return None, True
@@ -280,6 +283,16 @@ class Probe:
         return ProcessIdentity.from_json((self.status or {}).get("manager"))
 
     @property
+    def proven_ident(self) -> ProcessIdentity | None:
+        """The answering manager's identity, only when manager.json (written by the manager
+        itself, in a folder that passed `check`) names that very process: a reply over a socket
+        alone never makes a process eligible for a signal."""
+        ident = self.answering_ident
+        if ident is None or self.foreign or ident != self.manager_ident:
+            return None
+        return ident
+
+    @property
     def foreign(self) -> bool:
         """A manager answers, but from another container (or boot): its PID means nothing here,
         and its proxies are not this container's."""
@@ -290,6 +303,13 @@ class Probe:
         ident = self.answering_ident
         where = ident.container if ident else "an unknown place"
         return f"a manager of another container ({where}) answers for this state folder"
+
+    def describe_unrecorded(self, paths: Paths) -> str:
+        pid = (self.status or {}).get("manager_pid")
+        return (
+            f"a process answering on {paths.control_socket} as manager pid {pid}, which "
+            f"{paths.record.name} does not name (so it is never signalled),"
+        )
 
     def describe_stale(self) -> str:
         ident = self.manager_ident

@@ -1,6 +1,8 @@
 """Every command trusts only what this uid controls: another user (uid 1984) who prepared the
 runtime folder before uid 1983 first used it gets nothing from `down`, `env`, `wait` or `status`
-(no signal to one of 1983's processes, no proxies, no "usable", no file removed).
+(no signal to one of 1983's processes, no proxies, no "usable", no file removed), and a reply on
+the control socket makes a process eligible for a signal only when the manager's own record
+names it.
 
 `XDG_RUNTIME_DIR` points at a `runtime-1983` folder in a sticky folder like /tmp: the same as the
 default `/tmp/runtime-1983` when the variable is unset, without touching the machine's own /tmp."""
@@ -8,6 +10,7 @@ default `/tmp/runtime-1983` when the variable is unset, without touching the mac
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import textwrap
 from collections.abc import Iterator
@@ -199,3 +202,34 @@ def test_down_never_removes_files_where_a_planted_key_folder_points(
     down = st(userland, env, "down", timeout=30)
     refused_in_one_line(down, "XDG_RUNTIME_DIR:", "runtime-1983", "uid 1984")
     assert (precious / "auth-precious").exists(), "down removed a file through the planted link"
+
+
+# --- a reply over the socket is not a proof ------------------------------------------------
+
+
+@pytest.mark.parametrize("record", ["none", "another-process"])
+def test_a_reply_names_a_process_for_a_signal_only_with_the_managers_record(
+    userland: Userland, fake_env: dict[str, str], home: Path,
+    victim: subprocess.Popen[bytes], record: str,
+) -> None:  # fmt: skip
+    """Something of uid 1983's own that is not a manager answers on the control socket, in a
+    folder that passes every check, and names another process of 1983's as the manager. `down`
+    asks it to stop over the socket and signals nothing: manager.json (written by the manager
+    itself) does not name that process. (Before: `down` SIGTERMed it.)"""
+    state = victim_state(home)
+    if record == "another-process":
+        me = ProcessIdentity.of(os.getpid())
+        assert me is not None
+        (state / "manager.json").write_text(json.dumps({"manager": me.to_json()}))
+        chown_user(state / "manager.json")
+    server = impostor(userland, fake_env, state / "control.sock", victim.pid, SPACELIFT_UID)
+    try:
+        down = st(userland, fake_env, "down", timeout=40)
+    finally:
+        stop(server)
+        st(userland, fake_env, "down")
+    assert victim.poll() is None, f"down signalled a process its record does not name: {down}"
+    assert "Traceback" not in down.stderr, down.stderr
+    assert down.returncode == 1, down.stderr
+    assert "which manager.json does not name (so it is never signalled)" in down.stderr
+    assert "still answers after it was asked to stop" in down.stderr

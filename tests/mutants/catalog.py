@@ -250,7 +250,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "a PID from another PID namespace (a reply over the socket) is never signalled",
         "spacetail/client.py",
         "stop_manager",
-        "handle = ProvenProcess.open(ident) if ident is not None and not p.foreign else None",
+        "handle = ProvenProcess.open(ident) if ident is not None else None",
         'local = __import__("spacetail.identity").identity.ProcessIdentity.of('
         'int(p.status["manager_pid"])); handle = ProvenProcess.open(local) if local else None',
         (f"{PROMISES_FAULTS}::test_down_in_another_pid_namespace_never_signals_a_stranger",),
@@ -326,6 +326,15 @@ MUTANTS: tuple[Mutant, ...] = (
         '    try:\n        with open("/proc/self/stat", "rb") as f:',
         '    return True\n    try:\n        with open("/proc/self/stat", "rb") as f:',
         ("tests/faults/test_attacks.py::test_no_credential_in_any_process_environment",),
+    ),
+    Mutant(
+        "reply-identity-trusted",
+        "a status reply makes a process eligible for a signal only if manager.json names it",
+        "spacetail/client.py",
+        "stop_manager",
+        "    ident = p.proven_ident\n",
+        "    ident = p.answering_ident if not p.foreign else None\n",
+        (f"{TRUST}::test_a_reply_names_a_process_for_a_signal_only_with_the_managers_record",),
     ),
     Mutant(
         "folders-unchecked",

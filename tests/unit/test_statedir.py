@@ -1,18 +1,39 @@
 """The state folder's rules in isolation: the one gate every command passes (`statedir.check`),
-and the key folder's cleaning that never follows a link."""
+the one reader of its records (ours only), the key folder's cleaning
+that never follows a link, and a reply's identity that proves nothing without the record."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from spacetail import statedir
 from spacetail.errors import ConfigError
+from spacetail.identity import ProcessIdentity
 from spacetail.paths import Paths
 
 ROOT_ONLY = pytest.mark.skipif(os.getuid() != 0, reason="needs root to make files of other uids")
+
+
+# --- records ---------------------------------------------------------------------------------
+
+
+def test_a_record_as_the_manager_writes_it_parses(tmp_path: Path) -> None:
+    path = tmp_path / "manager.json"
+    record = {"manager": {"pid": 7, "start_time": 1}, "proxies": {"http": "x"}, "watch_pid": None}
+    statedir.write_private_json(path, record)
+    assert statedir.read_record(path) == (record, False)
+
+
+@ROOT_ONLY
+def test_a_record_of_another_uid_is_garbage(tmp_path: Path) -> None:
+    path = tmp_path / "manager.json"
+    statedir.write_private_json(path, {"manager": None})
+    os.chown(path, 1984, 1984)
+    assert statedir.read_record(path) == (None, True)
 
 
 # --- the key folder ---------------------------------------------------------------------------
@@ -73,3 +94,22 @@ def test_check_refuses_a_state_folder_of_another_uid(tmp_path: Path) -> None:
     os.chown(paths.root, 1984, 1984)
     with pytest.raises(ConfigError, match="belongs to uid 1984"):
         statedir.check(paths)
+
+
+# --- a reply is not a proof -------------------------------------------------------------------
+
+
+def probe(reply_ident: dict[str, Any] | None, record_ident: dict[str, Any] | None) -> Any:
+    status = {"ok": True, "manager_pid": os.getpid(), "manager": reply_ident}
+    record = {"manager": record_ident} if record_ident is not None else None
+    return statedir.Probe(status, record, False, True)
+
+
+def test_a_replys_identity_is_proven_only_when_the_record_names_it() -> None:
+    me = ProcessIdentity.of(os.getpid())
+    assert me is not None
+    other = {**me.to_json(), "start_time": me.start_time + 1}
+    assert probe(me.to_json(), me.to_json()).proven_ident == me
+    assert probe(me.to_json(), None).proven_ident is None
+    assert probe(me.to_json(), other).proven_ident is None
+    assert probe({**me.to_json(), "pid_ns": "pid:[1]"}, None).proven_ident is None  # foreign
