@@ -1,8 +1,8 @@
 """Every command trusts only what this uid controls: another user (uid 1984) who prepared the
 runtime folder before uid 1983 first used it gets nothing from `down`, `env`, `wait` or `status`
-(no signal to one of 1983's processes, no proxies, no "usable", no file removed), and a reply on
-the control socket makes a process eligible for a signal only when the manager's own record
-names it.
+(no signal to one of 1983's processes, no proxies, no "usable", no file removed); a reply on the
+control socket makes a process eligible for a signal only when the manager's own record names it;
+and another user who cannot even enter the folders is told so in one line.
 
 `XDG_RUNTIME_DIR` points at a `runtime-1983` folder in a sticky folder like /tmp: the same as the
 default `/tmp/runtime-1983` when the variable is unset, without touching the machine's own /tmp."""
@@ -23,7 +23,7 @@ from spacetail.identity import ProcessIdentity
 from spacetail.paths import Paths
 from tests.faults import test_attacks
 from tests.faults.test_attacks import as_attacker
-from tests.faults.test_faults import OTHER_UID, chown_user
+from tests.faults.test_faults import OTHER_UID, ask, chown_user, stopped_after, up_ok
 from tests.helpers import SPACELIFT_UID, Userland, st
 
 # A control socket that is not a manager's: it answers `status` and `wait` with REPLY (a live
@@ -233,3 +233,25 @@ def test_a_reply_names_a_process_for_a_signal_only_with_the_managers_record(
     assert down.returncode == 1, down.stderr
     assert "which manager.json does not name (so it is never signalled)" in down.stderr
     assert "still answers after it was asked to stop" in down.stderr
+
+
+# --- another user who cannot enter the folders ---------------------------------------------
+
+
+def test_another_user_behind_a_closed_folder_is_told_in_one_line(
+    userland: Userland, fake_env: dict[str, str], home: Path
+) -> None:
+    """The workspace (here: the home) is 0700: uid 1984 cannot even look at the state folder.
+    (Before: `down` ended in a PermissionError traceback; `wait` and `logs` said there was
+    nothing there; `status` said it could not create the folder.)"""
+    with stopped_after(userland, fake_env):
+        manager = up_ok(userland, fake_env)["manager_pid"]
+        assert home.stat().st_mode & 0o777 == 0o700
+        for args in (["down"], ["status"], ["wait", "--timeout", "2"], ["env"], ["logs"]):
+            result = st(userland, fake_env, *args, uid=OTHER_UID, timeout=30)
+            refused_in_one_line(
+                result, f"SPACETAIL_DIR: cannot reach {home}/state: {home} (uid 1983's, mode 700) "
+                "is closed to uid 1984; run spacetail as the user who ran `spacetail up`",
+            )  # fmt: skip
+        reply = ask(fake_env)
+        assert reply is not None and reply["manager_pid"] == manager, "another user touched it"
