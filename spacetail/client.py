@@ -161,12 +161,12 @@ def status(paths: Paths) -> dict[str, Any]:
         "proxies": None,
         "state_dir": str(paths.root),
     }
-    last, _garbage = statedir.read_record(paths.last_stop) if exists else (None, False)
+    last, last_garbage = statedir.read_record(paths.last_stop) if exists else (None, False)
     if last is not None:
         result["last_failure" if last.get("failure") else "last_stop"] = last
     if p.lock_held:
         result["problem"] = "a manager holds the lock but does not answer"
-    elif p.record is not None or p.record_garbage or paths.control_socket.exists():
+    elif p.record is not None or p.record_garbage or last_garbage or paths.control_socket.exists():
         result["stale"] = p.describe_stale() + "; `spacetail down` or `up` cleans them"
     return result
 
@@ -180,10 +180,10 @@ def wait(paths: Paths, timeout: float, peers: tuple[str, ...] = ()) -> dict[str,
         )
     except control.ControlUnavailable:
         record, garbage = statedir.read_record(paths.record)
+        last, last_garbage = statedir.read_record(paths.last_stop)
         stale = ""
-        if record is not None or garbage:
+        if record is not None or garbage or last_garbage:
             stale = f" (only stale {Probe(None, record, garbage, False).describe_stale()})"
-        last, _garbage = statedir.read_record(paths.last_stop)
         if last is not None:
             stale += f"; the last one stopped at {last.get('at')}: {last.get('reason')}"
         raise OperationFailed(

@@ -178,6 +178,8 @@ def read_reply(sock: socket.socket, deadline: float) -> dict[str, Any]:
         data = json.loads(line)
     except ValueError as exc:
         raise ControlUnavailable(f"unreadable reply from the manager: {exc}") from exc
+    except RecursionError:  # "[[[[..." nested past the interpreter's limit: not a ValueError
+        raise ControlUnavailable("unreadable reply from the manager: nested too deeply") from None
     if not isinstance(data, dict):
         raise ControlUnavailable("unreadable reply from the manager")
     return data

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from pathlib import Path
 
 from spacetail import control
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
 
 LOCK_TIMEOUT = 120.0
 SECRET_PREFIX = "auth-"  # noqa: S105 - a file name prefix, not a password
+MAX_RECORD = 64 * 1024  # manager.json and last-stop.json hold about 1 kB
+MAX_DEPTH = 8  # and nest two levels deep
+_JSON_TOKENS = re.compile(rb'[\\"\[\]{}]')
 
 
 # --- files --------------------------------------------------------------------------------
@@ -102,8 +106,10 @@ def write_record(
 
 
 def read_record(path: Path) -> tuple[dict[str, Any] | None, bool]:
-    """(record, garbage): a missing file is (None, False); an unreadable one is (None, True),
-    and so is one this uid does not own: only what the manager wrote is its record."""
+    """(record, garbage): a missing file is (None, False); an unreadable one is (None, True).
+    The one reader of the state folder's JSON records (manager.json, last-stop.json): a file
+    that is not ours, larger than MAX_RECORD or nested deeper than MAX_DEPTH is garbage, like any
+    other that does not parse, and so stale."""
     try:
         fd = open_regular(path, os.O_RDONLY)  # a planted FIFO must not hang status or down
     except FileNotFoundError:
@@ -112,12 +118,53 @@ def read_record(path: Path) -> tuple[dict[str, Any] | None, bool]:
         return None, True
     try:
         with os.fdopen(fd, "rb") as f:
-            if os.fstat(f.fileno()).st_uid != os.getuid():
+            st = os.fstat(f.fileno())
+            if st.st_uid != os.getuid() or st.st_size > MAX_RECORD:
                 return None, True
-            data = json.loads(f.read(1 << 20))
-    except (OSError, ValueError):
+            raw = f.read(MAX_RECORD + 1)
+    except OSError:
         return None, True
-    return (data, False) if isinstance(data, dict) else (None, True)
+    data = parse_record(raw)
+    return (data, False) if data is not None else (None, True)
+
+
+def parse_record(raw: bytes) -> dict[str, Any] | None:
+    """RAW as a JSON object, or None: bounded in size and depth before json.loads (which
+    recurses once per level) ever sees it."""
+    if len(raw) > MAX_RECORD or not nested_within(raw, MAX_DEPTH):
+        return None
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def nested_within(raw: bytes, limit: int) -> bool:
+    """Whether RAW's arrays and objects nest at most LIMIT deep, strings skipped: a scan of the
+    few bytes that matter, without recursion, that stops at the first level too deep."""
+    depth = 0
+    in_string = False
+    escaped = -1  # the offset a backslash in a string makes ordinary
+    for token in _JSON_TOKENS.finditer(raw):
+        at = token.start()
+        if at == escaped:
+            continue
+        c = raw[at]
+        if in_string:
+            if c == 0x5C:  # backslash
+                escaped = at + 1
+            elif c == 0x22:  # quote
+                in_string = False
+        elif c == 0x22:
+            in_string = True
+        elif c in b"[{":
+            depth += 1
+            if depth > limit:
+                return False
+        elif c in b"]}":
+            depth -= 1
+    return True
 
 
 def check(paths: Paths, *, create: bool = False) -> bool:

@@ -1,9 +1,10 @@
 """The state folder's rules in isolation: the one gate every command passes (`statedir.check`),
-the one reader of its records (ours only), the key folder's cleaning
+the one reader of its records (bounded in size and depth, ours only), the key folder's cleaning
 that never follows a link, and a reply's identity that proves nothing without the record."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,41 @@ ROOT_ONLY = pytest.mark.skipif(os.getuid() != 0, reason="needs root to make file
 # --- records ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("raw", "limit", "within"),
+    [
+        (b"[" * 200_000, 8, False),
+        (b'{"a": [1, {"b": [2]}]}', 4, True),
+        (b'{"a": [1, {"b": [2]}]}', 3, False),
+        (b'{"a": "[[[[[[[[[[[[[[[[[["}', 1, True),  # brackets in a string do not count
+        (b'{"a": "\\"[[[[", "b": 1}', 1, True),  # nor after an escaped quote
+        (b'{"a": "\\\\", "b": [[[[]]]]}', 4, False),  # an escaped backslash ends nothing
+    ],
+)
+def test_nesting_is_bounded_without_recursion(raw: bytes, limit: int, within: bool) -> None:
+    assert statedir.nested_within(raw, limit) is within
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"[" * 200_000, b"[" * 50_000, b'{"a": ' + b"[" * 20 + b"]" * 20 + b"}", b"[1]", b"\xff"],
+    ids=["200k-deep", "50k-deep", "20-deep", "array", "binary"],
+)
+def test_a_record_too_deep_or_not_an_object_is_none(raw: bytes) -> None:
+    assert statedir.parse_record(raw) is None
+
+
 def test_a_record_as_the_manager_writes_it_parses(tmp_path: Path) -> None:
     path = tmp_path / "manager.json"
     record = {"manager": {"pid": 7, "start_time": 1}, "proxies": {"http": "x"}, "watch_pid": None}
     statedir.write_private_json(path, record)
     assert statedir.read_record(path) == (record, False)
+
+
+def test_a_record_over_the_size_bound_is_garbage(tmp_path: Path) -> None:
+    path = tmp_path / "manager.json"
+    path.write_text(json.dumps({"pad": "x" * statedir.MAX_RECORD}))
+    assert statedir.read_record(path) == (None, True)
 
 
 @ROOT_ONLY
