@@ -16,7 +16,7 @@ from spacetail.config import Config
 from spacetail.errors import OperationFailed
 from spacetail.paths import Paths
 from spacetail.proxyenv import proxy_variables
-from spacetail.up import up
+from spacetail.up import refuse_foreign_proc, up
 
 
 def run(cfg: Config, paths: Paths, env: Mapping[str, str], command: Sequence[str]) -> int:
@@ -83,6 +83,7 @@ def foreground(cfg: Config, paths: Paths, env: Mapping[str, str]) -> int:
     from spacetail.tailscale import find_binaries
 
     daemon.scrub_environ(SECRET_VARIABLES)  # as a detached manager: no credential in environ
+    refuse_foreign_proc()
     binaries = find_binaries(env)
     listener = daemon.activated_listener(env)
     if listener is None:

@@ -24,7 +24,7 @@ from spacetail.client import (
 )
 from spacetail.errors import ConfigError, OperationFailed, SpacetailError
 from spacetail.forward import bind_listeners
-from spacetail.identity import ProcessIdentity, ProvenProcess, phase_shell
+from spacetail.identity import ProcessIdentity, ProvenProcess, phase_shell, proc_mismatch
 from spacetail.log import tail
 from spacetail.paths import Paths
 
@@ -68,6 +68,7 @@ def up(
     after stopping what it started."""
     from spacetail.tailscale import find_binaries
 
+    refuse_foreign_proc()
     started = time.monotonic()
     deadline = started + cfg.timeout  # one deadline for the login and the peers
     binaries = find_binaries(env)
@@ -87,6 +88,17 @@ def up(
         raise
     _report_up(reply, time.monotonic() - started, wait=wait, out=out, watching=watching)
     return reply
+
+
+def refuse_foreign_proc() -> None:
+    """A manager must prove its processes and watch the shell through /proc: where /proc numbers
+    another PID namespace's processes, start nothing rather than watch or signal a stranger."""
+    problem = proc_mismatch()
+    if problem is not None:
+        raise OperationFailed(
+            f"{problem}; mount a /proc of this namespace (unshare --pid --fork --mount-proc, as "
+            "containers do) and run spacetail there"
+        )
 
 
 def _claim_manager(

@@ -349,4 +349,13 @@ MUTANTS: tuple[Mutant, ...] = (
             f"{TRUST}::test_down_never_removes_files_where_a_planted_key_folder_points",
         ),
     ),
+    Mutant(
+        "host-proc-trusted",
+        "where /proc numbers another PID namespace, up starts nothing",
+        "spacetail/up.py",
+        "refuse_foreign_proc",
+        "    problem = proc_mismatch()\n",
+        "    problem = None\n",
+        ("tests/faults/test_host_proc.py::test_up_refuses_where_proc_is_not_the_namespaces",),
+    ),
 )
