@@ -1,8 +1,9 @@
 """Every command trusts only what this uid controls: another user (uid 1984) who prepared the
 runtime folder before uid 1983 first used it gets nothing from `down`, `env`, `wait` or `status`
-(no signal to one of 1983's processes, no proxies, no "usable", no file removed); a reply on the
-control socket makes a process eligible for a signal only when the manager's own record names it;
-and another user who cannot even enter the folders is told so in one line.
+(no signal to one of 1983's processes, no proxies, no "usable", no file removed), not even from a
+socket planted after the folders' check; a reply on the control socket makes a process eligible
+for a signal only when the manager's own record names it; and another user who cannot even
+enter the folders is told so in one line.
 
 `XDG_RUNTIME_DIR` points at a `runtime-1983` folder in a sticky folder like /tmp: the same as the
 default `/tmp/runtime-1983` when the variable is unset, without touching the machine's own /tmp."""
@@ -32,10 +33,14 @@ from tests.helpers import SPACELIFT_UID, Userland, st
 IMPOSTOR = textwrap.dedent(
     """
     import json, os, socket, sys
-    path, reply = sys.argv[1], json.loads(sys.argv[2])
+    path, reply, become = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
     server = socket.socket(socket.AF_UNIX)
     server.bind(path)
     os.chmod(path, 0o777)
+    if become:  # root binds where only 1983 could, then serves as another uid
+        os.setgroups([])
+        os.setgid(int(become))
+        os.setuid(int(become))
     server.listen(16)
     print("READY", flush=True)
     while True:
@@ -83,11 +88,12 @@ def victim(fake_env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def impostor(
-    userland: Userland, env: dict[str, str], path: Path, victim: int, uid: int
+    userland: Userland, env: dict[str, str], path: Path, victim: int, uid: int, become: str = ""
 ) -> subprocess.Popen[str]:
-    """Serve IMPOSTOR at PATH as UID; returns once it listens."""
+    """Serve IMPOSTOR at PATH as UID (bound as UID, serving as BECOME if given); returns once it
+    listens."""
     proc = subprocess.Popen(
-        [userland.python, "-c", IMPOSTOR, str(path), json.dumps(impostor_reply(victim))],
+        [userland.python, "-c", IMPOSTOR, str(path), json.dumps(impostor_reply(victim)), become],
         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, cwd="/",
         user=uid, group=uid, extra_groups=[],
     )  # fmt: skip
@@ -202,6 +208,33 @@ def test_down_never_removes_files_where_a_planted_key_folder_points(
     down = st(userland, env, "down", timeout=30)
     refused_in_one_line(down, "XDG_RUNTIME_DIR:", "runtime-1983", "uid 1984")
     assert (precious / "auth-precious").exists(), "down removed a file through the planted link"
+
+
+def test_a_socket_another_user_serves_is_never_listened_to(
+    userland: Userland, fake_env: dict[str, str], home: Path, victim: subprocess.Popen[bytes]
+) -> None:
+    """The gap after the folders' check: a runtime folder not there when a command looks, there
+    a moment later (another user can swap a prepared one in and out until a command's look
+    and its connect fall on either side). Here root leaves such a socket in 1983's own folder,
+    served as uid 1984 (SO_PEERCRED names the uid that called listen). (Before: `env` printed
+    the attacker's proxies, `wait` said the tailnet is usable.)"""
+    state = victim_state(home)
+    server = impostor(userland, fake_env, state / "control.sock", victim.pid, 0, str(OTHER_UID))
+    try:
+        env = st(userland, fake_env, "env", timeout=30)
+        wait = st(userland, fake_env, "wait", "--timeout", "2", timeout=30)
+        shown = st(userland, fake_env, "status", "--json", timeout=30)
+        down = st(userland, fake_env, "down", timeout=30)
+    finally:
+        stop(server)
+    for result in (env, wait, shown, down):
+        assert "Traceback" not in result.stderr, result.stderr
+        assert ATTACKER_PROXY not in result.stdout, result.stdout
+    assert env.returncode == 0 and "no manager runs here" in env.stderr, env.stderr
+    assert wait.returncode == 1 and "usable" not in wait.stderr, wait.stderr
+    assert "is served by uid 1984, not by you (uid 1983)" in wait.stderr, wait.stderr
+    assert json.loads(shown.stdout)["running"] is False
+    assert down.returncode == 0 and victim.poll() is None, down.stderr
 
 
 # --- a reply over the socket is not a proof ------------------------------------------------

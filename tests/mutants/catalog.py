@@ -337,6 +337,15 @@ MUTANTS: tuple[Mutant, ...] = (
         (f"{TRUST}::test_a_reply_names_a_process_for_a_signal_only_with_the_managers_record",),
     ),
     Mutant(
+        "server-uid-unchecked",
+        "a control socket another user serves is never listened to",
+        "spacetail/control.py",
+        "ControlClient._check_server",
+        "if uid not in (me, 0) and me != 0:",
+        "if False:",
+        (f"{TRUST}::test_a_socket_another_user_serves_is_never_listened_to",),
+    ),
+    Mutant(
         "folders-unchecked",
         "every command checks the state and runtime folders as `up` does before trusting them",
         "spacetail/statedir.py",
