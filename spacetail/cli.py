@@ -164,11 +164,9 @@ def _host(what: str, text: str) -> str:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from spacetail.log import tail
+    from spacetail import client
 
-    paths = _paths(args)
-    path = paths.tailscaled_log if args.tailscaled else paths.manager_log
-    text = tail(path, args.lines, max_bytes=max(16384, args.lines * 400))
+    path, text = client.logs(_paths(args), tailscaled=args.tailscaled, lines=args.lines)
     if not text:
         _say(f"no log at {path}")
         return 1

@@ -12,7 +12,7 @@ from pathlib import Path
 from spacetail import control, statedir
 from spacetail.errors import OperationFailed
 from spacetail.identity import ProvenProcess, terminate
-from spacetail.paths import Paths, check_private_dir
+from spacetail.paths import Paths
 from spacetail.statedir import Probe
 from spacetail.status import LastStop, Proxies, Status
 
@@ -37,11 +37,11 @@ def indent(text: str, n: int = 2) -> str:
 
 def stop_manager(paths: Paths, p: Probe, *, logout: bool | None, out: TextIO) -> bool:
     """Ask an answering manager to stop and wait until it has exited. Only a manager proven to
-    be a process of this container (boot, PID namespace, start time) is ever signalled: one of
-    another container is asked over the socket, and its PID is never looked up here."""
+    be a process of this container (boot, PID namespace, start time) and named by its record is
+    ever signalled: any other is asked over the socket, and its PID is never looked up here."""
     assert p.status is not None
-    ident = p.answering_ident
-    handle = ProvenProcess.open(ident) if ident is not None and not p.foreign else None
+    ident = p.proven_ident
+    handle = ProvenProcess.open(ident) if ident is not None else None
     try:
         try:
             _reply, closed = control.ControlClient(paths.control_socket).request_until_closed(
@@ -53,9 +53,15 @@ def stop_manager(paths: Paths, p: Probe, *, logout: bool | None, out: TextIO) ->
             say(out, f"manager pid {handle.ident.pid} did not exit after stopping; terminating it")
             terminate(handle, 2.0)
         elif handle is None and not closed:
+            if p.foreign or ident is not None:
+                who = p.describe_foreign() if p.foreign else "the manager"
+                raise OperationFailed(
+                    f"{who} was asked to stop and did not within 15s; run `spacetail down` in "
+                    "its container"
+                )
             raise OperationFailed(
-                f"{p.describe_foreign() if p.foreign else 'the manager'} was asked to stop and "
-                "did not within 15s; run `spacetail down` in its container"
+                f"{p.describe_unrecorded(paths)} was asked to stop and did not within 15s; "
+                "stop it yourself, or set SPACETAIL_DIR to a folder of this phase's own"
             )
         return closed
     finally:
@@ -90,8 +96,7 @@ def down(
 
     done: list[str] = []
     proxies: Proxies | None = None
-    if paths.root.is_dir():
-        check_private_dir(paths.root, paths.setting)
+    if statedir.check(paths):
         with statedir.control_lock(paths, best_effort=True) as locked:
             if not locked:
                 done.append(f"could not lock {paths.ctl_lock} (read-only?); went on without")
@@ -101,9 +106,16 @@ def down(
                 stop_manager(paths, p, logout=logout, out=out)
                 if p.foreign:
                     done.append(f"asked {p.describe_foreign()} to stop; it has")
+                elif p.proven_ident is None:
+                    done.append(f"asked {p.describe_unrecorded(paths)} to stop; it has")
                 else:
                     done.append(f"stopped manager pid {p.status.manager_pid} and tailscaled")
                 p = statedir.probe(paths)
+                if p.answering and p.proven_ident is None and not p.foreign:
+                    raise OperationFailed(
+                        f"{p.describe_unrecorded(paths)} still answers after it was asked to "
+                        "stop; stop it yourself, or set SPACETAIL_DIR to a folder of your own"
+                    )
             if p.lock_held:
                 stop_unanswering(paths, p, out)
                 done.append("terminated an unanswering manager")
@@ -136,12 +148,7 @@ def _default_proxies() -> Proxies:
 
 def status(paths: Paths) -> Status:
     """What runs here; works, and says so, when nothing runs."""
-    try:
-        exists = paths.root.is_dir()
-    except PermissionError:
-        exists = True  # a folder we may not look into: check_private_dir says whose it is
-    if exists:
-        check_private_dir(paths.root, paths.setting)
+    exists = statedir.check(paths)
     p = statedir.probe(paths) if exists else statedir.NOTHING
     if p.status is not None:
         if not p.foreign:
@@ -153,30 +160,31 @@ def status(paths: Paths) -> Status:
                 "`spacetail down` asks it to stop"
             ),
         )
+    last, last_garbage = read_last_stop(paths) if exists else (None, False)
     problem = stale = None
     if p.lock_held:
         problem = "a manager holds the lock but does not answer"
-    elif p.record is not None or p.record_garbage or paths.control_socket.exists():
+    elif p.record is not None or p.record_garbage or last_garbage or paths.control_socket.exists():
         stale = p.describe_stale() + "; `spacetail down` or `up` cleans them"
     return Status(
-        running=False,
-        state_dir=str(paths.root),
-        problem=problem,
-        stale=stale,
-        last_stop=read_last_stop(paths) if exists else None,
+        running=False, state_dir=str(paths.root), problem=problem, stale=stale, last_stop=last
     )
 
 
-def read_last_stop(paths: Paths) -> LastStop | None:
-    last, _garbage = statedir.read_record(paths.last_stop)
+def read_last_stop(paths: Paths) -> tuple[LastStop | None, bool]:
+    """(last stop, garbage): a file that is not one of ours is garbage, so stale."""
+    last, garbage = statedir.read_record(paths.last_stop)
+    if last is None:
+        return None, garbage
     try:
-        return LastStop.from_json(last) if last is not None else None
+        return LastStop.from_json(last), False
     except ValueError:
-        return None  # not a record of ours: nothing to report
+        return None, True
 
 
 def wait(paths: Paths, timeout: float, peers: tuple[str, ...] = ()) -> Status:
     deadline = time.monotonic() + timeout
+    statedir.check(paths)
     try:
         answer = control.ControlClient(paths.control_socket).request(
             {"cmd": "wait", "until": "running", "timeout": timeout}, timeout=timeout + 5
@@ -184,10 +192,10 @@ def wait(paths: Paths, timeout: float, peers: tuple[str, ...] = ()) -> Status:
         reply = Status.from_json(answer)
     except (control.ControlUnavailable, ValueError):
         record, garbage = statedir.read_record(paths.record)
+        last, last_garbage = read_last_stop(paths)
         stale = ""
-        if record is not None or garbage:
+        if record is not None or garbage or last_garbage:
             stale = f" (only stale {Probe(None, record, garbage, False).describe_stale()})"
-        last = read_last_stop(paths)
         if last is not None:
             stale += f"; the last one stopped at {last.at}: {last.reason}"
         raise OperationFailed(
@@ -250,3 +258,16 @@ def wait_for_peers(reply: Status, peers: tuple[str, ...], deadline: float) -> No
         if pending:
             # A new node's view of the tailnet fills in over seconds: ask again, not in a spin.
             time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+
+# --- logs ---------------------------------------------------------------------------------
+
+
+def logs(paths: Paths, *, tailscaled: bool, lines: int) -> tuple[Path, str]:
+    """The log asked for and its last LINES lines (empty when there is none), read only from a
+    state folder that passes the same checks as every other command's."""
+    from spacetail.log import tail
+
+    statedir.check(paths)
+    path = paths.tailscaled_log if tailscaled else paths.manager_log
+    return path, tail(path, lines, max_bytes=max(16384, lines * 400))

@@ -114,6 +114,7 @@ class ControlClient:
             sock.settimeout(timeout)
             try:
                 sock.connect(os.fsencode(self.path))
+                self._check_server(sock)
                 return sock
             except BlockingIOError as exc:
                 # A full listen backlog: a unix socket says EAGAIN at once instead of waiting.
@@ -124,6 +125,20 @@ class ControlClient:
             except OSError as exc:
                 sock.close()
                 raise ControlUnavailable(str(exc)) from exc
+
+    def _check_server(self, sock: socket.socket) -> None:
+        """A manager runs as this uid (or root): a socket another user serves where ours should
+        be (planted between a folder's check and this connect) is never listened to. Root, who
+        may look at any user's manager, trusts every server, as every server lets root in."""
+        uid = peer_uid(sock)
+        me = os.getuid()
+        if uid not in (me, 0) and me != 0:
+            sock.close()
+            raise OperationFailed(
+                f"{self.path} is served by uid {uid}, not by you (uid {me}): another user put "
+                "it there, and nothing it says is used; set XDG_RUNTIME_DIR and SPACETAIL_DIR to "
+                "folders of your own"
+            )
 
     def request(self, message: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
         """Send MESSAGE and return the first reply line."""
@@ -178,6 +193,8 @@ def read_reply(sock: socket.socket, deadline: float) -> dict[str, Any]:
         data = json.loads(line)
     except ValueError as exc:
         raise ControlUnavailable(f"unreadable reply from the manager: {exc}") from exc
+    except RecursionError:  # "[[[[..." nested past the interpreter's limit: not a ValueError
+        raise ControlUnavailable("unreadable reply from the manager: nested too deeply") from None
     if not isinstance(data, dict):
         raise ControlUnavailable("unreadable reply from the manager")
     return data

@@ -28,6 +28,41 @@ def _read(path: str) -> str:
         return ""
 
 
+_PROC_CHECKED: dict[int, str | None] = {}
+
+
+def proc_mismatch() -> str | None:
+    """Why /proc cannot tell this process's PIDs, or None when it can. In a PID namespace whose
+    /proc was not mounted anew (`unshare --pid --fork` without --mount-proc), /proc numbers
+    processes as the parent namespace does, while getpid, kill and pidfd_open use this one's:
+    every identity read there would describe another process. /proc/self/status's NSpid lists
+    our PID in each namespace from /proc's own down to ours: one entry, ours, when /proc is
+    this namespace's. Asked once per process."""
+    me = os.getpid()
+    if me not in _PROC_CHECKED:
+        _PROC_CHECKED[me] = _proc_mismatch(me)
+    return _PROC_CHECKED[me]
+
+
+def _proc_mismatch(me: int) -> str | None:
+    nspid = next(
+        (line.split()[1:] for line in _read("/proc/self/status").splitlines()
+         if line.startswith("NSpid:")),
+        None,
+    )  # fmt: skip
+    if nspid is None:  # a kernel before 4.1, or no /proc: /proc/self says whom it sees
+        try:
+            nspid = [os.readlink("/proc/self")]
+        except OSError:
+            return "/proc is not mounted, so spacetail cannot tell its processes apart"
+    if nspid == [str(me)]:
+        return None
+    return (
+        f"/proc belongs to another PID namespace (this process is pid {me}, /proc calls it "
+        f"{nspid[0]}), so spacetail cannot tell its processes apart nor watch the shell"
+    )
+
+
 def boot_id() -> str:
     return _read("/proc/sys/kernel/random/boot_id").strip()
 
@@ -60,7 +95,10 @@ def _stat_field(pid: int, index: int) -> int | None:
 
 
 def start_time(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat (clock ticks after boot), or None if there is no such process."""
+    """Field 22 of /proc/PID/stat (clock ticks after boot), or None if there is no such process
+    (or no /proc that numbers PIDs as we do: then nothing is proven, and nothing signalled)."""
+    if proc_mismatch() is not None:
+        return None
     stat = _read(f"/proc/{pid}/stat")
     if stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] in ("Z", "X"):
         return None  # a zombie has exited; only its parent's wait() is missing
@@ -191,7 +229,7 @@ class ProvenProcess:
                 os.kill(self.ident.pid, signum)
             else:
                 return False
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):  # gone, or never ours to signal
             return False
         return True
 

@@ -128,8 +128,23 @@ def ensure_private_dir(path: Path, setting: str = "SPACETAIL_DIR") -> None:
     except FileNotFoundError:
         _create_private(path, setting)
     except OSError as exc:
-        raise _unusable(path, setting, exc) from exc
+        raise _unreachable(path, setting, exc) from exc
     check_private_dir(path, setting)
+
+
+def check_existing_dir(path: Path, setting: str = "SPACETAIL_DIR") -> bool:
+    """ensure_private_dir's checks, creating nothing (for the commands that only look): a PATH
+    that exists must pass check_private_dir; a missing one must have nothing above it that
+    another user could change, or they could create it a moment later. Whether PATH exists."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        check_ancestors(path, setting, missing_ok=True)
+        return False
+    except OSError as exc:
+        raise _unreachable(path, setting, exc) from exc
+    check_private_dir(path, setting)
+    return True
 
 
 def _create_private(path: Path, setting: str) -> None:
@@ -146,7 +161,7 @@ def _create_private(path: Path, setting: str) -> None:
             except OSError as exc:
                 raise _unusable(path, setting, exc) from exc
         except OSError as exc:
-            raise _unusable(path, setting, exc) from exc
+            raise _unreachable(path, setting, exc) from exc
         if folder != path:
             _check_above(folder, path, setting)
 
@@ -155,8 +170,9 @@ def check_private_dir(path: Path, setting: str = "SPACETAIL_DIR") -> None:
     try:
         st = os.lstat(path)
     except OSError as exc:
-        raise _unusable(path, setting, exc) from exc
+        raise _unreachable(path, setting, exc) from exc
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        check_ancestors(path, setting)  # planted in a folder another user controls: the cause
         raise ConfigError(
             f"{setting}: {path} is not a plain folder (a symlink or a file); "
             f"remove it or point {_dir_setting(setting)} elsewhere"
@@ -182,23 +198,28 @@ def _dir_setting(setting: str) -> str:
     return setting if setting in ("SPACETAIL_DIR", "--dir") else "SPACETAIL_DIR"
 
 
-def check_ancestors(path: Path, setting: str) -> None:
+def check_ancestors(path: Path, setting: str, *, missing_ok: bool = False) -> None:
     """Every folder above PATH, as written and as resolved, is one no other user can change:
     owned by root or by us, and not writable by others unless sticky (like /tmp, whose entries
     then belong to their creator); a symlink on the way belongs to root or to us. Otherwise
-    another user could swap a folder on the way for one holding their own files."""
+    another user could swap a folder on the way for one holding their own files. With
+    MISSING_OK, folders that do not exist (yet) are skipped."""
     literal = list(reversed(path.parents))
     resolved = list(reversed(Path(os.path.realpath(path.parent)).parents))
     resolved.append(Path(os.path.realpath(path.parent)))
     for folder in literal + resolved:
-        _check_above(folder, path, setting)
+        _check_above(folder, path, setting, missing_ok=missing_ok)
 
 
-def _check_above(folder: Path, path: Path, setting: str) -> None:
+def _check_above(folder: Path, path: Path, setting: str, *, missing_ok: bool = False) -> None:
     try:
         st = os.lstat(folder)
+    except FileNotFoundError as exc:
+        if missing_ok:
+            return
+        raise _unreachable(path, setting, exc) from exc
     except OSError as exc:
-        raise _unusable(path, setting, exc) from exc
+        raise _unreachable(path, setting, exc) from exc
     me = os.getuid()
     fix = f"set {setting} to a folder of your own"
     if st.st_uid not in (0, me):
@@ -216,6 +237,36 @@ def _check_above(folder: Path, path: Path, setting: str) -> None:
             f"{setting}: {folder} (on the way to {path}) is writable by other users "
             f"(mode {stat.S_IMODE(st.st_mode):o}), who could redirect spacetail's files; {fix}"
         )
+
+
+def _unreachable(path: Path, setting: str, exc: OSError) -> ConfigError | OperationFailed:
+    """Why PATH cannot even be looked at: a folder on the way that is closed to us is named,
+    with whose it is (another user's folder, as `down` by the wrong user meets it)."""
+    blocker = _closed_folder(path) if exc.errno == errno.EACCES else None
+    if blocker is None:
+        return _unusable(path, setting, exc)
+    try:
+        st = os.stat(blocker)
+        whose = f"uid {st.st_uid}'s, mode {stat.S_IMODE(st.st_mode):o}"
+    except OSError:
+        whose = "not yours"
+    return ConfigError(
+        f"{setting}: cannot reach {path}: {blocker} ({whose}) is closed to uid {os.getuid()}; "
+        f"run spacetail as the user who ran `spacetail up`, or point {_dir_setting(setting)} "
+        "at a folder of your own"
+    )
+
+
+def _closed_folder(path: Path) -> Path | None:
+    """The first folder on the way to PATH that we may not enter, if there is one."""
+    for folder in reversed(path.parents):
+        try:
+            os.stat(folder)
+        except OSError:
+            return None
+        if not os.access(folder, os.X_OK):
+            return folder
+    return None
 
 
 def _unusable(path: Path, setting: str, exc: OSError) -> ConfigError | OperationFailed:

@@ -17,7 +17,7 @@ from spacetail.credentials import TAILNET_CREDENTIALS
 from spacetail.errors import OperationFailed
 from spacetail.paths import Paths
 from spacetail.proxyenv import proxy_variables
-from spacetail.up import up
+from spacetail.up import refuse_foreign_proc, up
 
 
 def run(cfg: Config, paths: Paths, env: Mapping[str, str], command: Sequence[str]) -> int:
@@ -85,6 +85,7 @@ def foreground(cfg: Config, paths: Paths, env: Mapping[str, str]) -> int:
     from spacetail.tailscale import find_binaries
 
     daemon.scrub_environ(SECRET_VARIABLES)  # as a detached manager: no credential in environ
+    refuse_foreign_proc()
     binaries = find_binaries(env)
     listener = daemon.activated_listener(env)
     if listener is None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from pathlib import Path
 
 from spacetail import control
 from spacetail.errors import OperationFailed
 from spacetail.identity import ProcessIdentity, ProvenProcess, terminate
-from spacetail.paths import Paths, ensure_private_dir, open_regular
+from spacetail.paths import Paths, check_existing_dir, ensure_private_dir, open_regular
 
 TYPE_CHECKING = False  # keeps typing and filelock out of `spacetail status` until needed
 if TYPE_CHECKING:
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
 
 LOCK_TIMEOUT = 120.0
 SECRET_PREFIX = "auth-"  # noqa: S105 - a file name prefix, not a password
+MAX_RECORD = 64 * 1024  # manager.json and last-stop.json hold about 1 kB
+MAX_DEPTH = 8  # and nest two levels deep
+_JSON_TOKENS = re.compile(rb'[\\"\[\]{}]')
 
 
 # --- files --------------------------------------------------------------------------------
@@ -103,7 +107,10 @@ def write_record(
 
 
 def read_record(path: Path) -> tuple[dict[str, Any] | None, bool]:
-    """(record, garbage): a missing file is (None, False); an unreadable one is (None, True)."""
+    """(record, garbage): a missing file is (None, False); an unreadable one is (None, True).
+    The one reader of the state folder's JSON records (manager.json, last-stop.json): a file
+    that is not ours, larger than MAX_RECORD or nested deeper than MAX_DEPTH is garbage, like any
+    other that does not parse, and so stale."""
     try:
         fd = open_regular(path, os.O_RDONLY)  # a planted FIFO must not hang status or down
     except FileNotFoundError:
@@ -112,17 +119,74 @@ def read_record(path: Path) -> tuple[dict[str, Any] | None, bool]:
         return None, True
     try:
         with os.fdopen(fd, "rb") as f:
-            data = json.loads(f.read(1 << 20))
-    except (OSError, ValueError):
+            st = os.fstat(f.fileno())
+            if st.st_uid != os.getuid() or st.st_size > MAX_RECORD:
+                return None, True
+            raw = f.read(MAX_RECORD + 1)
+    except OSError:
         return None, True
-    return (data, False) if isinstance(data, dict) else (None, True)
+    data = parse_record(raw)
+    return (data, False) if data is not None else (None, True)
+
+
+def parse_record(raw: bytes) -> dict[str, Any] | None:
+    """RAW as a JSON object, or None: bounded in size and depth before json.loads (which
+    recurses once per level) ever sees it."""
+    if len(raw) > MAX_RECORD or not nested_within(raw, MAX_DEPTH):
+        return None
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def nested_within(raw: bytes, limit: int) -> bool:
+    """Whether RAW's arrays and objects nest at most LIMIT deep, strings skipped: a scan of the
+    few bytes that matter, without recursion, that stops at the first level too deep."""
+    depth = 0
+    in_string = False
+    escaped = -1  # the offset a backslash in a string makes ordinary
+    for token in _JSON_TOKENS.finditer(raw):
+        at = token.start()
+        if at == escaped:
+            continue
+        c = raw[at]
+        if in_string:
+            if c == 0x5C:  # backslash
+                escaped = at + 1
+            elif c == 0x22:  # quote
+                in_string = False
+        elif c == 0x22:
+            in_string = True
+        elif c in b"[{":
+            depth += 1
+            if depth > limit:
+                return False
+        elif c in b"]}":
+            depth -= 1
+    return True
+
+
+def check(paths: Paths, *, create: bool = False) -> bool:
+    """The one gate before anything in the state or runtime folders is trusted, for every
+    command: each private folder (state, keys, sockets) is ours, 0700, and below nothing another
+    user could change. With CREATE (`up`, the manager) missing ones are made 0700; without,
+    nothing is created. Raises ConfigError naming the folder and the fix; returns whether the
+    state folder exists."""
+    exists = True
+    for folder in paths.private_dirs():
+        setting = paths.setting if folder == paths.root else "XDG_RUNTIME_DIR"
+        if create:
+            ensure_private_dir(folder, setting)
+        elif not check_existing_dir(folder, setting) and folder == paths.root:
+            exists = False
+    return exists
 
 
 def prepare(paths: Paths) -> None:
     """Create the private folders (0700) or refuse ones that others could tamper with."""
-    for folder in paths.private_dirs():
-        setting = paths.setting if folder == paths.root else "XDG_RUNTIME_DIR"
-        ensure_private_dir(folder, setting)
+    check(paths, create=True)
 
 
 # --- secrets ------------------------------------------------------------------------------
@@ -137,12 +201,25 @@ def write_secret(paths: Paths, name: str, payload: str) -> Path:
 
 
 def clear_secrets(paths: Paths) -> list[str]:
-    """Remove secret files a killed manager may have left; returns what was removed."""
-    removed = []
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(paths.secrets_dir):
-            if entry.name.startswith(SECRET_PREFIX) and remove_file(Path(entry.path)):
-                removed.append(entry.name)
+    """Remove secret files a killed manager may have left; returns what was removed. The key
+    folder is opened without following a symlink and only if it is ours: a link planted in its
+    place never leads the removal into someone else's folder."""
+    removed: list[str] = []
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(paths.secrets_dir, flags)
+    except OSError:
+        return removed
+    try:
+        if os.fstat(fd).st_uid != os.getuid():
+            return removed
+        for name in os.listdir(fd):
+            if name.startswith(SECRET_PREFIX):
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=fd)
+                    removed.append(name)
+    finally:
+        os.close(fd)
     return removed
 
 
@@ -254,6 +331,16 @@ class Probe:
         return self.status.manager if self.status is not None else None
 
     @property
+    def proven_ident(self) -> ProcessIdentity | None:
+        """The answering manager's identity, only when manager.json (written by the manager
+        itself, in a folder that passed `check`) names that very process: a reply over a socket
+        alone never makes a process eligible for a signal."""
+        ident = self.answering_ident
+        if ident is None or self.foreign or ident != self.manager_ident:
+            return None
+        return ident
+
+    @property
     def foreign(self) -> bool:
         """A manager answers, but from another container (or boot): its PID means nothing here,
         and its proxies are not this container's."""
@@ -264,6 +351,13 @@ class Probe:
         ident = self.answering_ident
         where = ident.container if ident else "an unknown place"
         return f"a manager of another container ({where}) answers for this state folder"
+
+    def describe_unrecorded(self, paths: Paths) -> str:
+        pid = self.status.manager_pid if self.status else None
+        return (
+            f"a process answering on {paths.control_socket} as manager pid {pid}, which "
+            f"{paths.record.name} does not name (so it is never signalled),"
+        )
 
     def describe_stale(self) -> str:
         ident = self.manager_ident

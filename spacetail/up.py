@@ -24,7 +24,13 @@ from spacetail.client import (
 )
 from spacetail.errors import ConfigError, OperationFailed, SpacetailError
 from spacetail.forward import bind_listeners
-from spacetail.identity import ProcessIdentity, ProvenProcess, phase_shell, terminate
+from spacetail.identity import (
+    ProcessIdentity,
+    ProvenProcess,
+    phase_shell,
+    proc_mismatch,
+    terminate,
+)
 from spacetail.log import tail
 from spacetail.paths import Paths
 from spacetail.phases import Phase
@@ -71,6 +77,7 @@ def up(
     after stopping what it started."""
     from spacetail.tailscale import find_binaries
 
+    refuse_foreign_proc()
     started = time.monotonic()
     deadline = started + cfg.timeout  # one deadline for the login and the peers
     binaries = find_binaries(env)
@@ -90,6 +97,17 @@ def up(
         raise
     _report_up(reply, time.monotonic() - started, wait=wait, out=out, watching=watching)
     return reply
+
+
+def refuse_foreign_proc() -> None:
+    """A manager must prove its processes and watch the shell through /proc: where /proc numbers
+    another PID namespace's processes, start nothing rather than watch or signal a stranger."""
+    problem = proc_mismatch()
+    if problem is not None:
+        raise OperationFailed(
+            f"{problem}; mount a /proc of this namespace (unshare --pid --fork --mount-proc, as "
+            "containers do) and run spacetail there"
+        )
 
 
 def _claim_manager(
@@ -268,7 +286,7 @@ def _last_words(paths: Paths, joined: Joined) -> Status | None:
     if handle is not None:
         with handle:
             handle.wait(NEVER_RAN_EXIT)
-    last = read_last_stop(paths)
+    last, _garbage = read_last_stop(paths)
     if last is None or joined.ident is None or last.manager_pid != joined.ident.pid:
         return None
     verdict = Problem(

@@ -24,6 +24,7 @@ PROMISES = "tests/integration/test_promises.py"
 FAULTS = "tests/faults/test_faults.py"
 PROMISES_FAULTS = "tests/faults/test_promises.py"
 FORWARD_FAULTS = "tests/faults/test_forward_faults.py"
+TRUST = "tests/faults/test_trust.py"
 SHELL_EXIT = 'self.stop(f"the phase\'s shell (pid {self.watch_pid}) exited")'
 
 MUTANTS: tuple[Mutant, ...] = (
@@ -250,7 +251,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "a PID from another PID namespace (a reply over the socket) is never signalled",
         "spacetail/client.py",
         "stop_manager",
-        "handle = ProvenProcess.open(ident) if ident is not None and not p.foreign else None",
+        "handle = ProvenProcess.open(ident) if ident is not None else None",
         'local = __import__("spacetail.identity").identity.ProcessIdentity.of('
         'int(p.status["manager_pid"])); handle = ProvenProcess.open(local) if local else None',
         (f"{PROMISES_FAULTS}::test_down_in_another_pid_namespace_never_signals_a_stranger",),
@@ -448,5 +449,45 @@ MUTANTS: tuple[Mutant, ...] = (
             "tests/faults/test_install_faults.py::"
             "test_an_archive_of_many_members_is_refused_in_bounded_memory",
         ),
+    ),
+    Mutant(
+        "reply-identity-trusted",
+        "a status reply makes a process eligible for a signal only if manager.json names it",
+        "spacetail/client.py",
+        "stop_manager",
+        "    ident = p.proven_ident\n",
+        "    ident = p.answering_ident if not p.foreign else None\n",
+        (f"{TRUST}::test_a_reply_names_a_process_for_a_signal_only_with_the_managers_record",),
+    ),
+    Mutant(
+        "server-uid-unchecked",
+        "a control socket another user serves is never listened to",
+        "spacetail/control.py",
+        "ControlClient._check_server",
+        "if uid not in (me, 0) and me != 0:",
+        "if False:",
+        (f"{TRUST}::test_a_socket_another_user_serves_is_never_listened_to",),
+    ),
+    Mutant(
+        "folders-unchecked",
+        "every command checks the state and runtime folders as `up` does before trusting them",
+        "spacetail/statedir.py",
+        "check",
+        "elif not check_existing_dir(folder, setting) and folder == paths.root:",
+        "elif not folder.is_dir() and folder == paths.root:",
+        (
+            f"{TRUST}::test_down_never_signals_for_a_socket_another_user_planted",
+            f"{TRUST}::test_env_wait_and_status_never_take_another_users_socket_for_the_manager",
+            f"{TRUST}::test_down_never_removes_files_where_a_planted_key_folder_points",
+        ),
+    ),
+    Mutant(
+        "host-proc-trusted",
+        "where /proc numbers another PID namespace, up starts nothing",
+        "spacetail/up.py",
+        "refuse_foreign_proc",
+        "    problem = proc_mismatch()\n",
+        "    problem = None\n",
+        ("tests/faults/test_host_proc.py::test_up_refuses_where_proc_is_not_the_namespaces",),
     ),
 )

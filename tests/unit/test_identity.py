@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from spacetail import identity
 
 
@@ -121,3 +123,20 @@ def test_phase_shell_without_any_shell_is_the_parent() -> None:
     )  # fmt: skip
     found, parent = out.stdout.split()
     assert found == parent
+
+
+def test_proc_of_this_namespace_is_trusted() -> None:
+    assert identity.proc_mismatch() is None
+
+
+def test_nothing_is_proven_where_proc_counts_another_namespace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A /proc of another PID namespace (`unshare --pid --fork` without --mount-proc) proves
+    nothing, so nothing is signalled: tests/faults/test_host_proc.py has the real one."""
+    me = identity.ProcessIdentity.of(os.getpid())
+    assert me is not None
+    monkeypatch.setitem(identity._PROC_CHECKED, os.getpid(), "/proc belongs to another one")
+    assert identity.start_time(os.getpid()) is None
+    assert identity.ProcessIdentity.of(os.getpid()) is None
+    assert identity.ProvenProcess.open(me) is None
