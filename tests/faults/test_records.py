@@ -41,7 +41,7 @@ def test_a_nested_manager_json_is_stale_for_every_command(
     """(Before: status, wait, down and up each ended in a RecursionError traceback.)"""
     record = plant(fake_env, "manager.json", depth)
     shown = status(userland, fake_env)
-    assert shown["running"] is False and "stale" in shown, shown
+    assert shown["running"] is False and shown["stale"], shown
     wait = st(userland, fake_env, "wait", "--timeout", "2")
     assert wait.returncode == 1, no_traceback(wait)
     assert "no manager runs" in wait.stderr and "stale" in wait.stderr, wait.stderr
@@ -64,8 +64,8 @@ def test_a_nested_last_stop_json_is_stale_for_every_command(
     """(Before: status, wait and doctor each ended in a RecursionError traceback.)"""
     last = plant(fake_env, "last-stop.json", depth)
     shown = status(userland, fake_env)
-    assert shown["running"] is False and "stale" in shown, shown
-    assert "last_stop" not in shown and "last_failure" not in shown
+    assert shown["running"] is False and shown["stale"], shown
+    assert shown["last_stop"] is None and shown["last_failure"] is None
     text = st(userland, fake_env, "status")
     assert text.returncode == 0, no_traceback(text)
     assert text.stdout.startswith("Not running"), text.stdout
