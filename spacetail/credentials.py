@@ -1,7 +1,7 @@
-"""Credentials, decided once: which way of logging in the settings choose (auth key, OAuth client
-secret, workload identity), and where the secret is (a value, or a file that only its owner can
-read or write), read through one guarded reader. Nothing downstream looks at a secret's text to
-decide anything again."""
+"""Credentials, decided once: which way of logging in the settings choose (auth key, OAuth client,
+workload identity), under containerboot's own rules for which settings go together; and where
+the secret is (a value, or a file that only its owner can read or write), read through one
+guarded reader. Nothing downstream looks at a secret's text to decide anything again."""
 
 from __future__ import annotations
 
@@ -144,8 +144,10 @@ def _too_large(source: str, path: Path, size: int, fix: str) -> ConfigError:
 class Auth:
     kind: AuthKind
     secret: Secret  # auth key, OAuth client secret, or ID token
-    client_id: str | None = None
+    client_id: str | None = None  # workload identity's, or an OAuth client's (containerboot)
     audience: str | None = None
+    # The `tailscale up` flag that reads the secret's file: auth-key, client-secret, id-token.
+    file_flag: str = "auth-key"
 
 
 def secret_from(name: str, raw: str) -> Secret:
@@ -195,47 +197,73 @@ def spacelift_token_file(env: Mapping[str, str]) -> Path | None:
 
 
 def auth_from_env(env: Mapping[str, str], tags: tuple[str, ...]) -> Auth | None:
-    # Two ways of logging in at once is a mistake to name, not a precedence to guess at.
-    given = [
-        n for n in ("TS_AUTHKEY", "TS_CLIENT_SECRET", "TS_CLIENT_ID") if env.get(n, "").strip()
-    ]
-    if not given and env.get("TS_AUTH_KEY", "").strip():
-        given = ["TS_AUTH_KEY"]
-    if len(given) > 1:
-        raise ConfigError(
-            f"{given[1]}: set together with {given[0]}; set one credential and unset the other"
-        )
-    for name in ("TS_AUTHKEY", "TS_AUTH_KEY"):
-        raw = env.get(name, "").strip()
-        if raw:
-            secret = secret_from(name, raw)
-            # Decided here, once: an OAuth client secret given as an auth key mints a key.
-            if secret.read().startswith("tskey-client-"):
-                if not tags:
-                    raise _oauth_without_tags(name)
-                return Auth("oauth", secret)
-            return Auth("authkey", secret)
-    raw = env.get("TS_CLIENT_SECRET", "").strip()
-    if raw:
+    """The credential the settings name, under containerboot's rules (refuse_pairs). Raises
+    ConfigError: one line naming the settings and the fix."""
+    given = {name: env.get(name, "").strip() for name in _NAMES}
+    refuse_pairs(given)
+    key_name = "TS_AUTHKEY" if given["TS_AUTHKEY"] else "TS_AUTH_KEY"  # containerboot's order
+    key, secret, client_id = given[key_name], given["TS_CLIENT_SECRET"], given["TS_CLIENT_ID"]
+    if key:
+        found = secret_from(key_name, key)
+        # Decided here, once: an OAuth client secret given as an auth key mints a key.
+        if found.read().startswith("tskey-client-"):
+            if not tags:
+                raise _oauth_without_tags(key_name)
+            return Auth("oauth", found)
+        return Auth("authkey", found)
+    if secret:
         if not tags:
             raise _oauth_without_tags("TS_CLIENT_SECRET")
-        return Auth("oauth", secret_from("TS_CLIENT_SECRET", raw))
-    client_id = env.get("TS_CLIENT_ID", "").strip()
-    if client_id:
-        if not tags:
-            raise ConfigError(
-                "TS_CLIENT_ID: workload identity needs tags; set SPACETAIL_TAGS=tag:ci "
-                "(tags the federated identity may assign)"
-            )
-        audience = env.get("TS_AUDIENCE", "").strip() or None
-        token = id_token(env)
-        if token is not None:
-            return Auth("wif", token, client_id, audience)
+        found = secret_from("TS_CLIENT_SECRET", secret)
+        return Auth("oauth", found, client_id or None, file_flag="client-secret")
+    if not client_id:
+        return None
+    if not tags:
+        raise ConfigError(
+            "TS_CLIENT_ID: workload identity needs tags; set SPACETAIL_TAGS=tag:ci "
+            "(tags the federated identity may assign)"
+        )
+    token = id_token(env)
+    if token is None:
         raise ConfigError(
             "TS_CLIENT_ID: set, but there is no ID token; set TS_ID_TOKEN, or run on a "
             "Spacelift account with OIDC (SPACELIFT_OIDC_TOKEN)"
         )
-    return None
+    audience = given["TS_AUDIENCE"] or None
+    return Auth("wif", token, client_id, audience, file_flag="id-token")
+
+
+_NAMES = ("TS_AUTHKEY", "TS_AUTH_KEY", "TS_CLIENT_SECRET", "TS_CLIENT_ID", "TS_ID_TOKEN",
+          "TS_AUDIENCE")  # fmt: skip
+
+
+def refuse_pairs(given: Mapping[str, str]) -> None:
+    """containerboot's rules (cmd/containerboot/settings.go): an ID token or an audience only
+    with a client ID; an ID token never with a client secret or an audience; an audience never
+    with a client secret; an auth key alone."""
+    key = "TS_AUTHKEY" if given["TS_AUTHKEY"] else "TS_AUTH_KEY"
+    client = "TS_CLIENT_ID"
+    for name in ("TS_ID_TOKEN", "TS_AUDIENCE"):
+        if given[name] and not given[client]:
+            raise ConfigError(
+                f"{name}: set, but {client} is not; {name} is for workload identity: "
+                f"set {client} (the federated identity's client ID), or unset {name}"
+            )
+    for first, second, why in (
+        ("TS_ID_TOKEN", "TS_CLIENT_SECRET", "an OAuth client takes no ID token"),
+        ("TS_ID_TOKEN", "TS_AUDIENCE", "the audience is for requesting a token, and one is given"),
+        ("TS_AUDIENCE", "TS_CLIENT_SECRET", "an OAuth client takes no audience"),
+    ):
+        if given[first] and given[second]:
+            raise ConfigError(f"{second}: set together with {first} ({why}); unset one of them")
+    if given[key]:
+        others = (client, "TS_CLIENT_SECRET", "TS_ID_TOKEN", "TS_AUDIENCE")
+        other = next((name for name in others if given[name]), None)
+        if other is not None:
+            raise ConfigError(
+                f"{key}: set together with {other}; an auth key is used alone: unset "
+                f"{other}, or unset {key} and use the OAuth client or workload identity"
+            )
 
 
 def _oauth_without_tags(name: str) -> ConfigError:

@@ -105,11 +105,14 @@ INSTALL: tuple[Setting, ...] = (
 # Credentials are variables only: a flag would put a secret on a command line.
 CREDENTIALS: tuple[tuple[str, str], ...] = (
     ("TS_AUTHKEY", "an auth key (tskey-auth-...), or file:PATH; TS_AUTH_KEY is read too"),
-    ("TS_CLIENT_SECRET", "an OAuth client secret, or file:PATH; needs SPACETAIL_TAGS"),
-    ("TS_CLIENT_ID", "workload identity federation client id; needs SPACETAIL_TAGS"),
+    ("TS_CLIENT_SECRET", "an OAuth client secret, or file:PATH; needs SPACETAIL_TAGS; with "
+     "TS_CLIENT_ID, that OAuth client (as containerboot)"),
+    ("TS_CLIENT_ID", "workload identity federation client id (with TS_CLIENT_SECRET: the OAuth "
+     "client's id); needs SPACETAIL_TAGS"),
     ("TS_ID_TOKEN", "the ID token for TS_CLIENT_ID, or file:PATH (default: Spacelift's OIDC)"),
-    ("TS_AUDIENCE", "the audience for the ID token, if the federated identity needs one"),
-)
+    ("TS_AUDIENCE", "the audience for the ID token, if the federated identity needs one; not "
+     "with TS_ID_TOKEN or TS_CLIENT_SECRET"),
+)  # fmt: skip
 PASSTHROUGH: tuple[tuple[str, str], ...] = (
     ("TS_EXTRA_ARGS", "more `tailscale up` flags, split like a shell does"),
     ("TS_TAILSCALED_EXTRA_ARGS", "more `tailscaled` flags"),

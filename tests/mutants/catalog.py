@@ -169,8 +169,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "a secret reaches tailscale up only as file:",
         "spacetail/tailscale.py",
         "up_argv",
-        'argv.append(f"--auth-key=file:{secret_file}")',
-        'argv.append(f"--auth-key={auth.secret.read()}")',
+        'argv.append(f"--{auth.file_flag}=file:{secret_file}")',
+        'argv.append(f"--{auth.file_flag}={auth.secret.read()}")',
         (
             "tests/unit/test_tailscale.py::test_command_lines_never_hold_a_secret",
             "tests/integration/test_auth.py::test_oauth_client_secret_with_tags",
@@ -447,6 +447,18 @@ MUTANTS: tuple[Mutant, ...] = (
         (
             "tests/faults/test_install_faults.py::"
             "test_an_archive_of_many_members_is_refused_in_bounded_memory",
+        ),
+    ),
+    Mutant(
+        "oauth-client-id-dropped",
+        "TS_CLIENT_ID with TS_CLIENT_SECRET reaches tailscale up as containerboot passes it",
+        "spacetail/tailscale.py",
+        "up_argv",
+        "if auth.client_id:",
+        'if auth.kind == "wif":',
+        (
+            "tests/unit/test_credentials.py::test_containerboot_accepts",
+            "tests/integration/test_auth.py::test_the_oauth_client_pair_people_already_use",
         ),
     ),
 )
