@@ -56,7 +56,7 @@ def test_the_oauth_client_pair_people_already_use(
     up = st(userland, env, "up", "--no-watch")
     try:
         assert up.returncode == 0, up.stderr
-        assert status(userland, env)["backend_state"] == "Running"
+        assert status(userland, env)["tags"] == ["tag:ci"]
     finally:
         down = st(userland, env, "down")
     entries = [json.loads(line) for line in log.read_text().splitlines()]

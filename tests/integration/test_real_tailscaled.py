@@ -149,8 +149,11 @@ def test_tailscaled_refusing_a_flag_fails_up_with_its_words(
          "SPACETAIL_TAGS": "tag:ci"},
         {"TS_CLIENT_ID": "client-1", "SPACELIFT_OIDC_TOKEN": spacelift_oidc.token("read"),
          "TS_AUDIENCE": "aud", "SPACETAIL_TAGS": "tag:ci"},
+        {"TS_CLIENT_ID_READ": "client-r", "TS_CLIENT_ID_WRITE": "client-w",
+         "SPACETAIL_TAGS_READ": "tag:ci-read", "SPACETAIL_TAGS_WRITE": "tag:ci-write",
+         "SPACELIFT_OIDC_TOKEN": spacelift_oidc.token("write")},
     ],
-    ids=["authkey", "all-options", "oauth", "oauth-client", "workload-identity"],
+    ids=["authkey", "all-options", "oauth", "oauth-client", "workload-identity", "per-scope"],
 )  # fmt: skip
 def test_the_real_cli_accepts_every_command_line_spacetail_builds(
     real_tailscale: Path, home: Path, extra: dict[str, str], test_id: str

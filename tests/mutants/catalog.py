@@ -461,4 +461,26 @@ MUTANTS: tuple[Mutant, ...] = (
             "tests/integration/test_auth.py::test_the_oauth_client_pair_people_already_use",
         ),
     ),
+    Mutant(
+        "read-phase-borrows-write",
+        "a read-scope phase never presents the write identity, whatever else is set",
+        "spacetail/scope.py",
+        "View.get",
+        "names.insert(0, self.scope.name_of(base))",
+        "names[:0] = [self.scope.name_of(base), self.scope.other.name_of(base)]",
+        (
+            "tests/unit/test_credentials.py::test_a_read_phase_never_presents_the_write_identity",
+            "tests/unit/test_credentials.py::"
+            "test_a_phase_without_an_identity_of_its_scope_fails_naming_the_missing_setting",
+        ),
+    ),
+    Mutant(
+        "scope-ignored",
+        "the token's scope chooses the identity and the tags of the phase",
+        "spacetail/credentials.py",
+        "auth_from_env",
+        "view = View(env, scope)",
+        "view = View(env, None)",
+        ("tests/unit/test_credentials.py::test_the_token_scope_chooses_the_identity_and_the_tags",),
+    ),
 )
