@@ -483,4 +483,16 @@ MUTANTS: tuple[Mutant, ...] = (
         "view = View(env, None)",
         ("tests/unit/test_credentials.py::test_the_token_scope_chooses_the_identity_and_the_tags",),
     ),
+    Mutant(
+        "doctor-silent-on-write-secret",
+        "doctor warns when a read-scope phase holds a write credential",
+        "spacetail/doctor.py",
+        "write_credential_check",
+        "held = [name for name in held if name not in read]",
+        "held = []",
+        (
+            "tests/unit/test_doctor.py::"
+            "test_a_read_scope_phase_holding_a_write_credential_is_warned",
+        ),
+    ),
 )
