@@ -472,6 +472,8 @@ MUTANTS: tuple[Mutant, ...] = (
             "tests/unit/test_credentials.py::test_a_read_phase_never_presents_the_write_identity",
             "tests/unit/test_credentials.py::"
             "test_a_phase_without_an_identity_of_its_scope_fails_naming_the_missing_setting",
+            "tests/e2e/test_least_privilege.py::"
+            "test_a_read_phase_with_only_the_write_identity_fails_before_terraform",
         ),
     ),
     Mutant(
@@ -481,7 +483,11 @@ MUTANTS: tuple[Mutant, ...] = (
         "auth_from_env",
         "view = View(env, scope)",
         "view = View(env, None)",
-        ("tests/unit/test_credentials.py::test_the_token_scope_chooses_the_identity_and_the_tags",),
+        (
+            "tests/unit/test_credentials.py::test_the_token_scope_chooses_the_identity_and_the_tags",
+            "tests/e2e/test_least_privilege.py::"
+            "test_a_run_that_waits_for_approval_plans_read_and_applies_write",
+        ),
     ),
     Mutant(
         "doctor-silent-on-write-secret",
