@@ -5,7 +5,6 @@ checklist's text and JSON, scrubbed of every secret."""
 
 from __future__ import annotations
 
-import base64
 import enum
 import ipaddress
 import json
@@ -21,6 +20,7 @@ from spacetail.credentials import SECRET_VARIABLES
 from spacetail.errors import ConfigError
 from spacetail.failures import Failure, FailureClass
 from spacetail.log import redact
+from spacetail.scope import decode_claims
 
 DNS_TIMEOUT = 5.0
 TCP_TIMEOUT = 5.0
@@ -177,19 +177,8 @@ def parse_target(text: str) -> Target:
         ) from None
 
 
-def decode_jwt(token: str) -> dict[str, Any]:
-    """The claims of a JWT, NOT verified (the doctor shows them; only Tailscale trusts them)."""
-    parts = token.strip().split(".")
-    if len(parts) != 3:
-        raise ValueError("not a JWT (three dot-separated parts)")
-    try:
-        raw = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
-        claims = json.loads(raw)
-    except ValueError as exc:
-        raise ValueError("its payload is not base64url JSON") from exc
-    if not isinstance(claims, dict):
-        raise ValueError("its payload is not a JSON object")
-    return claims
+# The one decoder of a JWT's claims, NOT verified (scope.py): the doctor shows them.
+decode_jwt = decode_claims
 
 
 def dns_query(socket_path: Path, name: str, timeout: float = DNS_TIMEOUT) -> tuple[int, list[str]]:

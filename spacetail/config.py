@@ -15,6 +15,7 @@ from spacetail.credentials import Auth, auth_from_env
 from spacetail.errors import ConfigError
 from spacetail.forward import ForwardSpec, parse_forwards
 from spacetail.log import holds_secret, redact
+from spacetail.scope import Scope
 
 DEFAULT_SOCKS5 = "127.0.0.1:1080"
 DEFAULT_HTTP_PROXY = "127.0.0.1:8080"
@@ -51,6 +52,8 @@ class Config:
     watch_pid: int | None = None
     max_lifetime: float = DEFAULT_MAX_LIFETIME
     forwards: tuple[ForwardSpec, ...] = ()
+    scope: Scope | None = None  # of the phase's Spacelift token, when it was read
+    scope_note: str | None = None  # why the per-scope settings were not used (`up` says it)
 
     @property
     def proxies(self) -> dict[str, str]:
@@ -155,12 +158,13 @@ def dns_label(raw: str) -> str:
     return label[:63].rstrip("-") or "spacetail"
 
 
-def default_hostname(env: Mapping[str, str]) -> str:
+def default_hostname(env: Mapping[str, str], scope: Scope | None = None) -> str:
     run_id = env.get("TF_VAR_spacelift_run_id", "").strip()
     if run_id:
         stack = dns_label(env.get("TF_VAR_spacelift_stack_id", "") or "stack")
-        run = dns_label(run_id)
-        # The run id is what makes the name unique: cut the stack name, never the run id.
+        # The scope tells a plan awaiting approval (read) from its apply (write) in the admin
+        # console; the run id is what makes the name unique: cut the stack name, never those.
+        run = dns_label(f"{run_id}-{scope.value}" if scope else run_id)
         room = max(1, 63 - len("spacelift--") - len(run))
         return dns_label(f"spacelift-{stack[:room].rstrip('-')}-{run}")
     import socket
@@ -298,28 +302,32 @@ def load(
 ) -> Config:
     """Build the configuration; FLAGS (from the command line) win over ENV. Raises ConfigError."""
     v = _Values(env, flags or {})
-    name, raw = v.get("tags")
-    tags = parse_tags(name, raw)
-    auth = auth_from_env(env, tags)
-    if auth is None and need_auth:
+    tags: dict[Scope | None, tuple[str, tuple[str, ...]]] = {}
+    for scope, key in ((None, "tags"), (Scope.READ, "tags-read"), (Scope.WRITE, "tags-write")):
+        name, raw = v.get(key)
+        tags[scope] = (name, parse_tags(name, raw))
+    choice = auth_from_env(env, tags)
+    if choice.auth is None and need_auth:
         raise ConfigError(
             "TS_AUTHKEY: no credentials; set TS_AUTHKEY (an auth key), TS_CLIENT_SECRET with "
             "SPACETAIL_TAGS (OAuth), or TS_CLIENT_ID (workload identity)"
         )
     return Config(
-        auth=auth,
-        tags=tags,
+        auth=choice.auth,
+        tags=choice.tags,
+        scope=choice.scope,
+        scope_note=choice.note,
         extra_args=tuple(v.extra_rest),
         tailscaled_extra_args=tuple(v.tailscaled_extra),
-        **_node_settings(v),
+        **_node_settings(v, choice.scope),
         **_local_settings(v),
     )
 
 
-def _node_settings(v: _Values) -> dict[str, Any]:
+def _node_settings(v: _Values, scope: Scope | None) -> dict[str, Any]:
     """How the node logs in and what it uses of the tailnet."""
     name, raw = v.get("hostname")
-    hostname = check_hostname(name, raw) if raw.strip() else default_hostname(v.env)
+    hostname = check_hostname(name, raw) if raw.strip() else default_hostname(v.env, scope)
     _, exit_node = v.get("exit-node")
     name, login_server = v.get("login-server")
     if login_server.strip() and not re.match(r"^https?://[^\s/]+", login_server.strip()):

@@ -1,7 +1,8 @@
-"""Credentials, decided once: which way of logging in the settings choose (auth key, OAuth client
-secret, workload identity), and where the secret is (a value, or a file that only its owner can
-read or write), read through one guarded reader. Nothing downstream looks at a secret's text to
-decide anything again."""
+"""Credentials, decided once: which way of logging in the settings choose (auth key, OAuth client,
+workload identity), under containerboot's own rules for which settings go together; for which
+scope of Spacelift's OIDC token (scope.py); and where the secret is (a value, or a file that only
+its owner can read or write), read through one guarded reader. Nothing downstream looks at a
+secret's text to decide anything again."""
 
 from __future__ import annotations
 
@@ -14,12 +15,22 @@ from typing import Literal
 
 from spacetail.errors import ConfigError
 from spacetail.log import holds_secret
+from spacetail.scope import (
+    CREDENTIALS,
+    TAGS,
+    Scope,
+    View,
+    decode_claims,
+    scope_claim,
+    scoped_settings,
+)
 
 AuthKind = Literal["authkey", "oauth", "wif"]
 # Every variable that may hold a credential: never passed to a child process of spacetail's own
 # (tailscaled, the tailscale CLI).
 SECRET_VARIABLES = (
     "TS_AUTHKEY", "TS_AUTH_KEY", "TS_CLIENT_SECRET", "TS_ID_TOKEN", "SPACELIFT_OIDC_TOKEN",
+    "TS_AUTHKEY_READ", "TS_AUTHKEY_WRITE", "TS_CLIENT_SECRET_READ", "TS_CLIENT_SECRET_WRITE",
 )  # fmt: skip
 # The command `spacetail run` starts needs the tailnet, not the key that joined it: these are
 # dropped from its environment. Spacelift's own token is not spacetail's to take away: Spacelift
@@ -144,8 +155,10 @@ def _too_large(source: str, path: Path, size: int, fix: str) -> ConfigError:
 class Auth:
     kind: AuthKind
     secret: Secret  # auth key, OAuth client secret, or ID token
-    client_id: str | None = None
+    client_id: str | None = None  # workload identity's, or an OAuth client's (containerboot)
     audience: str | None = None
+    # The `tailscale up` flag that reads the secret's file: auth-key, client-secret, id-token.
+    file_flag: str = "auth-key"
 
 
 def secret_from(name: str, raw: str) -> Secret:
@@ -194,52 +207,186 @@ def spacelift_token_file(env: Mapping[str, str]) -> Path | None:
     return Path(root) / SPACELIFT_FILE if root else None
 
 
-def auth_from_env(env: Mapping[str, str], tags: tuple[str, ...]) -> Auth | None:
-    # Two ways of logging in at once is a mistake to name, not a precedence to guess at.
-    given = [
-        n for n in ("TS_AUTHKEY", "TS_CLIENT_SECRET", "TS_CLIENT_ID") if env.get(n, "").strip()
-    ]
-    if not given and env.get("TS_AUTH_KEY", "").strip():
-        given = ["TS_AUTH_KEY"]
-    if len(given) > 1:
-        raise ConfigError(
-            f"{given[1]}: set together with {given[0]}; set one credential and unset the other"
+def token_scope(token: Secret) -> Scope | None:
+    """The scope claim of TOKEN (decoded, not verified); ConfigError for a token that is not a
+    JWT, never quoting it."""
+    try:
+        return scope_claim(decode_claims(token.read()))
+    except ValueError as exc:
+        fix = (
+            "set it to an OIDC ID token (a JWT), or file:PATH"
+            if token.source == "TS_ID_TOKEN"
+            else "Spacelift writes a JWT there: check that nothing in the stack overrides it"
         )
-    for name in ("TS_AUTHKEY", "TS_AUTH_KEY"):
-        raw = env.get(name, "").strip()
-        if raw:
-            secret = secret_from(name, raw)
-            # Decided here, once: an OAuth client secret given as an auth key mints a key.
-            if secret.read().startswith("tskey-client-"):
-                if not tags:
-                    raise _oauth_without_tags(name)
-                return Auth("oauth", secret)
-            return Auth("authkey", secret)
-    raw = env.get("TS_CLIENT_SECRET", "").strip()
-    if raw:
-        if not tags:
-            raise _oauth_without_tags("TS_CLIENT_SECRET")
-        return Auth("oauth", secret_from("TS_CLIENT_SECRET", raw))
-    client_id = env.get("TS_CLIENT_ID", "").strip()
-    if client_id:
-        if not tags:
-            raise ConfigError(
-                "TS_CLIENT_ID: workload identity needs tags; set SPACETAIL_TAGS=tag:ci "
-                "(tags the federated identity may assign)"
-            )
-        audience = env.get("TS_AUDIENCE", "").strip() or None
-        token = id_token(env)
-        if token is not None:
-            return Auth("wif", token, client_id, audience)
         raise ConfigError(
-            "TS_CLIENT_ID: set, but there is no ID token; set TS_ID_TOKEN, or run on a "
+            f"{token.source}: the ID token is {exc}, so the phase's scope cannot be read (the "
+            f"token is not shown); {fix}"
+        ) from None
+
+
+# Which tags each scope would advertise: scope (None: the plain setting) -> (setting, tags).
+TagSettings = Mapping[Scope | None, tuple[str, tuple[str, ...]]]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What one phase logs in with: the credential, the scope it was chosen for, the tags."""
+
+    auth: Auth | None
+    scope: Scope | None = None
+    tags: tuple[str, ...] = ()
+    note: str | None = None  # why the per-scope settings were not used, for `up` to say
+
+
+def auth_from_env(env: Mapping[str, str], tags: TagSettings) -> Choice:
+    """The credential of this phase: the scope of its Spacelift token selects the per-scope
+    settings (scope.py), then containerboot's rules say which of them go together. Raises
+    ConfigError: one line naming the settings and the fix."""
+    scoped = any(env.get(s.name_of(b), "").strip() for b in CREDENTIALS for s in Scope) or any(
+        tags[s][1] for s in Scope
+    )
+    token, scope, why = _phase_scope(env, scoped)
+    view = View(env, scope)
+    _refuse_missing_scope(env, view, scope, why)
+    refuse_pairs(view, env)
+    if scope is Scope.READ:
+        _refuse_write_identity(env, view)
+    tag_values = tags[scope][1] if scope is not None and tags[scope][1] else tags[None][1]
+    tag_hint = scope.name_of(TAGS) if scope is not None and scoped else TAGS
+    auth = _auth(view, env, token, tag_values, tag_hint)
+    note = None
+    if why is not None:
+        unused = [*scoped_settings(env), *(tags[s][0] for s in Scope if tags[s][1])]
+        note = f"{why}: using the plain settings, not {', '.join(dict.fromkeys(unused))}"
+    return Choice(auth, scope, tag_values, note)
+
+
+def _phase_scope(
+    env: Mapping[str, str], scoped: bool
+) -> tuple[Secret | None, Scope | None, str | None]:
+    """(the ID token, its scope, why the plain settings are used): read with workload identity,
+    or when a per-scope setting asks for a scope."""
+    if not (scoped or any(View(env, s).get("TS_CLIENT_ID")[1] for s in (None, *Scope))):
+        return None, None, None
+    token = id_token(env)
+    if token is None:
+        why = "there is no Spacelift token (SPACELIFT_OIDC_TOKEN) to tell this phase's scope"
+        return None, None, why if scoped else None
+    scope = token_scope(token)
+    if scope is None and scoped:
+        return token, None, f"the ID token in {token.source} has no scope claim"
+    return token, scope, None
+
+
+def _refuse_missing_scope(
+    env: Mapping[str, str], view: View, scope: Scope | None, note: str | None
+) -> None:
+    """A phase whose scope has no credential of its own, nor a plain one, while the other scope
+    has one: it fails here, before anything starts, and never borrows the other's."""
+    if view.has_credential():
+        return
+    for base in CREDENTIALS:
+        if scope is None:
+            given = [s.name_of(base) for s in Scope if env.get(s.name_of(base), "").strip()]
+            if given:
+                raise ConfigError(
+                    f"{base}: not set, and {' and '.join(given)} need a phase scope, but {note}; "
+                    f"set {base}, or run where Spacelift gives the phase its OIDC token"
+                )
+        elif env.get(scope.other.name_of(base), "").strip():
+            mine, theirs = scope.name_of(base), scope.other.name_of(base)
+            never = " (a read-scope phase never presents the write one)" * (scope is Scope.READ)
+            raise ConfigError(
+                f"{mine}: this phase's Spacelift token has scope {scope.value}, and only "
+                f"{theirs} is set{never}; set {mine}, or {base} for every phase"
+            )
+
+
+def _refuse_write_identity(env: Mapping[str, str], view: View) -> None:
+    """The plain setting a read-scope phase falls back to must not be the write one itself."""
+    for base in CREDENTIALS:
+        name, value = view.get(base)
+        write = Scope.WRITE.name_of(base)
+        if name != Scope.READ.name_of(base) and value and value == env.get(write, "").strip():
+            raise ConfigError(
+                f"{name}: holds the same value as {write}, which a read-scope phase never "
+                f"presents; set {Scope.READ.name_of(base)} to the identity for scope read"
+            )
+
+
+def refuse_pairs(view: View, env: Mapping[str, str]) -> None:
+    """containerboot's rules (cmd/containerboot/settings.go), with the names this phase reads:
+    an ID token or an audience only with a client ID; an ID token never with a client secret or
+    an audience; an audience never with a client secret; an auth key alone."""
+    key, secret, client = (view.get(b) for b in ("TS_AUTHKEY", "TS_CLIENT_SECRET", "TS_CLIENT_ID"))
+    token = ("TS_ID_TOKEN", env.get("TS_ID_TOKEN", "").strip())
+    audience = ("TS_AUDIENCE", env.get("TS_AUDIENCE", "").strip())
+    for given in (token, audience):
+        if given[1] and not client[1]:
+            raise ConfigError(
+                f"{given[0]}: set, but {client[0]} is not; {given[0]} is for workload identity: "
+                f"set {client[0]} (the federated identity's client ID), or unset {given[0]}"
+            )
+    for first, second, why in (
+        (token, secret, "an OAuth client takes no ID token"),
+        (token, audience, "the audience is for requesting a token, and one is given"),
+        (audience, secret, "an OAuth client takes no audience"),
+    ):
+        if first[1] and second[1]:
+            raise ConfigError(
+                f"{second[0]}: set together with {first[0]} ({why}); unset one of them"
+            )
+    if key[1]:
+        other = next((n for n, v in (client, secret, token, audience) if v), None)
+        if other is not None:
+            raise ConfigError(
+                f"{key[0]}: set together with {other}; an auth key is used alone: unset "
+                f"{other}, or unset {key[0]} and use the OAuth client or workload identity"
+            )
+
+
+def _auth(
+    view: View,
+    env: Mapping[str, str],
+    token: Secret | None,
+    tags: tuple[str, ...],
+    tag_hint: str,
+) -> Auth | None:
+    key_name, key = view.get("TS_AUTHKEY")
+    secret_name, secret = view.get("TS_CLIENT_SECRET")
+    id_name, client_id = view.get("TS_CLIENT_ID")
+    if key:
+        found = secret_from(key_name, key)
+        # Decided here, once: an OAuth client secret given as an auth key mints a key.
+        if found.read().startswith("tskey-client-"):
+            if not tags:
+                raise _oauth_without_tags(key_name, tag_hint)
+            return Auth("oauth", found)
+        return Auth("authkey", found)
+    if secret:
+        if not tags:
+            raise _oauth_without_tags(secret_name, tag_hint)
+        found = secret_from(secret_name, secret)
+        return Auth("oauth", found, client_id or None, file_flag="client-secret")
+    if not client_id:
+        return None
+    if not tags:
+        raise ConfigError(
+            f"{id_name}: workload identity needs tags; set {tag_hint}=tag:ci "
+            "(tags the federated identity may assign)"
+        )
+    token = token or id_token(env)
+    if token is None:
+        raise ConfigError(
+            f"{id_name}: set, but there is no ID token; set TS_ID_TOKEN, or run on a "
             "Spacelift account with OIDC (SPACELIFT_OIDC_TOKEN)"
         )
-    return None
+    audience = env.get("TS_AUDIENCE", "").strip() or None
+    return Auth("wif", token, client_id, audience, file_flag="id-token")
 
 
-def _oauth_without_tags(name: str) -> ConfigError:
+def _oauth_without_tags(name: str, tag_hint: str) -> ConfigError:
     return ConfigError(
-        f"{name}: an OAuth client secret needs tags; set SPACETAIL_TAGS=tag:ci "
+        f"{name}: an OAuth client secret needs tags; set {tag_hint}=tag:ci "
         "(tags the OAuth client may assign)"
     )

@@ -94,6 +94,9 @@ class Doctor:
             checks.append(self.target(target))
         if self.env.get("TS_CLIENT_ID", "").strip():
             checks.append(self.workload_identity())
+        held = write_credential_check(self.env)
+        if held is not None:
+            checks.append(held)
         return checks
 
     @property
@@ -422,6 +425,36 @@ def _dns_miss(target: Target, rcode: int, reached: bool) -> Finding:
                        "itself needs the IP address or a MagicDNS name")  # fmt: skip
     return Finding(Status.FAIL, what, "check the name: a MagicDNS name (host.tailnet.ts.net) or "
                    "a name your tailnet's DNS serves")  # fmt: skip
+
+
+def write_credential_check(env: Mapping[str, str]) -> Check | None:
+    """In a phase whose Spacelift token has scope read, a stored secret that the write scope
+    would use (TS_AUTHKEY_WRITE, or the plain one beside a *_READ one) can be read from the
+    environment by whatever the plan runs, which then joins with the write tags. None outside a
+    read-scope phase (or when its token cannot be read: the other checks and `up` say why)."""
+    from spacetail.credentials import id_token, token_scope
+    from spacetail.scope import Scope, View
+
+    try:
+        token = id_token(env)
+        scope = token_scope(token) if token is not None else None
+    except ConfigError:
+        return None
+    if scope is not Scope.READ:
+        return None
+    check = Check("least privilege", details={"scope": scope.value})
+    secrets = ("TS_AUTHKEY", "TS_CLIENT_SECRET")
+    read = {View(env, Scope.READ).get(base)[0] for base in secrets}
+    held = [name for name, value in map(View(env, Scope.WRITE).get, secrets) if value]
+    held = [name for name in held if name not in read]
+    check.details["write_credentials"] = held
+    if not held:
+        return check.add(Status.OK, "scope read: no credential of the write scope in this phase")
+    return check.add(
+        Status.WARN, f"scope read, yet {' and '.join(held)} (the write scope's credential) is in "
+        "this phase's environment: whatever the plan runs can read it and join with the write "
+        "tags", "give the write scope workload identity (TS_CLIENT_ID_WRITE): no secret to read, "
+        "and Tailscale refuses it a read-scope token")  # fmt: skip
 
 
 def main(

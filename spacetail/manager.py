@@ -382,6 +382,8 @@ class Manager(Loop):
             uptime=round(self.clock() - self.started, 3),
             max_lifetime_left=self.lifetime.left(),
             forwards=self.forwarder.snapshot() if self.forwarder else (),
+            scope=self.cfg.scope,
+            tags=self.cfg.tags,
         )
 
     def _on_wait(self, request: Request) -> None:

@@ -66,6 +66,9 @@ def describe(status: Status) -> list[str]:
         f"  manager pid {status.manager_pid}, tailscaled pid {status.tailscaled_pid}, "
         f"phase {phase.value if phase else None}",
     ]
+    joined = joined_with(status)
+    if joined:
+        lines.append(f"  joined with {joined}")
     if status.restarts:
         lines.append(f"  restarts: {status.restarts} (last: {status.last_exit})")
     if status.login.reason and phase is not Phase.FAILED:
@@ -75,6 +78,17 @@ def describe(status: Status) -> list[str]:
     if status.problem:
         lines.append(f"  problem: {status.problem}")
     return lines
+
+
+def joined_with(status: Status) -> str:
+    """What the node joined with, for a person: the scope of the phase's Spacelift token (which
+    chose the identity and the tags) and the tags; empty when there is neither."""
+    parts = []
+    if status.scope is not None:
+        parts.append(f"scope {status.scope.value} (Spacelift token)")
+    if status.tags:
+        parts.append(f"tags {','.join(status.tags)}")
+    return ", ".join(parts)
 
 
 def _describe_forward(f: Forward) -> str:

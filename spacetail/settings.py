@@ -49,6 +49,10 @@ UP: tuple[Setting, ...] = (
             "60", metavar=DURATION),
     Setting("hostname", "TS_HOSTNAME", "node name, a DNS label", "spacelift-<stack>-<run>"),
     Setting("tags", "SPACETAIL_TAGS", "comma-separated tags, e.g. tag:ci"),
+    Setting("tags-read", "SPACETAIL_TAGS_READ", "the tags of a phase whose Spacelift token has "
+            "scope read (a plan awaiting approval, a proposed run), instead of --tags"),
+    Setting("tags-write", "SPACETAIL_TAGS_WRITE", "the tags of a phase whose Spacelift token has "
+            "scope write (an approved apply, a task), instead of --tags"),
     Setting("accept-routes", "TS_ACCEPT_ROUTES", "use subnet routes", "on", Kind.SWITCH),
     Setting("accept-dns", "TS_ACCEPT_DNS", "use the tailnet's DNS settings", "off", Kind.SWITCH),
     Setting("exit-node", "TS_EXIT_NODE", "route internet traffic through this exit node"),
@@ -105,11 +109,23 @@ INSTALL: tuple[Setting, ...] = (
 # Credentials are variables only: a flag would put a secret on a command line.
 CREDENTIALS: tuple[tuple[str, str], ...] = (
     ("TS_AUTHKEY", "an auth key (tskey-auth-...), or file:PATH; TS_AUTH_KEY is read too"),
-    ("TS_CLIENT_SECRET", "an OAuth client secret, or file:PATH; needs SPACETAIL_TAGS"),
-    ("TS_CLIENT_ID", "workload identity federation client id; needs SPACETAIL_TAGS"),
+    ("TS_CLIENT_SECRET", "an OAuth client secret, or file:PATH; needs SPACETAIL_TAGS; with "
+     "TS_CLIENT_ID, that OAuth client (as containerboot)"),
+    ("TS_CLIENT_ID", "workload identity federation client id (with TS_CLIENT_SECRET: the OAuth "
+     "client's id); needs SPACETAIL_TAGS"),
     ("TS_ID_TOKEN", "the ID token for TS_CLIENT_ID, or file:PATH (default: Spacelift's OIDC)"),
-    ("TS_AUDIENCE", "the audience for the ID token, if the federated identity needs one"),
-)
+    ("TS_AUDIENCE", "the audience for the ID token, if the federated identity needs one; not "
+     "with TS_ID_TOKEN or TS_CLIENT_SECRET"),
+    # Per scope of the phase's Spacelift token: used instead of the plain one when set; a read
+    # phase never uses a *_WRITE one.
+    ("TS_CLIENT_ID_READ", "TS_CLIENT_ID of a phase whose Spacelift token has scope read"),
+    ("TS_CLIENT_ID_WRITE", "TS_CLIENT_ID of a phase whose Spacelift token has scope write"),
+    ("TS_AUTHKEY_READ", "TS_AUTHKEY for scope read (a stored secret: only workload identity "
+     "keeps the write one out of a read phase's reach)"),
+    ("TS_AUTHKEY_WRITE", "TS_AUTHKEY for scope write"),
+    ("TS_CLIENT_SECRET_READ", "TS_CLIENT_SECRET for scope read (the same caveat)"),
+    ("TS_CLIENT_SECRET_WRITE", "TS_CLIENT_SECRET for scope write"),
+)  # fmt: skip
 PASSTHROUGH: tuple[tuple[str, str], ...] = (
     ("TS_EXTRA_ARGS", "more `tailscale up` flags, split like a shell does"),
     ("TS_TAILSCALED_EXTRA_ARGS", "more `tailscaled` flags"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 from spacetail.identity import ProcessIdentity
 from spacetail.phases import Phase
 from spacetail.records import Record
+from spacetail.scope import Scope
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -106,6 +107,10 @@ class Status(Record):
     uptime: float | None = None
     max_lifetime_left: float | None = None
     forwards: tuple[Forward, ...] = ()
+    # What the node joined with: the scope of the phase's Spacelift token (None when it was not
+    # read, or had none) and the tags it advertised.
+    scope: Scope | None = None
+    tags: tuple[str, ...] = ()
     # What the reader found beside (or instead of) an answer; a manager never sends these.
     foreign: bool = False  # the answer came from a manager of another container
     problem: str | None = None  # a lock held by a silent manager, a foreign one, ...

@@ -121,13 +121,13 @@ def up_argv(
         argv.append(f"--login-server={cfg.login_server}")
     auth = cfg.auth
     if auth is not None and secret_file is not None:
-        if auth.kind == "wif":
+        # As containerboot passes them: the client ID (workload identity's, or the OAuth
+        # client's beside its secret), the secret's file, the audience.
+        if auth.client_id:
             argv.append(f"--client-id={auth.client_id}")
-            argv.append(f"--id-token=file:{secret_file}")
-            if auth.audience:
-                argv.append(f"--audience={auth.audience}")
-        else:
-            argv.append(f"--auth-key=file:{secret_file}")
+        argv.append(f"--{auth.file_flag}=file:{secret_file}")
+        if auth.audience:
+            argv.append(f"--audience={auth.audience}")
     argv.extend(cfg.extra_args)
     return argv
 

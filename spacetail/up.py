@@ -80,6 +80,8 @@ def up(
     refuse_foreign_proc()
     started = time.monotonic()
     deadline = started + cfg.timeout  # one deadline for the login and the peers
+    if cfg.scope_note:
+        say(out, cfg.scope_note)
     binaries = find_binaries(env)
     with statedir.claim(paths, max(statedir.LOCK_TIMEOUT, cfg.timeout + 30)) as claim:
         joined = _claim_manager(
@@ -350,7 +352,11 @@ def _interrupts(enabled: bool) -> Iterator[None]:
 def _report_up(reply: Status, elapsed: float, *, wait: bool, out: TextIO, watching: str) -> None:
     ips = ", ".join(reply.node.tailscale_ips) or "no address yet"
     if wait:
-        say(out, f"connected to the tailnet as {reply.name} ({ips}) in {elapsed:.1f}s")
+        from spacetail.report import joined_with
+
+        joined = joined_with(reply)
+        joined = f"; joined with {joined}" if joined else ""
+        say(out, f"connected to the tailnet as {reply.name} ({ips}) in {elapsed:.1f}s{joined}")
     else:
         say(out, f"tailscaled is up (state {reply.backend_state}); not waiting for login")
     if reply.proxies is not None:

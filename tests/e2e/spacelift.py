@@ -23,12 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests import spacelift_oidc
 from tests.helpers import MARKER, SPACELIFT_UID, Userland
 
 WORKER = Path(__file__).resolve().with_name("worker.py")
 WORKSPACE = "/mnt/workspace"
 SOURCE = f"{WORKSPACE}/source"
 SAVED_ENV = ".env_hooks_after"
+OIDC_FILE = "spacelift.oidc"
 USERLAND = "/mnt/userland"
 HOME = "/mnt/home"
 UNSHARE = ["unshare", "--pid", "--fork", "--mount", "--uts", "--propagation", "private"]
@@ -71,9 +73,25 @@ def phase_script(chain: str) -> str:
     """The phase shell's script. Spacelift saves the shell's environment at the end of a phase
     and starts the next one from it; we emulate that with `export -p` into the file seen in the
     wild, sourced at the start of the next phase. (`. missing-file` makes a POSIX shell exit,
-    hence the test first.)"""
+    hence the test first.) The phase's own OIDC token (when the run has one) is put back after
+    the restore: Spacelift issues each phase its token, and an earlier phase's saved one must not
+    pass for it."""
     saved = f"{WORKSPACE}/{SAVED_ENV}"
-    return f"if [ -f {saved} ]; then . {saved}; fi\n{chain}\nrc=$?\nexport -p > {saved}\nexit $rc\n"
+    keep = "_oidc=${SPACELIFT_OIDC_TOKEN-}"
+    restore = f"if [ -f {saved} ]; then . {saved}; fi"
+    put_back = '[ -z "$_oidc" ] || export SPACELIFT_OIDC_TOKEN="$_oidc"; unset _oidc'
+    return f"{keep}\n{restore}\n{put_back}\n{chain}\nrc=$?\nexport -p > {saved}\nexit $rc\n"
+
+
+def oidc_scope(run_type: str, autodeploy: bool, confirmed: bool) -> str:
+    """The token scope Spacelift gives a phase (its OIDC documentation, "About scopes"): read for
+    proposed runs, and for a tracked run that waits for approval until it is confirmed; write
+    for the rest (an autodeployed tracked run, the approved apply, tasks, destroy, testing)."""
+    if run_type == "PROPOSED":
+        return "read"
+    if run_type == "TRACKED" and not autodeploy and not confirmed:
+        return "read"
+    return "write"
 
 
 @dataclass
@@ -118,6 +136,8 @@ class SpaceliftRun:
         *,
         stack_id: str = "spacetail-e2e",
         run_type: str = "TRACKED",
+        oidc: bool = False,
+        autodeploy: bool = False,
     ) -> None:
         self.workspace = workspace
         self.userland = userland
@@ -125,6 +145,9 @@ class SpaceliftRun:
         self.run_id = "01E2E" + secrets.token_hex(10).upper()
         self.stack_id = stack_id
         self.run_type = run_type
+        self.oidc = oidc  # each phase gets a Spacelift-shaped token (a paid account)
+        self.autodeploy = autodeploy
+        self.confirmed = False  # a tracked run that waits for approval: until confirm()
         self.env = dict(env)
         self.results: list[PhaseResult] = []
         source = workspace / "source"
@@ -153,6 +176,27 @@ class SpaceliftRun:
         }
         env.update(self.env)
         return env
+
+    def confirm(self) -> None:
+        """A person approves the plan: the phases from now on get write-scope tokens."""
+        self.confirmed = True
+
+    @property
+    def scope(self) -> str:
+        return oidc_scope(self.run_type, self.autodeploy, self.confirmed)
+
+    def oidc_token(self, text: str | None = None) -> str:
+        """This phase's token (TEXT: another one, for a test), as Spacelift gives it: in the
+        environment, and written to the workspace's spacelift.oidc."""
+        if text is None:
+            text = spacelift_oidc.token(
+                self.scope, run_type=self.run_type, stack=self.stack_id, run_id=self.run_id
+            )
+        path = self.workspace / OIDC_FILE
+        path.write_text(text)
+        path.chmod(0o600)
+        os.chown(path, SPACELIFT_UID, SPACELIFT_UID)
+        return text
 
     @property
     def saved_env_path(self) -> Path:
@@ -183,12 +227,14 @@ class SpaceliftRun:
         *,
         kill_on: str | None = None,
         kill_after: float | None = None,
+        token: str | None = None,
     ) -> PhaseResult:
         """Run one phase in a fresh container and wait until the worker calls it over.
 
         kill_on: SIGKILL the container's PID 1 (so every process in it) as soon as the phase's
         log contains this text; kill_after: or after this many seconds. A container killed that
-        way reports no status.
+        way reports no status. token: this phase's OIDC token instead of the one the run's
+        type and state give it (a run with `oidc`).
         """
         hostname = f"{name[:20]}-{secrets.token_hex(6)}"
         report_r, report_w = os.pipe()
@@ -198,7 +244,8 @@ class SpaceliftRun:
             "userland": str(self.userland.root),
             "hostname": hostname,
             "cwd": SOURCE,
-            "env": self.phase_env(name),
+            "env": self.phase_env(name)
+            | ({"SPACELIFT_OIDC_TOKEN": self.oidc_token(token)} if self.oidc else {}),
             "script": phase_script(hook_chain(before, command, after)),
             "deadline": self.deadline,
             "report_fd": report_w,

@@ -201,7 +201,7 @@ def test_plugin_hooks_across_plan_and_apply(
                 "oauth_client_secret": "tskey-client-ok-x",
                 "tags": "tag:ci",
             },
-            "error: TS_CLIENT_SECRET: set together with TS_AUTHKEY",
+            "error: TS_AUTHKEY: set together with TS_CLIENT_SECRET",
         ),
     ],
     ids=["no-credential", "oauth-without-tags", "wif-without-tags", "two-credentials"],

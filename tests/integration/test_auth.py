@@ -4,13 +4,14 @@ Against the fake: only it can show each kind of control-server answer."""
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests import helpers
+from tests import helpers, spacelift_oidc
 from tests.helpers import Userland, st, status
 
 # "Fails at once": one login attempt and the stop of what it started, never a retry (the first
@@ -38,6 +39,30 @@ def test_oauth_client_secret_with_tags(userland: Userland, fake_env: dict[str, s
         assert status(userland, env)["backend_state"] == "Running"
     finally:
         down = st(userland, env, "down")
+    assert_secret_nowhere(secret, home, up.stdout, up.stderr, down.stderr)
+
+
+def test_the_oauth_client_pair_people_already_use(
+    userland: Userland, fake_env: dict[str, str], home: Path
+) -> None:
+    """TS_CLIENT_ID with TS_CLIENT_SECRET, as containerboot takes them (issue 19 item 3): the
+    client ID and the secret's file reach `tailscale up` as --client-id and --client-secret, the
+    control server sees that OAuth client, and the secret is nowhere."""
+    secret = "tskey-client-ok-" + fake_env[helpers.MARKER]
+    log = home / "control.jsonl"
+    env = {**fake_env, "TS_CLIENT_ID": "oauth-client-1", "TS_CLIENT_SECRET": secret,
+           "SPACETAIL_TAGS": "tag:ci", "FAKE_TAILSCALE_CONTROL_LOG": str(log)}  # fmt: skip
+    del env["TS_AUTHKEY"]
+    up = st(userland, env, "up", "--no-watch")
+    try:
+        assert up.returncode == 0, up.stderr
+        assert status(userland, env)["tags"] == ["tag:ci"]
+    finally:
+        down = st(userland, env, "down")
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(e["login"], e["via"], e["client_id"], e["tags"]) for e in entries] == [
+        ("oauth", "client-secret", "oauth-client-1", ["tag:ci"])
+    ]
     assert_secret_nowhere(secret, home, up.stdout, up.stderr, down.stderr)
 
 
@@ -78,8 +103,8 @@ def test_workload_identity_from_spacelift_oidc_token(
 
 def test_workload_identity_rejected_fails_at_once(userland: Userland,
                                                   fake_env: dict[str, str]) -> None:  # fmt: skip
-    env = {**fake_env, "TS_CLIENT_ID": "bad-client", "TS_ID_TOKEN": "tok",
-           "SPACETAIL_TAGS": "tag:ci"}  # fmt: skip
+    env = {**fake_env, "TS_CLIENT_ID": "bad-client", "SPACETAIL_TAGS": "tag:ci",
+           "TS_ID_TOKEN": spacelift_oidc.token("read")}  # fmt: skip
     del env["TS_AUTHKEY"]
     started = time.monotonic()
     up = st(userland, env, "up", "--no-watch", "--timeout", "30")

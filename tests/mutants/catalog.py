@@ -170,8 +170,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "a secret reaches tailscale up only as file:",
         "spacetail/tailscale.py",
         "up_argv",
-        'argv.append(f"--auth-key=file:{secret_file}")',
-        'argv.append(f"--auth-key={auth.secret.read()}")',
+        'argv.append(f"--{auth.file_flag}=file:{secret_file}")',
+        'argv.append(f"--{auth.file_flag}={auth.secret.read()}")',
         (
             "tests/unit/test_tailscale.py::test_command_lines_never_hold_a_secret",
             "tests/integration/test_auth.py::test_oauth_client_secret_with_tags",
@@ -489,5 +489,57 @@ MUTANTS: tuple[Mutant, ...] = (
         "    problem = proc_mismatch()\n",
         "    problem = None\n",
         ("tests/faults/test_host_proc.py::test_up_refuses_where_proc_is_not_the_namespaces",),
+    ),
+    Mutant(
+        "oauth-client-id-dropped",
+        "TS_CLIENT_ID with TS_CLIENT_SECRET reaches tailscale up as containerboot passes it",
+        "spacetail/tailscale.py",
+        "up_argv",
+        "if auth.client_id:",
+        'if auth.kind == "wif":',
+        (
+            "tests/unit/test_credentials.py::test_containerboot_accepts",
+            "tests/integration/test_auth.py::test_the_oauth_client_pair_people_already_use",
+        ),
+    ),
+    Mutant(
+        "read-phase-borrows-write",
+        "a read-scope phase never presents the write identity, whatever else is set",
+        "spacetail/scope.py",
+        "View.get",
+        "names.insert(0, self.scope.name_of(base))",
+        "names[:0] = [self.scope.name_of(base), self.scope.other.name_of(base)]",
+        (
+            "tests/unit/test_credentials.py::test_a_read_phase_never_presents_the_write_identity",
+            "tests/unit/test_credentials.py::"
+            "test_a_phase_without_an_identity_of_its_scope_fails_naming_the_missing_setting",
+            "tests/e2e/test_least_privilege.py::"
+            "test_a_read_phase_with_only_the_write_identity_fails_before_terraform",
+        ),
+    ),
+    Mutant(
+        "scope-ignored",
+        "the token's scope chooses the identity and the tags of the phase",
+        "spacetail/credentials.py",
+        "auth_from_env",
+        "view = View(env, scope)",
+        "view = View(env, None)",
+        (
+            "tests/unit/test_credentials.py::test_the_token_scope_chooses_the_identity_and_the_tags",
+            "tests/e2e/test_least_privilege.py::"
+            "test_a_run_that_waits_for_approval_plans_read_and_applies_write",
+        ),
+    ),
+    Mutant(
+        "doctor-silent-on-write-secret",
+        "doctor warns when a read-scope phase holds a write credential",
+        "spacetail/doctor.py",
+        "write_credential_check",
+        "held = [name for name in held if name not in read]",
+        "held = []",
+        (
+            "tests/unit/test_doctor.py::"
+            "test_a_read_scope_phase_holding_a_write_credential_is_warned",
+        ),
     ),
 )

@@ -9,6 +9,7 @@ import pytest
 
 from spacetail import config
 from spacetail.errors import ConfigError
+from tests import spacelift_oidc
 
 KEY = {"TS_AUTHKEY": "tskey-auth-ok-abc"}
 
@@ -37,12 +38,13 @@ def test_no_credentials_is_a_usage_error() -> None:
 def test_auth_key_names_in_precedence_order() -> None:
     cfg = load({"TS_AUTHKEY": "tskey-auth-a", "TS_AUTH_KEY": "tskey-auth-b"})
     assert cfg.auth is not None and cfg.auth.secret.read() == "tskey-auth-a"
-    with pytest.raises(ConfigError, match=r"^TS_CLIENT_SECRET: set together with TS_AUTH"):
+    with pytest.raises(ConfigError, match=r"^TS_AUTHKEY: set together with TS_CLIENT_SECRET"):
         load({"TS_AUTHKEY": "tskey-auth-b", "TS_CLIENT_SECRET": "tskey-client-x"})
-    with pytest.raises(ConfigError, match=r"^TS_CLIENT_ID: set together with TS_CLIENT_SECRET"):
-        load(
-            {"TS_CLIENT_SECRET": "tskey-client-x", "TS_CLIENT_ID": "k1", "SPACETAIL_TAGS": "tag:a"}
-        )
+    # containerboot's OAuth client: the pair goes together (tests/unit/test_credentials.py)
+    cfg = load(
+        {"TS_CLIENT_SECRET": "tskey-client-x", "TS_CLIENT_ID": "k1", "SPACETAIL_TAGS": "tag:a"}
+    )
+    assert cfg.auth is not None and cfg.auth.kind == "oauth" and cfg.auth.client_id == "k1"
 
 
 def test_secret_is_never_in_repr() -> None:
@@ -84,20 +86,21 @@ def test_tags_from_extra_args() -> None:
 
 
 def test_workload_identity_prefers_ts_id_token_then_spacelift(tmp_path: Path) -> None:
+    tok1, tok2, tok3 = (spacelift_oidc.token(None, run_id=f"r{n}") for n in (1, 2, 3))
     with pytest.raises(ConfigError, match=r"^TS_CLIENT_ID: workload identity needs tags"):
-        load({"TS_CLIENT_ID": "cid", "TS_ID_TOKEN": "tok1"})
-    env = {"TS_CLIENT_ID": "cid", "TS_ID_TOKEN": "tok1", "SPACELIFT_OIDC_TOKEN": "tok2",
+        load({"TS_CLIENT_ID": "cid", "TS_ID_TOKEN": tok1})
+    env = {"TS_CLIENT_ID": "cid", "TS_ID_TOKEN": tok1, "SPACELIFT_OIDC_TOKEN": tok2,
            "SPACETAIL_TAGS": "tag:ci"}  # fmt: skip
     cfg = load(env)
     assert cfg.auth is not None and cfg.auth.kind == "wif"
-    assert cfg.auth.secret.read() == "tok1" and cfg.auth.client_id == "cid"
+    assert cfg.auth.secret.read() == tok1 and cfg.auth.client_id == "cid"
     del env["TS_ID_TOKEN"]
     cfg = load(env)
-    assert cfg.auth is not None and cfg.auth.secret.read() == "tok2"
-    (tmp_path / "spacelift.oidc").write_text("tok3")
+    assert cfg.auth is not None and cfg.auth.secret.read() == tok2
+    (tmp_path / "spacelift.oidc").write_text(tok3)
     cfg = load({"TS_CLIENT_ID": "cid", "TF_VAR_spacelift_workspace_root": str(tmp_path),
                 "TS_AUDIENCE": "aud", "SPACETAIL_TAGS": "tag:ci"})  # fmt: skip
-    assert cfg.auth is not None and cfg.auth.secret.read() == "tok3"
+    assert cfg.auth is not None and cfg.auth.secret.read() == tok3
     assert cfg.auth.audience == "aud"
     with pytest.raises(ConfigError, match=r"^TS_CLIENT_ID: .*no ID token"):
         load({"TS_CLIENT_ID": "cid", "SPACETAIL_TAGS": "tag:ci"})

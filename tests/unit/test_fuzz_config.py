@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from spacetail import config
 from spacetail.config import Config
 from spacetail.errors import ConfigError
+from tests import spacelift_oidc
 
 VARIABLES = [
     "TS_AUTHKEY", "TS_AUTH_KEY", "TS_CLIENT_SECRET", "TS_CLIENT_ID", "TS_ID_TOKEN", "TS_AUDIENCE",
@@ -23,11 +24,14 @@ VARIABLES = [
     "SPACETAIL_EPHEMERAL", "TS_SOCKS5_SERVER", "TS_OUTBOUND_HTTP_PROXY_LISTEN",
     "SPACETAIL_LOG_UPLOAD", "SPACETAIL_NODE_STATE", "SPACETAIL_TIMEOUT", "SPACETAIL_PEERS",
     "SPACETAIL_WATCH_SHELL", "SPACETAIL_WATCH_PID", "SPACETAIL_MAX_LIFETIME",
+    "TS_CLIENT_ID_READ", "TS_CLIENT_ID_WRITE", "TS_AUTHKEY_READ", "TS_AUTHKEY_WRITE",
+    "TS_CLIENT_SECRET_READ", "TS_CLIENT_SECRET_WRITE", "SPACETAIL_TAGS_READ",
+    "SPACETAIL_TAGS_WRITE",
 ]  # fmt: skip
 FLAGS = [
     "timeout", "hostname", "tags", "accept-routes", "accept-dns", "exit-node", "login-server",
     "ephemeral", "socks5-server", "http-proxy", "log-upload", "node-state", "peer", "watch-shell",
-    "watch-pid", "max-lifetime",
+    "watch-pid", "max-lifetime", "tags-read", "tags-write",
 ]  # fmt: skip
 SETTING = re.compile(r"^(?:--[a-z0-9-]+|[A-Za-z_][A-Za-z0-9_.]*)(?: --[a-z0-9-]+)?: \S")
 
@@ -42,6 +46,8 @@ SPECIAL = [
     "workspace", "https://h.example.com", "http://", "ftp://x", "--hostname=x", "--timeout",
     "--auth-key=k", "--socket=/x", "'unclosed", '"', "a\\", "--hostname x --hostname y",
     "\u0663", "\uff11\uff12", "-", "--", "\t", "Spacelift Run/01", "x" * 300,
+    spacelift_oidc.token("read"), spacelift_oidc.token("write"), spacelift_oidc.token(None),
+    spacelift_oidc.jwt({"scope": ["read"]}), "eyJ.eyJ.sig",
 ]  # fmt: skip
 VALUES = st.sampled_from(SPECIAL) | st.text(
     alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=["Cs"]), max_size=40

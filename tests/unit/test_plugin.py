@@ -126,8 +126,8 @@ def test_the_usage_text_says_how_to_attach_and_authenticate() -> None:
 
 
 def test_the_variables_it_sets_are_the_clis() -> None:
-    """The same names as the module's and the CLI's, the per-scope ones included (one list,
-    tests/unit/test_terraform_module.py's PER_SCOPE, until settings.py declares them)."""
+    """The same names as the module's and the CLI's (settings.py), the per-scope ones
+    included."""
     keys = {v["key"] for v in context()["env"]}
     assert keys <= cli_variables(), keys - cli_variables()
     assert set(PER_SCOPE) <= keys

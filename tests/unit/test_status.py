@@ -11,6 +11,7 @@ import pytest
 
 from spacetail.identity import ProcessIdentity
 from spacetail.phases import Phase
+from spacetail.scope import Scope
 from spacetail.status import SCHEMA, Forward, LastStop, Node, Problem, Proxies, Status
 from tests.status_contract import SCHEMA as SCHEMA_FILE
 from tests.status_contract import state_of, validate
@@ -76,9 +77,24 @@ def test_the_keys_scripts_read_stay_flat_and_named_as_before() -> None:
     assert Status.from_json(failed).last_stop is not None
 
 
+def test_scope_and_tags_say_what_the_node_joined_with() -> None:
+    from spacetail.report import describe
+
+    joined = connected().replace(scope=Scope.READ, tags=("tag:ci-read",))
+    data = validate(json.loads(json.dumps(joined.to_json())))
+    assert data["scope"] == "read" and data["tags"] == ["tag:ci-read"]
+    assert Status.from_json(data) == joined
+    assert "  joined with scope read (Spacelift token), tags tag:ci-read" in describe(joined)
+    plain = connected().replace(tags=("tag:ci",))
+    assert plain.to_json()["scope"] is None
+    assert "  joined with tags tag:ci" in describe(plain)
+    assert not [line for line in describe(connected()) if "joined" in line]
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
+        ({"scope": "admin"}, "'admin' is not a Scope"),
         ({"restarts": True}, "Status.restarts: expected int"),
         ({"running": 1}, "Status.running: expected bool"),
         ({"tailscale_ips": "100.1.1.1"}, "Node.tailscale_ips: expected a list"),

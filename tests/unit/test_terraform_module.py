@@ -19,9 +19,9 @@ from tests import terraform_module as tf
 pytest.importorskip("hcl2")
 
 SECRETS = {"auth_key": "TS_AUTHKEY", "oauth_client_secret": "TS_CLIENT_SECRET"}
-# The per-scope names of issue 21, which the module and the plugin set and the CLI will read
-# (falling back to TS_CLIENT_ID / SPACETAIL_TAGS). Kept here until spacetail/settings.py
-# declares them; then this list should be read from there.
+# The per-scope names of issue 21 that the module and the plugin set; the CLI reads them
+# (falling back to TS_CLIENT_ID / SPACETAIL_TAGS) and spacetail/settings.py declares them, which
+# cli_variables() checks.
 PER_SCOPE = ("TS_CLIENT_ID_READ", "TS_CLIENT_ID_WRITE", "SPACETAIL_TAGS_READ",
              "SPACETAIL_TAGS_WRITE")  # fmt: skip
 # Read by the install hook line (terraform/hooks.json), not by spacetail itself.
@@ -32,7 +32,7 @@ EXAMPLES = tf.MODULE / "examples"
 def cli_variables() -> set[str]:
     names = {s.env for s in (*settings.UP, *settings.INSTALL)}
     names |= {name for name, _ in (*settings.CREDENTIALS, *settings.PASSTHROUGH)}
-    return names | set(PER_SCOPE) | set(HOOK_VARIABLES)
+    return names | set(HOOK_VARIABLES)
 
 
 def resources(kind: str, module: Path = tf.MODULE) -> dict[str, dict[str, Any]]:
