@@ -16,6 +16,7 @@ from spacetail.errors import ConfigError
 from spacetail.forward import ForwardSpec, parse_forwards
 from spacetail.log import holds_secret, redact
 from spacetail.scope import Scope
+from spacetail.settings import CREDENTIAL_UP_FLAGS, UP_FLAGS
 
 DEFAULT_SOCKS5 = "127.0.0.1:1080"
 DEFAULT_HTTP_PROXY = "127.0.0.1:8080"
@@ -60,24 +61,6 @@ class Config:
         return {"http": f"http://{self.http_proxy}", "socks5": f"socks5://{self.socks5}"}
 
 
-# Flags of `tailscale up` that spacetail sets itself, and the setting to use instead.
-_UP_FLAGS = {
-    "hostname": "TS_HOSTNAME",
-    "advertise-tags": "SPACETAIL_TAGS",
-    "accept-routes": "TS_ACCEPT_ROUTES",
-    "accept-dns": "TS_ACCEPT_DNS",
-    "exit-node": "TS_EXIT_NODE",
-    "login-server": "TS_LOGIN_SERVER",
-    "timeout": "SPACETAIL_TIMEOUT",
-}
-_SECRET_FLAGS = {
-    "auth-key": "TS_AUTHKEY",
-    "authkey": "TS_AUTHKEY",
-    "client-secret": "TS_CLIENT_SECRET",
-    "id-token": "TS_ID_TOKEN",
-    "client-id": "TS_CLIENT_ID",
-    "audience": "TS_AUDIENCE",
-}
 _TAILSCALED_FLAGS = {
     "tun": "spacetail always uses --tun=userspace-networking (no root, no /dev/net/tun)",
     "socket": "spacetail puts the LocalAPI socket in its state folder",
@@ -221,12 +204,12 @@ def _take_up_flags(args: list[str]) -> tuple[dict[str, str], list[str]]:
             i += 1
             continue
         name, value = parsed
-        if name in _SECRET_FLAGS:
+        if name in CREDENTIAL_UP_FLAGS:
             raise ConfigError(
                 f"TS_EXTRA_ARGS: --{name} would put a secret on a command line; "
-                f"set {_SECRET_FLAGS[name]} instead"
+                f"set {CREDENTIAL_UP_FLAGS[name]} instead"
             )
-        if name in _UP_FLAGS:
+        if name in UP_FLAGS:
             boolean = name in ("accept-routes", "accept-dns")
             if value is None and not boolean:
                 if i + 1 >= len(args):

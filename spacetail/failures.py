@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from spacetail.settings import CREDENTIAL_UP_FLAGS, UP_FLAGS
+
 
 class FailureClass(enum.Enum):
     USAGE = "usage"  # a command line tailscale refuses
@@ -135,17 +137,6 @@ _ERROR_WORD = re.compile(r"error|fail|cannot|refused|denied|invalid|unable|not "
 _FLAG = re.compile(r"(?<![\w-])--?([a-z][\w-]*)", _I)
 _ADDRESS = re.compile(r"listen tcp (\S+): bind:")
 
-# Flags spacetail itself passes to `tailscale up`, and the setting each one comes from.
-UP_FLAG_SETTINGS = {
-    "hostname": "TS_HOSTNAME",
-    "advertise-tags": "SPACETAIL_TAGS",
-    "exit-node": "TS_EXIT_NODE",
-    "login-server": "TS_LOGIN_SERVER",
-    "accept-routes": "TS_ACCEPT_ROUTES",
-    "accept-dns": "TS_ACCEPT_DNS",
-    "audience": "TS_AUDIENCE",
-    "client-id": "TS_CLIENT_ID",
-}
 
 _ADVICE = {
     FailureClass.USAGE: "tailscale refused a flag from {setting}: fix it there; a retry can't help",
@@ -303,8 +294,9 @@ def _usage_setting(
             return own_name
     if program is Program.UP:
         for flag in flags:
-            if flag in UP_FLAG_SETTINGS:
-                return UP_FLAG_SETTINGS[flag]
+            setting = UP_FLAGS.get(flag) or CREDENTIAL_UP_FLAGS.get(flag)
+            if setting:
+                return setting
     return None
 
 

@@ -86,6 +86,29 @@ UP: tuple[Setting, ...] = (
 
 BY_KEY = {s.key: s for s in UP}
 
+# The flags of `tailscale up` that spacetail passes itself, and the setting each comes from: one
+# of them in TS_EXTRA_ARGS is taken as that setting (config.py), and tailscale's complaint
+# about one names that setting (failures.py).
+UP_FLAGS: dict[str, str] = {
+    "hostname": "TS_HOSTNAME",
+    "advertise-tags": "SPACETAIL_TAGS",
+    "accept-routes": "TS_ACCEPT_ROUTES",
+    "accept-dns": "TS_ACCEPT_DNS",
+    "exit-node": "TS_EXIT_NODE",
+    "login-server": "TS_LOGIN_SERVER",
+    "timeout": "SPACETAIL_TIMEOUT",
+}
+# The flags that carry a credential or pick one: refused in TS_EXTRA_ARGS (a secret would be on
+# a command line), and named by their variable when tailscale refuses one.
+CREDENTIAL_UP_FLAGS: dict[str, str] = {
+    "auth-key": "TS_AUTHKEY",
+    "authkey": "TS_AUTHKEY",
+    "client-secret": "TS_CLIENT_SECRET",
+    "id-token": "TS_ID_TOKEN",
+    "client-id": "TS_CLIENT_ID",
+    "audience": "TS_AUDIENCE",
+}
+
 # `wait` and `env` take these of the same settings, with the same variables.
 WAIT = (BY_KEY["timeout"], BY_KEY["peer"])
 PROXIES = (BY_KEY["socks5-server"], BY_KEY["http-proxy"])

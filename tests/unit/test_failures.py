@@ -284,3 +284,14 @@ def test_diagnose_for_takes_the_settings_from_a_config() -> None:
     assert daemon.setting == "TS_TAILSCALED_EXTRA_ARGS"
     port = failures.diagnose_for(_ref("tailscaled-port-in-use.log"), Program.TAILSCALED, cfg)
     assert port.setting == "TS_SOCKS5_SERVER"
+
+
+def test_the_flag_table_is_kept_once() -> None:
+    """config (TS_EXTRA_ARGS) and failures (whose setting a refusal is about) read one table."""
+    from spacetail import config, settings
+
+    assert not hasattr(failures, "UP_FLAG_SETTINGS") and not hasattr(config, "_UP_FLAGS")
+    for flag, setting in {**settings.UP_FLAGS, **settings.CREDENTIAL_UP_FLAGS}.items():
+        line = f'invalid value "x" for flag -{flag}: parse error'  # Go's flag package
+        assert failures.diagnose(line).kind is failures.FailureClass.USAGE
+        assert failures.diagnose(line).setting == setting, flag
