@@ -288,7 +288,10 @@ def _usage_setting(
         if program is Program.UP
         else (tailscaled_extra_args, "TS_TAILSCALED_EXTRA_ARGS")
     )
-    flags = _FLAG.findall(line.split(":", 1)[-1] if "flag" in line else line)
+    # Go names the flag after the colon ("flag provided but not defined: -x") or before it
+    # ('invalid value "x" for flag -hostname: ...').
+    after = line.split(":", 1)[-1] if "flag" in line else line
+    flags = _FLAG.findall(after) or _FLAG.findall(line.split(":", 1)[0])
     for flag in flags:
         if _flag_in(flag, own):
             return own_name
