@@ -12,7 +12,7 @@ from pathlib import Path
 from spacetail import control, statedir
 from spacetail.errors import OperationFailed
 from spacetail.identity import ProvenProcess, terminate
-from spacetail.paths import Paths
+from spacetail.paths import Paths, remove_file
 from spacetail.statedir import Probe
 from spacetail.status import LastStop, Proxies, Status
 
@@ -122,7 +122,7 @@ def down(
             removed = statedir.clean_stale(paths, p)
             if removed:
                 done.append(f"removed stale {p.describe_stale()}: {', '.join(removed)}")
-            statedir.remove_file(paths.last_stop)
+            remove_file(paths.last_stop)
     for path in saved_env_files(env):
         count = clean_saved_env(path, (proxies or _default_proxies()).to_json())
         if count:

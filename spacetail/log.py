@@ -37,7 +37,7 @@ def open_append(path: Path) -> int:
     try:
         return open_regular(path, flags)
     except OSError:
-        remove_file(path)
+        remove_file(path, strict=True)
     return open_regular(path, flags | os.O_EXCL)
 
 

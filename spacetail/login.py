@@ -24,7 +24,7 @@ from spacetail.config import Config
 from spacetail.events import ChildProcess
 from spacetail.failures import Failure, FailureClass, Program, diagnose, diagnose_for, login_error
 from spacetail.log import redact
-from spacetail.paths import Paths
+from spacetail.paths import Paths, remove_file
 from spacetail.phases import Phase
 from spacetail.status import Node, Problem
 from spacetail.tailscale import Binaries, secret_payload
@@ -190,7 +190,7 @@ class Login:
             return False
         self.attempt = None
         if attempt.secret:
-            statedir.remove_file(attempt.secret)
+            remove_file(attempt.secret)
         if self.halted or self._phase not in (Phase.LOGIN, Phase.BACKOFF):
             return True
         if code == 0 and attempt.abort_reason is None:
@@ -298,7 +298,7 @@ class Login:
 
     def _clear_secret(self) -> None:
         if self.attempt and self.attempt.secret:
-            statedir.remove_file(self.attempt.secret)
+            remove_file(self.attempt.secret)
 
     def _check_attempt(self, attempt: Attempt) -> None:
         """While `tailscale up` waits, tailscale's own verdict on the login may come first."""

@@ -36,7 +36,7 @@ from spacetail.lifetime import Cause, Ending, Lifetime
 from spacetail.log import Log, open_append
 from spacetail.login import Login
 from spacetail.loop import Loop
-from spacetail.paths import Paths
+from spacetail.paths import Paths, remove_file
 from spacetail.phases import Phase
 from spacetail.proxyenv import clean_saved_envs
 from spacetail.relay import forwards
@@ -288,7 +288,7 @@ class Manager(Loop):
     # --- tailscaled -----------------------------------------------------------------------
 
     def start_tailscaled(self) -> None:
-        statedir.remove_file(self.paths.tailscaled_socket)
+        remove_file(self.paths.tailscaled_socket)
         self.paths.node_state_dir.mkdir(mode=0o700, exist_ok=True)
         argv = tailscaled_argv(self.launch.binaries, self.cfg, self.paths)
         with open(open_append(self.paths.tailscaled_log), "ab") as log_file:

@@ -295,12 +295,17 @@ def open_regular(path: Path, flags: int, mode: int = 0o600) -> int:
     return fd
 
 
-def remove_file(path: Path) -> bool:
-    """Unlink PATH if it exists (never following a symlink); True when something was removed."""
+def remove_file(path: Path, *, strict: bool = False) -> bool:
+    """Unlink PATH (never following a symlink); True when something was removed. A file that is
+    not there, or cannot go (a read-only workspace, a folder in its place), is left and False
+    says so; with STRICT only a missing one is: what must go before we create ours (a file
+    planted at a log's path) raises instead."""
     try:
         os.unlink(path)
     except FileNotFoundError:
         return False
-    except IsADirectoryError:
+    except OSError:
+        if strict:
+            raise
         return False
     return True

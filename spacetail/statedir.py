@@ -14,7 +14,13 @@ from pathlib import Path
 from spacetail import control
 from spacetail.errors import OperationFailed
 from spacetail.identity import ProcessIdentity, ProvenProcess, terminate
-from spacetail.paths import Paths, check_existing_dir, ensure_private_dir, open_regular
+from spacetail.paths import (
+    Paths,
+    check_existing_dir,
+    ensure_private_dir,
+    open_regular,
+    remove_file,
+)
 
 TYPE_CHECKING = False  # keeps typing and filelock out of `spacetail status` until needed
 if TYPE_CHECKING:
@@ -35,16 +41,6 @@ _JSON_TOKENS = re.compile(rb'[\\"\[\]{}]')
 
 
 # --- files --------------------------------------------------------------------------------
-
-
-def remove_file(path: Path) -> bool:
-    """Unlink PATH if it exists (never following a symlink); True when something was removed.
-    A file that cannot be removed (a read-only workspace) is left, and False says so."""
-    try:
-        os.unlink(path)
-    except OSError:
-        return False
-    return True
 
 
 def inode(path: Path) -> int | None:

@@ -32,7 +32,7 @@ from spacetail.identity import (
     terminate,
 )
 from spacetail.log import tail
-from spacetail.paths import Paths
+from spacetail.paths import Paths, remove_file
 from spacetail.phases import Phase
 from spacetail.status import Problem, Status
 
@@ -143,7 +143,7 @@ def _claim_manager(
     removed = claim.clean()
     if removed:
         say(out, f"removed stale {p.describe_stale()}: {', '.join(removed)}")
-    statedir.remove_file(paths.last_stop)  # a new manager: the last one's story is over
+    remove_file(paths.last_stop)  # a new manager: the last one's story is over
     return _start_manager(
         cfg, claim, env=env, binaries=binaries, watch_pid=watch_pid, deadline=deadline
     )
@@ -201,7 +201,7 @@ def _start_manager(
             forwards = bind_listeners(cfg.forwards)
         except OperationFailed:
             listener.close()
-            statedir.remove_file(paths.control_socket)
+            remove_file(paths.control_socket)
             raise
     except OperationFailed:
         if shell_fd is not None:
@@ -230,8 +230,8 @@ def _start_manager(
         if shell_fd is not None:
             os.close(shell_fd)
     if not line.startswith("READY ") or pid is None:
-        statedir.remove_file(paths.control_socket)
-        statedir.remove_file(paths.record)
+        remove_file(paths.control_socket)
+        remove_file(paths.record)
         detail = line.removeprefix("ERROR ").strip() or "it exited before it was ready"
         raise OperationFailed(
             f"the manager did not start: {detail}\n{indent(tail(paths.manager_log, 8))}"
