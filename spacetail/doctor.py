@@ -110,7 +110,7 @@ class Doctor:
     def _tailscale(self) -> str:
         if self.status and self.status.get("tailscale"):
             return str(self.status["tailscale"])
-        from spacetail.tailscale import find_binaries
+        from spacetail.binaries import find_binaries
 
         return str(find_binaries(self.env).tailscale)
 
@@ -123,7 +123,7 @@ class Doctor:
     # --- the checks ---------------------------------------------------------------------------
 
     def binaries(self) -> Check:
-        from spacetail.tailscale import find_binaries
+        from spacetail.binaries import find_binaries
 
         check = Check("binaries")
         try:

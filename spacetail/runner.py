@@ -69,7 +69,7 @@ def _find_program(name: str, env: Mapping[str, str]) -> str:
     if "/" in name:
         found: str | None = name if os.access(name, os.X_OK) and os.path.isfile(name) else None
     else:
-        from spacetail.tailscale import which
+        from spacetail.binaries import which
 
         found = which(name, env.get("PATH", os.defpath))
     if found is None:
@@ -80,9 +80,9 @@ def _find_program(name: str, env: Mapping[str, str]) -> str:
 def foreground(cfg: Config, paths: Paths, env: Mapping[str, str]) -> int:
     """The manager in this process; takes a listening socket from systemd when given one."""
     from spacetail import daemon, statedir
+    from spacetail.binaries import find_binaries
     from spacetail.credentials import SECRET_VARIABLES
     from spacetail.manager import Launch, serve
-    from spacetail.tailscale import find_binaries
 
     daemon.scrub_environ(SECRET_VARIABLES)  # as a detached manager: no credential in environ
     refuse_foreign_proc()

@@ -75,7 +75,7 @@ def up(
 ) -> Status:
     """Bring the tailnet up (or find it up); returns the manager's status. Raises on failure,
     after stopping what it started."""
-    from spacetail.tailscale import find_binaries
+    from spacetail.binaries import find_binaries
 
     refuse_foreign_proc()
     started = time.monotonic()

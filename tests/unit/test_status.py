@@ -1,11 +1,9 @@
-"""The status contract without processes: the typed records, their JSON both ways, the schema
-that documents every key, and the shape of the package (no import cycle)."""
+"""The status contract without processes: the typed records, their JSON both ways, and the schema
+that documents every key."""
 
 from __future__ import annotations
 
-import ast
 import json
-from pathlib import Path
 
 import pytest
 
@@ -15,8 +13,6 @@ from spacetail.scope import Scope
 from spacetail.status import SCHEMA, Forward, LastStop, Node, Problem, Proxies, Status
 from tests.status_contract import SCHEMA as SCHEMA_FILE
 from tests.status_contract import state_of, validate
-
-PACKAGE = Path(__file__).resolve().parents[2] / "spacetail"
 
 
 def connected() -> Status:
@@ -132,49 +128,3 @@ def test_records_are_keyword_only_immutable_and_compare_by_value() -> None:
         node.backend_state = "Stopped"  # type: ignore[misc]
     assert node == Node(backend_state="Running") and hash(node) == hash(node.replace())
     assert node != Node(backend_state="Stopped") and node != Problem()
-
-
-def test_no_import_cycle_among_spacetail_modules() -> None:
-    """Read every import (top-level, deferred and for typing alike) and look for a cycle."""
-    graph: dict[str, set[str]] = {}
-    for path in PACKAGE.glob("*.py"):
-        deps: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module == "spacetail":
-                deps |= {a.name for a in node.names if (PACKAGE / f"{a.name}.py").exists()}
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("spacetail."):
-                deps.add(str(node.module).split(".")[1])
-            elif isinstance(node, ast.Import):
-                deps |= {
-                    a.name.split(".")[1] for a in node.names if a.name.startswith("spacetail.")
-                }
-        graph[path.stem] = deps - {path.stem}
-    cycle = _find_cycle(graph)
-    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
-
-
-def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    state: dict[str, str] = {}
-    stack: list[str] = []
-
-    def visit(module: str) -> list[str] | None:
-        state[module] = "open"
-        stack.append(module)
-        for dep in sorted(graph.get(module, ())):
-            if state.get(dep) == "open":
-                return [*stack[stack.index(dep) :], dep]
-            if dep not in state and (found := visit(dep)):
-                return found
-        stack.pop()
-        state[module] = "done"
-        return None
-
-    for module in sorted(graph):
-        if module not in state and (found := visit(module)):
-            return found
-    return None
-
-
-def test_the_cycle_finder_finds_one() -> None:
-    assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
-    assert _find_cycle({"a": {"b"}, "b": set()}) is None
