@@ -17,19 +17,10 @@ from pathlib import Path
 import pytest
 
 from tests import helpers, spacelift_oidc
-from tests.faults.test_faults import OTHER_UID, ask, marked, poll, stopped_after, up_ok
+from tests.faultkit import as_attacker, ask, marked, poll, stopped_after, up_ok
 from tests.helpers import MARKER, SPACELIFT_UID, Userland, st, status, wait_gone
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def as_attacker(script: str, cwd: Path) -> None:
-    """Run a shell SCRIPT as the other user (uid 1984), in CWD."""
-    result = subprocess.run(
-        ["sh", "-ec", script], cwd=cwd, user=OTHER_UID, group=OTHER_UID, extra_groups=[],
-        capture_output=True, text=True, timeout=20, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
 
 
 @pytest.fixture

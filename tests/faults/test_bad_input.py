@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults.test_faults import stopped_after, up_ok
+from tests.faultkit import stopped_after, up_ok
 from tests.helpers import Userland, st
 
 ARABIC_12 = "\u0661\u0662"  # "١٢": str.isdigit() and int() take it as 12

@@ -7,7 +7,6 @@ printed as `FIGURE name value` lines (run with -s to see them; docs/faults.md qu
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -16,167 +15,38 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from spacetail import control
-from spacetail.errors import OperationFailed
 from spacetail.identity import ProcessIdentity
-from tests import helpers
-from tests.helpers import MARKER, SPACELIFT_UID, Userland, st, status, wait_gone
-
-T = TypeVar("T")
-OTHER_UID = 1984
-
-# --- helpers shared by the fault tests (imported by test_hostile and test_soak) --------------
-
-
-def figure(name: str, value: float, unit: str = "s") -> None:
-    print(f"\nFIGURE {name} {value:.3f}{unit}")
-
-
-def poll(check: Callable[[], T | None], timeout: float, what: str | Callable[[], str]) -> T:
-    """Call CHECK until it returns something other than None/False; fail after TIMEOUT (WHAT,
-    or what it returns then, says what was awaited)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value is not None and value is not False:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(
-                f"not within {timeout:g}s: {what if isinstance(what, str) else what()}"
-            )
-        time.sleep(0.02)
-
-
-def alive(pid: int) -> bool:
-    return not wait_gone(pid, 0)
-
-
-def state_dir(env: dict[str, str]) -> Path:
-    return Path(env["SPACETAIL_DIR"])
-
-
-def sock_path(env: dict[str, str]) -> Path:
-    return state_dir(env) / "control.sock"
-
-
-def record_path(env: dict[str, str]) -> Path:
-    return state_dir(env) / "manager.json"
-
-
-def ask(env: dict[str, str], message: dict[str, Any] | None = None, timeout: float = 2.0
-        ) -> dict[str, Any] | None:  # fmt: skip
-    """One request on the control socket from this (root) process; None if nothing answers."""
-    try:
-        return control.ControlClient(sock_path(env)).request(message or {"cmd": "status"}, timeout)
-    except (control.ControlUnavailable, OperationFailed, OSError):
-        return None
-
-
-def in_phase(env: dict[str, str], phase: str) -> dict[str, Any] | None:
-    s = ask(env)
-    return s if s is not None and s.get("phase") == phase else None
-
-
-def _stat_fields(pid: int) -> list[bytes] | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    return raw[raw.rfind(b")") + 2 :].split()
-
-
-def marked(env: dict[str, str]) -> list[tuple[int, str]]:
-    return helpers.processes_with_marker(env[MARKER])
-
-
-def managers(env: dict[str, str]) -> list[int]:
-    """Live managers of this test: the launcher, detached into a session of its own (the first
-    child of the double fork leads that session for a moment and is not counted)."""
-    mine = os.getsid(0)
-    found = []
-    procs = marked(env)
-    ours = {pid for pid, _ in procs}
-    for pid, cmd in procs:
-        parts = cmd.split()
-        if len(parts) < 2 or not parts[1].endswith("/bin/spacetail"):
-            continue
-        fields = _stat_fields(pid)
-        if fields is None or fields[0] in (b"Z", b"X"):
-            continue
-        sid, parent = int(fields[3]), int(fields[1])
-        # A child the manager forked is the same program until it execs: not a manager.
-        if sid not in (mine, pid) and parent not in ours:
-            found.append(pid)
-    return found
-
-
-def daemons(env: dict[str, str]) -> list[int]:
-    return [pid for pid, cmd in marked(env) if "/tailscaled " in cmd + " "]
-
-
-def children_of(parent: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat_fields(int(entry))
-            if fields is not None and len(fields) > 1 and int(fields[1]) == parent:
-                found.append(int(entry))
-    return found
-
-
-def popen(userland: Userland, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
-    """A spacetail command as the Spacelift user, in the background, output discarded (a killed
-    command's pipes would otherwise be held by whatever it forked)."""
-    return subprocess.Popen(
-        [str(userland.spacetail), *args], env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/", user=SPACELIFT_UID,
-        group=SPACELIFT_UID, extra_groups=[],
-    )  # fmt: skip
-
-
-def chown_user(path: Path) -> None:
-    os.lchown(path, SPACELIFT_UID, SPACELIFT_UID)
-
-
-def logs(userland: Userland, env: dict[str, str]) -> str:
-    return st(userland, env, "logs", "-n", "400").stdout
-
-
-def assert_clean(userland: Userland, env: dict[str, str]) -> None:
-    """Nothing runs, and neither the control socket nor the record is left."""
-    poll(lambda: not marked(env), 10, f"every process gone: {marked(env)}")
-    assert not sock_path(env).exists() and not sock_path(env).is_symlink()
-    assert not record_path(env).exists()
-    assert not (state_dir(env) / "tailscaled.sock").exists()
-
-
-def up_ok(userland: Userland, env: dict[str, str], *extra: str) -> dict[str, Any]:
-    result = st(userland, env, "up", "--no-watch", *extra)
-    assert result.returncode == 0, result.stderr + logs(userland, env)
-    return status(userland, env)
-
-
-def down_ok(userland: Userland, env: dict[str, str]) -> str:
-    result = st(userland, env, "down")
-    assert result.returncode == 0, result.stderr
-    return result.stderr
-
-
-@contextlib.contextmanager
-def stopped_after(userland: Userland, env: dict[str, str]) -> Iterator[None]:
-    """Whatever the test does, end with `down` (the leak check then sees what down missed)."""
-    try:
-        yield
-    finally:
-        st(userland, env, "down")
+from tests.faultkit import (
+    alive,
+    ask,
+    assert_clean,
+    children_of,
+    chown_user,
+    daemons,
+    down_ok,
+    figure,
+    fill_disk,
+    in_phase,
+    logs,
+    managers,
+    marked,
+    poll,
+    popen,
+    record_path,
+    remount,
+    sock_path,
+    state_dir,
+    stopped_after,
+    tmpfs,
+    up_ok,
+)
+from tests.helpers import SPACELIFT_UID, Userland, st, status, wait_gone
 
 
 # --- 1. supervision -----------------------------------------------------------------------
@@ -579,24 +449,6 @@ def test_bad_record_is_recognized_and_replaced(
     assert_clean(userland, fake_env)
 
 
-@contextlib.contextmanager
-def tmpfs(where: Path, size: str) -> Iterator[Path]:
-    """A small tmpfs owned by the Spacelift user, like a workspace volume."""
-    where.mkdir()
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755,uid={SPACELIFT_UID},"
-         f"gid={SPACELIFT_UID}", "spacetail-test", str(where)], check=True,
-    )  # fmt: skip
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def _remount(where: Path, mode: str) -> None:
-    subprocess.run(["mount", "-o", f"remount,{mode}", str(where)], check=True)
-
-
 @pytest.mark.parametrize("existing", [False, True], ids=["fresh", "existing-folder"])
 def test_read_only_workspace(
     userland: Userland, fake_env: dict[str, str], home: Path, existing: bool
@@ -606,7 +458,7 @@ def test_read_only_workspace(
         if existing:  # an earlier phase used it; then the volume went read-only
             up_ok(userland, env)
             down_ok(userland, env)
-        _remount(ws, "ro")
+        remount(ws, "ro")
         try:
             result = st(userland, env, "up", "--no-watch")
             assert "Read-only file system" in result.stderr, result.stderr
@@ -620,21 +472,8 @@ def test_read_only_workspace(
             assert not marked(env) and not sock_path(env).exists()
             assert st(userland, env, "status").returncode == 0
         finally:
-            _remount(ws, "rw")
+            remount(ws, "rw")
         assert_clean(userland, env)
-
-
-def _fill(folder: Path) -> None:
-    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        with contextlib.suppress(OSError):
-            while True:
-                os.write(fd, b"x" * 4096)
-        with contextlib.suppress(OSError):
-            while True:
-                os.write(fd, b"x")
-    finally:
-        os.close(fd)
 
 
 @pytest.mark.parametrize("existing", [False, True], ids=["fresh", "existing-folder"])
@@ -646,7 +485,7 @@ def test_full_disk_starts_nothing_half_way(
         if existing:
             up_ok(userland, env)
             down_ok(userland, env)
-        _fill(ws)
+        fill_disk(ws)
         result = st(userland, env, "up", "--no-watch")
         print(f"\nfull disk, {'existing' if existing else 'fresh'} folder: {result.stderr}")
         assert result.returncode == 1 and "Traceback" not in result.stderr.splitlines()[0]

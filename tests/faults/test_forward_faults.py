@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.faults.test_faults import figure, logs, poll, stopped_after, up_ok
+from tests.faultkit import figure, logs, poll, stopped_after, up_ok
 from tests.helpers import SPACELIFT_UID, Userland, st, status
 from tests.loopback import Target, blackhole, echo, free_port
 

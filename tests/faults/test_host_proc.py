@@ -17,16 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.faults.test_faults import (
-    ask,
-    daemons,
-    figure,
-    marked,
-    poll,
-    record_path,
-    sock_path,
-)
-from tests.faults.test_promises import _host_pid
+from tests.faultkit import ask, daemons, figure, host_pid, marked, poll, record_path, sock_path
 from tests.helpers import Userland, wait_gone
 
 pytestmark = pytest.mark.userns
@@ -140,7 +131,7 @@ def test_the_shells_exit_ends_the_manager_where_proc_is_the_namespaces(
     assert result["rc"] == 0, result["out"]
     reply = ask(fake_env)
     assert reply is not None and reply["watch_pid"] == result["shell"], reply
-    manager = _host_pid(fake_env, int(reply["manager_pid"]), "spacetail")
+    manager = host_pid(fake_env, int(reply["manager_pid"]), "spacetail")
     exited = end_shell(container)
     assert wait_gone(manager, SHELL_EXIT_WITHIN + 3), "the manager outlived the shell"
     took = time.monotonic() - exited

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import helpers
-from tests.faults.test_faults import (
+from tests.faultkit import (
     OTHER_UID,
     ask,
     children_of,

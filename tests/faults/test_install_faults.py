@@ -22,7 +22,7 @@ import pytest
 from spacetail import package
 from spacetail.errors import OperationFailed
 from tests import helpers
-from tests.faults.test_faults import figure
+from tests.faultkit import figure
 
 VERSION = "1.90.0"
 ARCH = "amd64"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.test_faults import assert_clean, chown_user, down_ok, state_dir, stopped_after
+from tests.faultkit import assert_clean, chown_user, down_ok, state_dir, stopped_after
 from tests.helpers import Userland, st, status
 
 # 200,000 levels as the attack had it (over the 64 KiB bound on a record's size), and 50,000

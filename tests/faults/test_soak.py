@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from spacetail.paths import Paths
-from tests.faults.test_faults import assert_clean, figure, marked, state_dir
+from tests.faultkit import assert_clean, figure, marked, state_dir
 from tests.helpers import SPACELIFT_UID, Userland
 
 CYCLES = 200

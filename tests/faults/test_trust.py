@@ -22,9 +22,8 @@ import pytest
 
 from spacetail.identity import ProcessIdentity
 from spacetail.paths import Paths
+from tests.faultkit import OTHER_UID, as_attacker, ask, chown_user, stopped_after, up_ok
 from tests.faults import test_attacks
-from tests.faults.test_attacks import as_attacker
-from tests.faults.test_faults import OTHER_UID, ask, chown_user, stopped_after, up_ok
 from tests.helpers import SPACELIFT_UID, Userland, st
 
 # A control socket that is not a manager's: it answers `status` and `wait` with REPLY (a live

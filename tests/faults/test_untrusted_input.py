@@ -24,7 +24,7 @@ from spacetail import checkup, doctor
 from spacetail.checkup import CommandResult
 from spacetail.proxyenv import NAMES as PROXY_NAMES
 from spacetail.proxyurl import mask, secret
-from tests.faults.test_faults import figure, marked, stopped_after, up_ok
+from tests.faultkit import figure, marked, stopped_after, up_ok
 from tests.helpers import SPACELIFT_UID, Userland
 from tests.helpers import st as spacetail
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from tests import helpers
-from tests.faults.test_faults import poll
+from tests.faultkit import poll
 from tests.helpers import Userland, st, status, wait_gone
 
 # Every variable that could send tailscaled's own control connection through a proxy.

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests import realservers
-from tests.faults.test_faults import assert_clean, marked, poll
+from tests.faultkit import assert_clean, marked, poll
 from tests.helpers import Userland, free_port, st, status
 from tests.loopback import REPLY, REQUEST, Target, answer_later, recv_all
 

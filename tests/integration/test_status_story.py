@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.faults.test_faults import assert_clean, marked, poll
+from tests.faultkit import assert_clean, marked, poll
 from tests.helpers import Userland, st, status
 
 

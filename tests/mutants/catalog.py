@@ -22,7 +22,7 @@ class Mutant:
 
 PROMISES = "tests/integration/test_promises.py"
 FAULTS = "tests/faults/test_faults.py"
-PROMISES_FAULTS = "tests/faults/test_promises.py"
+PROMISES_FAULTS = "tests/faults/test_promises_under_attack.py"
 FORWARD_FAULTS = "tests/faults/test_forward_faults.py"
 TRUST = "tests/faults/test_trust.py"
 SHELL_EXIT = 'self.stop(f"the phase\'s shell (pid {self.watch_pid}) exited")'

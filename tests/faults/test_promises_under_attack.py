@@ -20,17 +20,19 @@ from typing import Any
 
 import pytest
 
-from tests.faults.test_faults import (
-    _fill,
+from tests.faultkit import (
     alive,
     ask,
     assert_clean,
     daemons,
+    fill_disk,
+    host_pid,
     in_phase,
     logs,
     marked,
     poll,
     popen,
+    sleeper,
     sock_path,
     stopped_after,
     tmpfs,
@@ -83,21 +85,6 @@ CONTAINER = textwrap.dedent(
 )
 
 
-def _host_pid(env: dict[str, str], ns_pid: int, word: str) -> int:
-    """The host PID of this test's process that is NS_PID in its own namespace."""
-    for pid, cmd in marked(env):
-        try:
-            text = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        nspid = next(
-            (line.split()[1:] for line in text.splitlines() if line.startswith("NSpid:")), []
-        )
-        if len(nspid) > 1 and int(nspid[-1]) == ns_pid and word in cmd:
-            return pid
-    raise AssertionError(f"no process {ns_pid} ({word}) in another namespace: {marked(env)}")
-
-
 def _container(userland: Userland, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", userland.python, "-c",
@@ -122,7 +109,7 @@ def test_down_in_another_pid_namespace_never_signals_a_stranger(
         started = json.loads(a.stdout.readline())
         assert started["rc"] == 0, started["err"]
         target = int(started["status"]["manager_pid"])
-        host_manager = _host_pid(fake_env, target, "spacetail")
+        host_manager = host_pid(fake_env, target, "spacetail")
         b = _container(userland, fake_env, "b", str(target), owner)
         out, err = b.communicate(timeout=90)
         result: dict[str, Any] = json.loads(out.splitlines()[-1]) if out.strip() else {"error": err}
@@ -324,7 +311,7 @@ def test_full_disk_during_a_restart_still_restarts(
         env = {**fake_env, "SPACETAIL_DIR": str(ws / ".spacetail")}
         with stopped_after(userland, env):
             info = up_ok(userland, env)
-            _fill(ws)
+            fill_disk(ws)
             old = int(info["tailscaled_pid"])
             os.kill(old, signal.SIGKILL)
 
@@ -342,16 +329,11 @@ def test_full_disk_during_a_restart_still_restarts(
 # --- 8. a frozen tailscaled -------------------------------------------------------------------
 
 
-def _sleeper(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(["sleep", "300"], env=env, user=SPACELIFT_UID, group=SPACELIFT_UID,
-                            extra_groups=[])  # fmt: skip
-
-
 def test_shutdown_with_a_frozen_tailscaled_takes_under_2_seconds(
     userland: Userland, fake_env: dict[str, str]
 ) -> None:
     env = {**fake_env, "FAKE_TAILSCALE_LOGIN_DELAY": "30"}
-    shell = _sleeper(env)
+    shell = sleeper(env)
     try:
         assert st(userland, env, "up", "--no-wait", "--watch-pid", str(shell.pid)).returncode == 0
         info = poll(lambda: in_phase(env, "login"), 10, "login under way")
@@ -376,7 +358,7 @@ def test_a_frozen_tailscaled_never_stalls_an_answer(
     """The manager answers from what it knows: 50 clients asking at once while tailscaled is
     SIGSTOPped each get the status within 100 ms, and the shell's exit still ends it all within
     2 s (each status used to ask the frozen LocalAPI, 0.5 s each, one after the other)."""
-    shell = _sleeper(fake_env)
+    shell = sleeper(fake_env)
     try:
         up = st(userland, fake_env, "up", "--watch-pid", str(shell.pid))
         assert up.returncode == 0, up.stderr
