@@ -48,7 +48,6 @@ from tests.faultkit import (
 )
 from tests.helpers import SPACELIFT_UID, Userland, st, status, wait_gone
 
-
 # --- 1. supervision -----------------------------------------------------------------------
 
 
