@@ -223,6 +223,12 @@ class Login:
         if self._phase.logging_in and now >= self.deadline:
             self.fail(self.timeout_reason())
 
+    def time_left(self) -> float | None:
+        """Seconds until the login is given up (never below 0); None when it is not logging in."""
+        if self.halted or not self._phase.logging_in:
+            return None
+        return round(max(0.0, self.deadline - self.clock()), 3)
+
     def next_deadline(self) -> float | None:
         if self.halted:
             return None

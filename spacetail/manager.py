@@ -375,6 +375,7 @@ class Manager(Loop):
             tailscaled_socket=str(self.paths.tailscaled_socket),
             tailscale=str(self.launch.binaries.tailscale),
             login_attempts=self.login.attempts,
+            login_deadline_left=self.login.time_left(),
             restarts=self.sup.restarts,
             last_exit=self.sup.last_exit,
             tailscaled_log_offset=self.tailscaled_log_offset,

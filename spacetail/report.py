@@ -55,8 +55,10 @@ def describe(status: Status) -> list[str]:
         first = "Not connected: the manager is stopping."
     else:
         state = status.backend_state or "tailscaled starting"
+        left = status.login_deadline_left
         first = (
-            f"Logging in as {status.name}: {state}, attempt {status.login_attempts}, for {uptime}."
+            f"Logging in as {status.name}: {state}, attempt {status.login_attempts}, for {uptime}"
+            + (f"; it gives up in {left:.0f}s." if left is not None else ".")
         )
     proxies = status.proxies
     lines = [

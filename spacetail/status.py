@@ -100,6 +100,7 @@ class Status(Record):
     tailscaled_socket: str | None = None
     tailscale: str | None = None  # the CLI the manager uses
     login_attempts: int = 0
+    login_deadline_left: float | None = None  # until the login is given up; None: not logging in
     restarts: int = 0
     last_exit: str | None = None
     tailscaled_log_offset: int = 0

@@ -245,3 +245,15 @@ def _refused(bed: Bed) -> None:
     assert verdict.exit_code == 2
     assert verdict.setting == "TS_TAILSCALED_EXTRA_ARGS"
     assert bed.reason().startswith("flag provided but not defined: -no-such-flag")
+
+
+def test_the_status_says_how_long_the_login_has_left(bed: Bed) -> None:
+    """`up` and `wait` print it while they wait; null once the login is over."""
+    timeout = bed.m.cfg.timeout
+    assert bed.m.status().login_deadline_left == timeout
+    bed.m.handle(ev.ApiReady(bed.tailscaled))
+    bed.clock.advance(12.5)
+    assert bed.m.status().login_deadline_left == timeout - 12.5
+    assert bed.m.status().to_json()["login_deadline_left"] == timeout - 12.5
+    bed.running()
+    assert bed.m.status().login_deadline_left is None
