@@ -88,9 +88,11 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_wait(args: argparse.Namespace) -> int:
     from spacetail import client
+    from spacetail.progress import Progress
 
     cfg = _config(args, need_auth=False)
-    reply = client.wait(_paths(args), cfg.timeout, cfg.peers)
+    progress = Progress(sys.stderr if cfg.progress else None)
+    reply = client.wait(_paths(args), cfg.timeout, cfg.peers, progress)
     ips = ", ".join(reply.node.tailscale_ips)
     _say(f"the tailnet is usable ({reply.node.hostname}, {ips})")
     return 0

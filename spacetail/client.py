@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from spacetail import control, statedir
 from spacetail.errors import OperationFailed
 from spacetail.identity import ProvenProcess, terminate
 from spacetail.paths import Paths, remove_file
+from spacetail.progress import Progress
 from spacetail.statedir import Probe
 from spacetail.status import LastStop, Proxies, Status
 
@@ -182,14 +183,46 @@ def read_last_stop(paths: Paths) -> tuple[LastStop | None, bool]:
         return None, True
 
 
-def wait(paths: Paths, timeout: float, peers: tuple[str, ...] = ()) -> Status:
-    deadline = time.monotonic() + timeout
-    statedir.check(paths)
-    try:
-        answer = control.ControlClient(paths.control_socket).request(
-            {"cmd": "wait", "until": "running", "timeout": timeout}, timeout=timeout + 5
+def await_verdict(
+    paths: Paths,
+    until: str,
+    deadline: float,
+    progress: Progress,
+    *,
+    margin: float = 0.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[dict[str, Any], Status]:
+    """Ask the manager to wait until the node is Running (UNTIL "running") or its LocalAPI
+    answers ("api"), the login fails, or DEADLINE + MARGIN; return its answer and status. The
+    manager holds the request and answers it from its loop: it never waits itself. With
+    progress lines, the wait is asked one interval at a time and each timed-out answer's status
+    makes a line; every request's timeout is what is left of the one deadline, so the last
+    answer comes exactly when one request would have. Raises ControlUnavailable, ValueError."""
+    client = control.ControlClient(paths.control_socket)
+    end = deadline + margin
+    while True:
+        left = max(0.0, end - clock())
+        timeout = progress.slice(left)
+        answer = client.request(
+            {"cmd": "wait", "until": until, "timeout": timeout}, timeout=timeout + 5
         )
         reply = Status.from_json(answer)
+        if answer.get("timed_out") is not True or timeout >= left:
+            return answer, reply
+        progress.login(reply, deadline)
+
+
+def wait(
+    paths: Paths,
+    timeout: float,
+    peers: tuple[str, ...] = (),
+    progress: Progress | None = None,
+) -> Status:
+    deadline = time.monotonic() + timeout
+    progress = progress or Progress(None)
+    statedir.check(paths)
+    try:
+        answer, reply = await_verdict(paths, "running", deadline, progress)
     except (control.ControlUnavailable, ValueError):
         record, garbage = statedir.read_record(paths.record)
         last, last_garbage = read_last_stop(paths)
@@ -215,11 +248,13 @@ def wait(paths: Paths, timeout: float, peers: tuple[str, ...] = ()) -> Status:
             )
         raise OperationFailed(f"the tailnet is not usable: {reply.login.reason}")
     if peers:
-        wait_for_peers(reply, peers, deadline)
+        wait_for_peers(reply, peers, deadline, progress)
     return reply
 
 
-def wait_for_peers(reply: Status, peers: tuple[str, ...], deadline: float) -> None:
+def wait_for_peers(
+    reply: Status, peers: tuple[str, ...], deadline: float, progress: Progress | None = None
+) -> None:
     """Until each peer answers `tailscale ping` (a relayed answer counts)."""
     import subprocess
 
@@ -256,6 +291,8 @@ def wait_for_peers(reply: Status, peers: tuple[str, ...], deadline: float) -> No
                 text = (result.stdout + result.stderr).strip().splitlines()
                 last[peer] = text[-1] if text else f"exit {result.returncode}"
         if pending:
+            if progress is not None:
+                progress.pending("peers", {p: last.get(p, "") for p in pending}, deadline)
             # A new node's view of the tailnet fills in over seconds: ask again, not in a spin.
             time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
 

@@ -49,6 +49,7 @@ class Config:
     persist_node: bool = False
     timeout: float = DEFAULT_TIMEOUT
     peers: tuple[str, ...] = ()
+    progress: bool = True  # a line on stderr every few seconds while up or wait waits
     watch_shell: bool = True
     watch_pid: int | None = None
     max_lifetime: float = DEFAULT_MAX_LIFETIME
@@ -331,6 +332,7 @@ def _node_settings(v: _Values, scope: Scope | None) -> dict[str, Any]:
         "ephemeral": v.boolean("ephemeral", True),
         "timeout": v.duration("timeout", DEFAULT_TIMEOUT),
         "peers": peers,
+        "progress": v.boolean("progress", True),
     }
 
 

@@ -71,6 +71,8 @@ UP: tuple[Setting, ...] = (
             choices=("memory", "workspace")),
     Setting("peer", "SPACETAIL_PEERS", "also wait until this peer answers a ping (repeatable)",
             kind=Kind.LIST, metavar="HOST"),
+    Setting("progress", "SPACETAIL_PROGRESS", "while waiting, print a line on stderr every 5 s: "
+            "the state, the login attempt, the last error, the time left", "on", Kind.SWITCH),
     Setting("watch-shell", "SPACETAIL_WATCH_SHELL", "outlive the calling shell", "on",
             Kind.FLAG, flag="--no-watch", when_set="false"),
     Setting("watch-pid", "SPACETAIL_WATCH_PID", "stop when this process exits instead",
@@ -110,7 +112,7 @@ CREDENTIAL_UP_FLAGS: dict[str, str] = {
 }
 
 # `wait` and `env` take these of the same settings, with the same variables.
-WAIT = (BY_KEY["timeout"], BY_KEY["peer"])
+WAIT = (BY_KEY["timeout"], BY_KEY["peer"], BY_KEY["progress"])
 PROXIES = (BY_KEY["socks5-server"], BY_KEY["http-proxy"])
 
 # install-tailscale's settings: the stock-image hook line passes none, so a Spacelift context

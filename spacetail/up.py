@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from spacetail import control, statedir
 from spacetail.client import (
     STOPPING_GRACE,
+    await_verdict,
     indent,
     say,
     stop_manager,
@@ -34,6 +35,7 @@ from spacetail.identity import (
 from spacetail.log import tail
 from spacetail.paths import Paths, remove_file
 from spacetail.phases import Phase
+from spacetail.progress import Progress
 from spacetail.status import Problem, Status
 
 TYPE_CHECKING = False
@@ -82,6 +84,7 @@ def up(
     deadline = started + cfg.timeout  # one deadline for the login and the peers
     if cfg.scope_note:
         say(out, cfg.scope_note)
+    progress = Progress(out if cfg.progress else None)
     binaries = find_binaries(env)
     with statedir.claim(paths, max(statedir.LOCK_TIMEOUT, cfg.timeout + 30)) as claim:
         joined = _claim_manager(
@@ -89,9 +92,10 @@ def up(
         )
     try:
         with _interrupts(interruptible):
-            reply = _await_manager(cfg, paths, joined, wait=wait, deadline=deadline)
+            reply = _await_manager(cfg, paths, joined, wait=wait, deadline=deadline,
+                                   progress=progress)  # fmt: skip
             if wait and cfg.peers:
-                wait_for_peers(reply, cfg.peers, deadline)
+                wait_for_peers(reply, cfg.peers, deadline, progress)
                 say(out, f"peers answer: {', '.join(cfg.peers)}")
     except SpacetailError:
         if joined.started_here:
@@ -241,18 +245,14 @@ def _start_manager(
 
 
 def _await_manager(
-    cfg: Config, paths: Paths, joined: Joined, *, wait: bool, deadline: float
+    cfg: Config, paths: Paths, joined: Joined, *, wait: bool, deadline: float, progress: Progress
 ) -> Status:
     until = "running" if wait else "api"
     # A manager this `up` started fails its login at this very deadline and says so; one it
     # joined has its own deadline, and this `up` waits for it only as long as it was told to.
     margin = 5.0 if joined.started_here else 0.0
-    timeout = max(0.0, deadline - time.monotonic()) + margin
     try:
-        answer = control.ControlClient(paths.control_socket).request(
-            {"cmd": "wait", "until": until, "timeout": timeout}, timeout=timeout + 5
-        )
-        reply = Status.from_json(answer)
+        answer, reply = await_verdict(paths, until, deadline, progress, margin=margin)
     except (control.ControlUnavailable, ValueError) as exc:
         reply = _last_words(paths, joined) or _no_answer(paths, exc)
     else:

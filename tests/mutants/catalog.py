@@ -542,4 +542,29 @@ MUTANTS: tuple[Mutant, ...] = (
             "test_a_read_scope_phase_holding_a_write_credential_is_warned",
         ),
     ),
+    Mutant(
+        "progress-on-stdout",
+        "while up waits, its progress lines go to stderr; stdout is the export lines only",
+        "spacetail/progress.py",
+        "Progress.say",
+        'print(f"spacetail: {text}", file=self.out, flush=True)',
+        'print(f"spacetail: {text}", flush=True)',
+        (
+            "tests/integration/test_progress.py::"
+            "test_a_slow_login_prints_progress_on_stderr_and_only_exports_on_stdout",
+        ),
+    ),
+    Mutant(
+        "progress-silent-wait",
+        "while up waits, a line every 5 s says where the login stands",
+        "spacetail/client.py",
+        "await_verdict",
+        "timeout = progress.slice(left)",
+        "timeout = left",
+        (
+            "tests/integration/test_progress.py::"
+            "test_a_slow_login_prints_progress_on_stderr_and_only_exports_on_stdout",
+            "tests/unit/test_progress.py::test_the_wait_is_asked_an_interval_at_a_time_with_a_line_each",
+        ),
+    ),
 )

@@ -84,3 +84,22 @@ def test_every_setting_and_command_is_in_the_readme_and_the_help(
     assert cli.main(["env", "--help"]) == 0
     env_help = capsys.readouterr().out
     assert "--socks5-server" in env_help and "--hostname" not in env_help
+
+
+def test_wait_help_shows_its_settings_with_their_variables(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`wait` takes the timeout, the peers and the progress lines, with up's variables."""
+    assert cli.main(["wait", "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    shown = {
+        "--timeout": "SPACETAIL_TIMEOUT",
+        "--peer": "SPACETAIL_PEERS",
+        "--progress": "SPACETAIL_PROGRESS",
+        "--no-progress": "SPACETAIL_PROGRESS",
+    }
+    for option, variable in shown.items():
+        assert option in help_text and variable in help_text, option
+    assert cli.main(["up", "--help"]) == 0
+    up_help = " ".join(capsys.readouterr().out.split())
+    assert "--no-progress" in up_help

@@ -186,3 +186,11 @@ def test_environment_is_not_modified() -> None:
     load(env)
     assert env == before
     assert "TS_AUTHKEY" not in os.environ or os.environ["TS_AUTHKEY"] != KEY["TS_AUTHKEY"]
+
+
+def test_progress_lines_are_on_unless_turned_off() -> None:
+    assert load(KEY).progress is True
+    assert load({**KEY, "SPACETAIL_PROGRESS": "false"}).progress is False
+    assert load({**KEY, "SPACETAIL_PROGRESS": "off"}, progress="true").progress is True
+    with pytest.raises(ConfigError, match=r"^SPACETAIL_PROGRESS: 'sometimes' is not a boolean"):
+        load({**KEY, "SPACETAIL_PROGRESS": "sometimes"})
