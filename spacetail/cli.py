@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from spacetail.config import Config
     from spacetail.paths import Paths
+    from spacetail.settings import Setting
 
 
 Handler = Callable[[argparse.Namespace], int]
@@ -56,10 +57,12 @@ def _flags(args: argparse.Namespace) -> dict[str, str | None]:
     return flags
 
 
-def _config(args: argparse.Namespace, *, need_auth: bool = True) -> Config:
+def _config(
+    args: argparse.Namespace, *, need_auth: bool = True, spelled: tuple[Setting, ...] = ()
+) -> Config:
     from spacetail import config
 
-    return config.load(os.environ, _flags(args), need_auth=need_auth)
+    return config.load(os.environ, _flags(args), need_auth=need_auth, spelled=spelled)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -89,10 +92,11 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_wait(args: argparse.Namespace) -> int:
     from spacetail import client
     from spacetail.progress import Progress
+    from spacetail.settings import WAIT
 
-    cfg = _config(args, need_auth=False)
+    cfg = _config(args, need_auth=False, spelled=WAIT)
     progress = Progress(sys.stderr if cfg.progress else None)
-    reply = client.wait(_paths(args), cfg.timeout, cfg.peers, progress)
+    reply = client.wait(_paths(args), cfg.timeout, cfg.peers, cfg.wait_for, progress)
     ips = ", ".join(reply.node.tailscale_ips)
     _say(f"the tailnet is usable ({reply.node.hostname}, {ips})")
     return 0

@@ -216,6 +216,7 @@ def wait(
     paths: Paths,
     timeout: float,
     peers: tuple[str, ...] = (),
+    targets: tuple[tuple[str, int], ...] = (),
     progress: Progress | None = None,
 ) -> Status:
     deadline = time.monotonic() + timeout
@@ -249,6 +250,10 @@ def wait(
         raise OperationFailed(f"the tailnet is not usable: {reply.login.reason}")
     if peers:
         wait_for_peers(reply, peers, deadline, progress)
+    if targets:
+        from spacetail.targets import wait_for_targets
+
+        wait_for_targets(reply, targets, deadline, progress)
     return reply
 
 

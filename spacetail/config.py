@@ -16,7 +16,7 @@ from spacetail.errors import ConfigError
 from spacetail.forward import ForwardSpec, parse_forwards
 from spacetail.log import holds_secret, redact
 from spacetail.scope import Scope
-from spacetail.settings import CREDENTIAL_UP_FLAGS, UP_FLAGS
+from spacetail.settings import CREDENTIAL_UP_FLAGS, UP_FLAGS, Setting
 
 DEFAULT_SOCKS5 = "127.0.0.1:1080"
 DEFAULT_HTTP_PROXY = "127.0.0.1:8080"
@@ -49,6 +49,7 @@ class Config:
     persist_node: bool = False
     timeout: float = DEFAULT_TIMEOUT
     peers: tuple[str, ...] = ()
+    wait_for: tuple[tuple[str, int], ...] = ()  # (host, port): up is ready once each answers
     progress: bool = True  # a line on stderr every few seconds while up or wait waits
     watch_shell: bool = True
     watch_pid: int | None = None
@@ -111,6 +112,21 @@ def parse_address(name: str, raw: str) -> str:
             f"{name}: {raw!r} is not an address host:port ({exc}); use e.g. 127.0.0.1:1080"
         ) from None
     return hostport.format(host, port)
+
+
+def parse_targets(name: str, raw: str) -> tuple[tuple[str, int], ...]:
+    """HOST:PORT targets separated by commas or spaces, each once, in order."""
+    targets: dict[tuple[str, int], None] = {}
+    for text in re.split(r"[,\s]+", raw.strip()):
+        if not text:
+            continue
+        try:
+            targets[hostport.parse(text)] = None
+        except ValueError as exc:
+            raise ConfigError(
+                f"{name}: {exc} (a target is HOST:PORT, e.g. db.example.ts.net:5432)"
+            ) from None
+    return tuple(targets)
 
 
 def check_loopback(name: str, address: str) -> None:
@@ -238,11 +254,15 @@ class _Values:
     """The raw settings, each with the name to blame in a message, and the flags that
     TS_EXTRA_ARGS holds for settings spacetail manages."""
 
-    def __init__(self, env: Mapping[str, str], flags: Mapping[str, str | None]) -> None:
+    def __init__(
+        self, env: Mapping[str, str], flags: Mapping[str, str | None], spelled: tuple[Setting, ...]
+    ) -> None:
         from spacetail.settings import UP, raw_values
 
         self.env = env
-        self.raw = raw_values(UP, env, flags)
+        # A command that spells a setting's flag otherwise (wait --target) is blamed by its name.
+        own = {s.key: s for s in spelled}
+        self.raw = raw_values(tuple(own.get(s.key, s) for s in UP), env, flags)
         extra = split_args("TS_EXTRA_ARGS", env.get("TS_EXTRA_ARGS", ""))
         self.from_extra, self.extra_rest = _take_up_flags(extra)
         refuse_secrets("TS_EXTRA_ARGS", extra)
@@ -282,10 +302,15 @@ MAX_DURATION = 86400.0
 
 
 def load(
-    env: Mapping[str, str], flags: Mapping[str, str | None] | None = None, *, need_auth: bool = True
+    env: Mapping[str, str],
+    flags: Mapping[str, str | None] | None = None,
+    *,
+    need_auth: bool = True,
+    spelled: tuple[Setting, ...] = (),
 ) -> Config:
-    """Build the configuration; FLAGS (from the command line) win over ENV. Raises ConfigError."""
-    v = _Values(env, flags or {})
+    """Build the configuration; FLAGS (from the command line) win over ENV; SPELLED are the
+    command's own spellings of settings' flags. Raises ConfigError."""
+    v = _Values(env, flags or {}, spelled)
     tags: dict[Scope | None, tuple[str, tuple[str, ...]]] = {}
     for scope, key in ((None, "tags"), (Scope.READ, "tags-read"), (Scope.WRITE, "tags-write")):
         name, raw = v.get(key)
@@ -323,7 +348,9 @@ def _node_settings(v: _Values, scope: Scope | None) -> dict[str, Any]:
     for peer in peers:
         if not re.match(r"^[A-Za-z0-9.:_-]+$", peer):
             raise ConfigError(f"{name}: {peer!r} is not a host name or IP address")
+    name, raw = v.get("wait-for")
     return {
+        "wait_for": parse_targets(name, raw),
         "hostname": hostname,
         "accept_routes": v.boolean("accept-routes", True),
         "accept_dns": v.boolean("accept-dns", False),

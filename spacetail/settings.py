@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 class Kind(enum.Enum):
@@ -71,6 +71,9 @@ UP: tuple[Setting, ...] = (
             choices=("memory", "workspace")),
     Setting("peer", "SPACETAIL_PEERS", "also wait until this peer answers a ping (repeatable)",
             kind=Kind.LIST, metavar="HOST"),
+    Setting("wait-for", "SPACETAIL_WAIT_FOR", "also wait until a TCP connection through the "
+            "tailnet to HOST:PORT succeeds (repeatable; the variable takes targets separated by "
+            "commas or spaces)", kind=Kind.LIST, metavar="HOST:PORT"),
     Setting("progress", "SPACETAIL_PROGRESS", "while waiting, print a line on stderr every 5 s: "
             "the state, the login attempt, the last error, the time left", "on", Kind.SWITCH),
     Setting("watch-shell", "SPACETAIL_WATCH_SHELL", "outlive the calling shell", "on",
@@ -111,8 +114,10 @@ CREDENTIAL_UP_FLAGS: dict[str, str] = {
     "audience": "TS_AUDIENCE",
 }
 
-# `wait` and `env` take these of the same settings, with the same variables.
-WAIT = (BY_KEY["timeout"], BY_KEY["peer"], BY_KEY["progress"])
+# `wait` and `env` take these of the same settings, with the same variables; `wait` spells the
+# targets' flag --target.
+WAIT = (BY_KEY["timeout"], BY_KEY["peer"], replace(BY_KEY["wait-for"], flag="--target"),
+        BY_KEY["progress"])  # fmt: skip
 PROXIES = (BY_KEY["socks5-server"], BY_KEY["http-proxy"])
 
 # install-tailscale's settings: the stock-image hook line passes none, so a Spacelift context

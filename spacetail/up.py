@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from spacetail import control, statedir
+from spacetail import control, hostport, statedir
 from spacetail.client import (
     STOPPING_GRACE,
     await_verdict,
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
     from spacetail.config import Config
     from spacetail.tailscale import Binaries
+    from spacetail.targets import Target
 
 NEVER_RAN_EXIT = 1.0  # a manager whose login failed is gone this soon (no logout, short grace)
 
@@ -81,7 +82,7 @@ def up(
 
     refuse_foreign_proc()
     started = time.monotonic()
-    deadline = started + cfg.timeout  # one deadline for the login and the peers
+    deadline = started + cfg.timeout  # one deadline for the login, the peers and the targets
     if cfg.scope_note:
         say(out, cfg.scope_note)
     progress = Progress(out if cfg.progress else None)
@@ -97,6 +98,8 @@ def up(
             if wait and cfg.peers:
                 wait_for_peers(reply, cfg.peers, deadline, progress)
                 say(out, f"peers answer: {', '.join(cfg.peers)}")
+            if wait and cfg.wait_for:
+                _wait_for_targets(reply, cfg.wait_for, deadline, progress, out)
     except SpacetailError:
         if joined.started_here:
             _stop_started(paths, joined, out)  # outside _interrupts: a second signal waits
@@ -114,6 +117,15 @@ def refuse_foreign_proc() -> None:
             f"{problem}; mount a /proc of this namespace (unshare --pid --fork --mount-proc, as "
             "containers do) and run spacetail there"
         )
+
+
+def _wait_for_targets(
+    reply: Status, targets: tuple[Target, ...], deadline: float, progress: Progress, out: TextIO
+) -> None:
+    from spacetail.targets import wait_for_targets  # the dialer's imports: only when asked
+
+    wait_for_targets(reply, targets, deadline, progress)
+    say(out, f"targets answer: {', '.join(hostport.format(h, p) for h, p in targets)}")
 
 
 def _claim_manager(

@@ -567,4 +567,13 @@ MUTANTS: tuple[Mutant, ...] = (
             "tests/unit/test_progress.py::test_the_wait_is_asked_an_interval_at_a_time_with_a_line_each",
         ),
     ),
+    Mutant(
+        "wait-for-not-retried",
+        "up --wait-for returns once every target answers, retried within --timeout",
+        "spacetail/targets.py",
+        "wait_for_targets",
+        "sleep(min(PAUSE, left))",
+        "raise OperationFailed(_failure(pending, last))",
+        ("tests/integration/test_wait_for.py::test_up_returns_once_every_target_answers",),
+    ),
 )

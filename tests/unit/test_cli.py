@@ -89,17 +89,20 @@ def test_every_setting_and_command_is_in_the_readme_and_the_help(
 def test_wait_help_shows_its_settings_with_their_variables(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """`wait` takes the timeout, the peers and the progress lines, with up's variables."""
+    """`wait` takes the timeout, the peers, the targets (spelled --target) and the progress
+    lines, with up's variables."""
     assert cli.main(["wait", "--help"]) == 0
     help_text = " ".join(capsys.readouterr().out.split())
     shown = {
         "--timeout": "SPACETAIL_TIMEOUT",
         "--peer": "SPACETAIL_PEERS",
+        "--target HOST:PORT": "SPACETAIL_WAIT_FOR",
         "--progress": "SPACETAIL_PROGRESS",
         "--no-progress": "SPACETAIL_PROGRESS",
     }
     for option, variable in shown.items():
         assert option in help_text and variable in help_text, option
+    assert "--wait-for" not in help_text
     assert cli.main(["up", "--help"]) == 0
     up_help = " ".join(capsys.readouterr().out.split())
-    assert "--no-progress" in up_help
+    assert "--wait-for HOST:PORT" in up_help and "--no-progress" in up_help

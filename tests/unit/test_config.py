@@ -188,6 +188,34 @@ def test_environment_is_not_modified() -> None:
     assert "TS_AUTHKEY" not in os.environ or os.environ["TS_AUTHKEY"] != KEY["TS_AUTHKEY"]
 
 
+def test_wait_for_targets_from_the_variable_and_the_flags() -> None:
+    env = {
+        **KEY,
+        "SPACETAIL_WAIT_FOR": "db.example.ts.net:5432, [fd7a::9]:22 db.example.ts.net:5432",
+    }
+    assert load(env).wait_for == (("db.example.ts.net", 5432), ("fd7a::9", 22))
+    assert load(env, **{"wait-for": "api:443"}).wait_for == (("api", 443),)  # the flag wins
+    assert load(KEY).wait_for == ()
+
+
+@pytest.mark.parametrize("bad", ["db", "db:0", "db:http", "fd7a::9:22", ":5432"])
+def test_a_wait_for_target_that_is_not_host_port_is_one_line(bad: str) -> None:
+    with pytest.raises(
+        ConfigError, match=r"^SPACETAIL_WAIT_FOR: .* \(a target is HOST:PORT"
+    ) as exc:
+        load({**KEY, "SPACETAIL_WAIT_FOR": bad})
+    assert exc.value.exit_code == 2 and "\n" not in str(exc.value)
+
+
+def test_wait_spells_the_targets_flag_target_and_is_blamed_by_it() -> None:
+    from spacetail.settings import WAIT
+
+    with pytest.raises(ConfigError, match=r"^--target: 'db' has no port"):
+        config.load(KEY, {"wait-for": "db"}, spelled=WAIT)
+    with pytest.raises(ConfigError, match=r"^--wait-for: 'db' has no port"):
+        config.load(KEY, {"wait-for": "db"})
+
+
 def test_progress_lines_are_on_unless_turned_off() -> None:
     assert load(KEY).progress is True
     assert load({**KEY, "SPACETAIL_PROGRESS": "false"}).progress is False
