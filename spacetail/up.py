@@ -91,6 +91,7 @@ def up(
         joined = _claim_manager(
             cfg, claim, env=env, binaries=binaries, watch_pid=watch_pid, deadline=deadline, out=out
         )
+    reply: Status | None = None  # once the manager says the node runs
     try:
         with _interrupts(interruptible):
             reply = _await_manager(cfg, paths, joined, wait=wait, deadline=deadline,
@@ -101,8 +102,8 @@ def up(
             if wait and cfg.wait_for:
                 _wait_for_targets(reply, cfg.wait_for, deadline, progress, out)
     except SpacetailError:
-        if joined.started_here:
-            _stop_started(paths, joined, out)  # outside _interrupts: a second signal waits
+        if joined.started_here:  # outside _interrupts: a second signal waits
+            _stop_started(paths, joined, out, stops_itself=reply is None)
         raise
     _report_up(reply, time.monotonic() - started, wait=wait, out=out, watching=watching)
     return reply
@@ -321,14 +322,15 @@ def _no_answer(paths: Paths, exc: Exception) -> Status:
     return Status(state_dir=str(paths.root), login=Problem(reason=reason))
 
 
-def _stop_started(paths: Paths, joined: Joined, out: TextIO) -> None:
-    """Running, or nothing left: stop the manager this `up` started. After a failed login it is
-    already stopping itself: wait for that; else ask it (over the socket) to stop."""
+def _stop_started(paths: Paths, joined: Joined, out: TextIO, *, stops_itself: bool) -> None:
+    """Running, or nothing left: stop the manager this `up` started. After a failed login it may
+    be stopping itself (STOPS_ITSELF): wait for that; else (a node that runs, but its peers or
+    targets did not answer) ask it over the socket at once."""
     handle = ProvenProcess.open(joined.ident) if joined.ident else None
     if handle is None:
         return
     with handle:
-        if handle.wait(NEVER_RAN_EXIT):
+        if stops_itself and handle.wait(NEVER_RAN_EXIT):
             return
         try:
             control.ControlClient(paths.control_socket).request_until_closed(

@@ -141,7 +141,9 @@ def test_up_whose_peer_never_answers_leaves_nothing(
     took = time.monotonic() - started
     assert result.returncode == 1 and "did not answer" in result.stderr, result.stderr
     assert not marked(fake_env), "up failed on its peer but left processes running"
-    assert took < 3 + 1.5, f"up took {took:.1f}s for --timeout 3"
+    # The node runs: what this up started is asked to stop at once, not after a wait for it to
+    # stop by itself as after a failed login (that wait made it 4.5 s).
+    assert took < 3 + 1.0, f"up took {took:.1f}s for --timeout 3"
     assert_clean(userland, fake_env)
 
 

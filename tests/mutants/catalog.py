@@ -576,4 +576,16 @@ MUTANTS: tuple[Mutant, ...] = (
         "raise OperationFailed(_failure(pending, last))",
         ("tests/integration/test_wait_for.py::test_up_returns_once_every_target_answers",),
     ),
+    Mutant(
+        "wait-for-failure-leaves-manager",
+        "a failed up --wait-for leaves nothing running",
+        "spacetail/up.py",
+        "up",
+        "if joined.started_here:  # outside _interrupts",
+        "if joined.started_here and reply is None:  # outside _interrupts",
+        (
+            "tests/integration/test_wait_for.py::"
+            "test_a_target_that_never_answers_fails_up_naming_it_and_leaves_nothing",
+        ),
+    ),
 )
