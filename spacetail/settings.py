@@ -159,7 +159,7 @@ CREDENTIALS: tuple[tuple[str, str], ...] = (
 PASSTHROUGH: tuple[tuple[str, str], ...] = (
     ("TS_EXTRA_ARGS", "more `tailscale up` flags, split like a shell does"),
     ("TS_TAILSCALED_EXTRA_ARGS", "more `tailscaled` flags"),
-    ("SPACETAIL_DIR", "the state folder (--dir)"),
+    ("SPACETAIL_DIR", "the state folder (or `spacetail --dir DIR COMMAND`, before the command)"),
 )
 
 

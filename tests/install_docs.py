@@ -74,3 +74,48 @@ def plugin_env(values: dict[str, str]) -> dict[str, str]:
         pid = variable["value_from_parameter"]
         env[variable["key"]] = values.get(pid, str(params[pid]["default"]))
     return env
+
+
+def code_blocks() -> list[tuple[str, str]]:
+    """Every fenced code block of the README: (language, text), in order."""
+    text = README.read_text(encoding="utf-8")
+    return re.findall(r"^```(\w*)\n(.*?)^```$", text, re.M | re.S)
+
+
+def inline_code() -> list[str]:
+    """The README's inline code spans, outside its code blocks."""
+    text = re.sub(r"^```.*?^```$", "", README.read_text(encoding="utf-8"), flags=re.M | re.S)
+    return re.findall(r"`([^`\n]+)`", text)
+
+
+# A call of spacetail where a shell would run it: at the start of a command (after `$(`, `;`,
+# `&&`, `||`, `|`, `{`, or an opening quote of a ProxyCommand), optionally by a path.
+_CALL = re.compile(r"""(?:^|(?<=[\s(;&|{'"]))(?:[\w.~-]*/)*spacetail(?=\s+[-\w])""")
+# Where that command ends: a shell operator, a closing quote or brace, a redirection.
+_END = re.compile(r"""[;&|)'"}>`]""")
+_OPTIONAL = re.compile(r"\$\{(\w+):\+([^}]*)\}")  # ${NAME:+WORDS}
+_VARIABLE = re.compile(r"\"?\$\{?\w+\}?\"?")  # $NAME, "$NAME", ${NAME}
+
+
+def _expansions(line: str) -> list[str]:
+    """LINE as a shell would see it with each ${NAME:+WORDS} set and unset, and every variable
+    given a plain value."""
+    variants = [line]
+    if _OPTIONAL.search(line):
+        variants = [_OPTIONAL.sub(r"\2", line), _OPTIONAL.sub("", line)]
+    return [_VARIABLE.sub("VALUE", v) for v in variants]
+
+
+def spacetail_calls(text: str) -> list[str]:
+    """The `spacetail ...` command lines in TEXT (a code block, or a line of one), each as the
+    words after `spacetail`, joined by spaces; comments and line continuations understood."""
+    text = text.replace("\\\n", " ")
+    calls = []
+    for raw in text.splitlines():
+        line = re.sub(r"(^|\s)#.*$", "", raw)  # a comment (a `#` in a word stays)
+        for variant in _expansions(line):
+            for match in _CALL.finditer(variant):
+                rest = variant[match.end() :]
+                end = _END.search(rest)
+                calls.append((rest[: end.start()] if end else rest).strip())
+    return calls
