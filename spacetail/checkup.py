@@ -303,11 +303,11 @@ def scrub(text: str, env: Mapping[str, str]) -> str:
 
 def manager_status(env: Mapping[str, str]) -> dict[str, Any] | None:
     """The manager's status, as `spacetail status --json` gives it; None if it cannot be read."""
-    from spacetail import client
+    from spacetail import lookup
     from spacetail.errors import SpacetailError
     from spacetail.paths import Paths
 
     try:
-        return client.status(Paths.from_env(env)).to_json()
+        return lookup.status(Paths.from_env(env)).to_json()
     except (SpacetailError, OSError):
         return None

@@ -1,5 +1,6 @@
 """Command-line parsing only: one function per subcommand turns arguments into plain values and
-calls the code that acts (client.py, manager.py, install.py), which never sees argparse."""
+calls the code that acts (up.py, down.py, waiting.py, lookup.py, install.py...), which never sees
+argparse."""
 
 from __future__ import annotations
 
@@ -78,9 +79,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from spacetail import client
+    from spacetail.down import down
 
-    done = client.down(_paths(args), os.environ, logout=args.logout)
+    done = down(_paths(args), os.environ, logout=args.logout)
     _say("; ".join(done) if done else "nothing was running")
     if args.env:
         from spacetail.proxyenv import unset_lines
@@ -90,22 +91,23 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    from spacetail import client
+    from spacetail import waiting
     from spacetail.progress import Progress
     from spacetail.settings import WAIT
 
     cfg = _config(args, need_auth=False, spelled=WAIT)
     progress = Progress(sys.stderr if cfg.progress else None)
-    reply = client.wait(_paths(args), cfg.timeout, cfg.peers, cfg.wait_for, progress)
+    reply = waiting.wait(_paths(args), cfg.timeout, os.environ, peers=cfg.peers,
+                         targets=cfg.wait_for, progress=progress)  # fmt: skip
     ips = ", ".join(reply.node.tailscale_ips)
     _say(f"the tailnet is usable ({reply.node.hostname}, {ips})")
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from spacetail import client
+    from spacetail import lookup
 
-    result = client.status(_paths(args))
+    result = lookup.status(_paths(args))
     if args.json:
         import json
 
@@ -118,13 +120,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    from spacetail import client
+    from spacetail import lookup
     from spacetail.proxyenv import export_lines, unset_lines
 
     if args.unset:
         sys.stdout.write(unset_lines())
         return 0
-    result = client.status(_paths(args))
+    result = lookup.status(_paths(args))
     if result.proxies is not None:
         proxies = result.proxies.to_json()
     else:
@@ -136,22 +138,22 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 def cmd_nc(args: argparse.Namespace) -> int:
     """stdin/stdout to HOST:PORT through the running manager's tailscale (ssh ProxyCommand)."""
-    from spacetail import client, nc
+    from spacetail import lookup, nc
     from spacetail.forward import parse_port
 
     host = _host("nc HOST", args.host)
     port = parse_port("nc PORT", args.port)
-    dialer, _api, _suffix = nc.tailnet_from_status(client.status(_paths(args)))
+    dialer, _api, _suffix = nc.tailnet_from_status(lookup.status(_paths(args)))
     return nc.nc(dialer, host, port, send_eof=args.send_eof)
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
     """The addresses the tailnet's resolver gives NAME (MagicDNS and split DNS)."""
-    from spacetail import client, nc
+    from spacetail import lookup, nc
     from spacetail.tailnet_dns import resolve
 
     name = _host("resolve NAME", args.name)
-    _dialer, api, suffix = nc.tailnet_from_status(client.status(_paths(args)))
+    _dialer, api, suffix = nc.tailnet_from_status(lookup.status(_paths(args)))
     for address in resolve(api, name, magic_suffix=suffix):
         print(address)
     return 0
@@ -170,9 +172,9 @@ def _host(what: str, text: str) -> str:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from spacetail import client
+    from spacetail import lookup
 
-    path, text = client.logs(_paths(args), tailscaled=args.tailscaled, lines=args.lines)
+    path, text = lookup.read_log(_paths(args), tailscaled=args.tailscaled, lines=args.lines)
     if not text:
         _say(f"no log at {path}")
         return 1
@@ -181,21 +183,21 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from spacetail import runner
+    from spacetail import run
 
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
     if not command:
         raise ConfigError("run: no command given; use spacetail run -- COMMAND [ARGS...]")
-    return runner.run(_config(args), _paths(args), os.environ, command)
+    return run.run(_config(args), _paths(args), os.environ, command)
 
 
 def cmd_manager(args: argparse.Namespace) -> int:
-    from spacetail import runner
+    from spacetail import foreground
 
     cfg = _config(args)
-    return runner.foreground(cfg, _paths(args), os.environ)
+    return foreground.serve_here(cfg, _paths(args), os.environ)
 
 
 def cmd_install_tailscale(args: argparse.Namespace) -> int:
@@ -272,6 +274,13 @@ COMMANDS = {
 
 def _options(name: str, p: argparse.ArgumentParser) -> Handler:
     """Add the options of command NAME to P; return its handler."""
+    if name in ("up", "down", "wait", "env", "run", "manager"):
+        return _lifecycle_options(name, p)
+    return _tool_options(name, p)
+
+
+def _lifecycle_options(name: str, p: argparse.ArgumentParser) -> Handler:
+    """The commands that bring the tailnet up, wait for it, hand it over and take it down."""
     if name == "up":
         p.add_argument("--no-wait", action="store_true", help="return once tailscaled answers")
         p.add_argument("--env", action="store_true", help="print the proxy exports on stdout")
@@ -288,15 +297,25 @@ def _options(name: str, p: argparse.ArgumentParser) -> Handler:
 
         _add_settings(p, WAIT, "settings (a flag wins over its variable)")
         return cmd_wait
-    if name == "status":
-        p.add_argument("--json", action="store_true", help="one JSON object")
-        return cmd_status
     if name == "env":
         p.add_argument("--unset", action="store_true", help="print the unset line instead")
         from spacetail.settings import PROXIES
 
         _add_settings(p, PROXIES, "when no manager runs: the addresses up would use")
         return cmd_env
+    if name == "run":
+        _add_up_options(p)
+        p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+        return cmd_run
+    _add_up_options(p)  # manager
+    return cmd_manager
+
+
+def _tool_options(name: str, p: argparse.ArgumentParser) -> Handler:
+    """The commands that look, reach and repair: status, nc, resolve, logs, doctor, install."""
+    if name == "status":
+        p.add_argument("--json", action="store_true", help="one JSON object")
+        return cmd_status
     if name == "nc":
         p.add_argument("host", metavar="HOST", help="tailnet name, split-DNS name or address")
         p.add_argument("port", metavar="PORT", help="TCP port")
@@ -314,13 +333,6 @@ def _options(name: str, p: argparse.ArgumentParser) -> Handler:
         p.add_argument("--tailscaled", action="store_true", help="tailscaled's log")
         p.add_argument("-n", "--lines", type=int, default=40, help="how many lines (40)")
         return cmd_logs
-    if name == "run":
-        _add_up_options(p)
-        p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
-        return cmd_run
-    if name == "manager":
-        _add_up_options(p)
-        return cmd_manager
     if name == "doctor":
         p.add_argument("--target", action="append", metavar="HOST:PORT",
                        help="also check this service through the tailnet (repeatable)")  # fmt: skip

@@ -487,12 +487,17 @@ class Manager(Loop):
         # down's connections close when this process exits: that is its "all gone" signal.
 
     def _guarded(self, what: str, step: Callable[[], object]) -> None:
-        try:
-            step()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            self.note(f"{what} failed ({exc.strerror or exc}); going on")
+        guarded(self.note, what, step)
+
+
+def guarded(note: Callable[[str], None], what: str, step: Callable[[], object]) -> None:
+    """A step that may fail on a read-only or full workspace: noted, and the next one runs."""
+    try:
+        step()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        note(f"{what} failed ({exc.strerror or exc}); going on")
 
 
 def serve(launch: Launch) -> int:

@@ -109,7 +109,7 @@ def nc(
 def tailnet_from_status(
     status: Status, *, timeout: float = 10.0
 ) -> tuple[Dialer, LocalAPI, str | None]:
-    """What `spacetail nc` and `spacetail resolve` need, from `client.status()`'s answer: a
+    """What `spacetail nc` and `spacetail resolve` need, from `lookup.status()`'s answer: a
     Dialer on the manager's SOCKS5 proxy with the tailnet resolver as its fallback, the
     LocalAPI, and the MagicDNS suffix for short names. OperationFailed when no manager runs or
     the node is not Running."""

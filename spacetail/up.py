@@ -14,15 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from spacetail import control, hostport, statedir
-from spacetail.client import (
-    STOPPING_GRACE,
-    await_verdict,
-    indent,
-    say,
-    stop_manager,
-    stop_unanswering,
-    wait_for_peers,
-)
+from spacetail.console import indent, say
+from spacetail.down import STOPPING_GRACE, stop_manager, stop_unanswering
 from spacetail.errors import ConfigError, OperationFailed, SpacetailError
 from spacetail.forward import bind_listeners
 from spacetail.identity import (
@@ -37,6 +30,7 @@ from spacetail.paths import Paths, remove_file
 from spacetail.phases import Phase
 from spacetail.progress import Progress
 from spacetail.status import Problem, Status
+from spacetail.waiting import await_verdict, wait_for_peers
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -97,7 +91,7 @@ def up(
             reply = _await_manager(cfg, paths, joined, wait=wait, deadline=deadline,
                                    progress=progress)  # fmt: skip
             if wait and cfg.peers:
-                wait_for_peers(reply, cfg.peers, deadline, progress)
+                wait_for_peers(reply, cfg.peers, deadline, env, progress)
                 say(out, f"peers answer: {', '.join(cfg.peers)}")
             if wait and cfg.wait_for:
                 _wait_for_targets(reply, cfg.wait_for, deadline, progress, out)
@@ -295,7 +289,7 @@ def _await_manager(
 def _last_words(paths: Paths, joined: Joined) -> Status | None:
     """A manager that failed before this `up` could ask it (a refused flag fails within
     milliseconds) left its verdict in last-stop.json as it exited: read it as its answer."""
-    from spacetail.client import read_last_stop
+    from spacetail.lookup import read_last_stop
 
     handle = ProvenProcess.open(joined.ident) if joined.ident else None
     if handle is not None:

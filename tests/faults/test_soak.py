@@ -19,7 +19,8 @@ CYCLES = 200
 DRIVER = """
 import io, json, os, sys, time
 sys.path.insert(0, sys.argv[1])
-from spacetail import client, config
+from spacetail import config
+from spacetail.down import down
 from spacetail.up import up
 from spacetail.paths import Paths
 cycles = int(sys.argv[2])
@@ -39,7 +40,7 @@ for _ in range(cycles):
     manager = reply.manager_pid
     manager_fds = len(fds(manager))
     manager_threads = len(os.listdir(f"/proc/{manager}/task"))
-    done = client.down(paths, env, out=sink)
+    done = down(paths, env, out=sink)
     t2 = time.monotonic()
     rows.append({"up": t1 - t0, "down": t2 - t1, "self_fds": fds(), "manager": manager,
                  "manager_fds": manager_fds, "manager_threads": manager_threads,

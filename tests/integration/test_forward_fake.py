@@ -223,7 +223,7 @@ def test_the_reference_dns_answers_are_what_the_fake_gives(
 
 
 def manager_status(tsd: realservers.Tailscaled, **changes: Any) -> Status:
-    """What `client.status()` answers while a manager runs (the fields nc and resolve read),
+    """What `lookup.status()` answers while a manager runs (the fields nc and resolve read),
     parsed as every reader parses it."""
     return Status.from_json(
         {"running": True, "backend_state": "Running", "health": [],

@@ -81,7 +81,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "down-keeps-saved-env",
         "down removes spacetail's proxy lines from the saved environment",
-        "spacetail/client.py",
+        "spacetail/down.py",
         "down",
         "count = clean_saved_env(path, (proxies or _default_proxies()).to_json())",
         "count = 0",
@@ -249,11 +249,11 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "foreign-pid-trusted",
         "a PID from another PID namespace (a reply over the socket) is never signalled",
-        "spacetail/client.py",
+        "spacetail/down.py",
         "stop_manager",
         "handle = ProvenProcess.open(ident) if ident is not None else None",
         'local = __import__("spacetail.identity").identity.ProcessIdentity.of('
-        'int(p.status["manager_pid"])); handle = ProvenProcess.open(local) if local else None',
+        "int(p.status.manager_pid)); handle = ProvenProcess.open(local) if local else None",
         (f"{PROMISES_FAULTS}::test_down_in_another_pid_namespace_never_signals_a_stranger",),
     ),
     Mutant(
@@ -453,7 +453,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "reply-identity-trusted",
         "a status reply makes a process eligible for a signal only if manager.json names it",
-        "spacetail/client.py",
+        "spacetail/down.py",
         "stop_manager",
         "    ident = p.proven_ident\n",
         "    ident = p.answering_ident if not p.foreign else None\n",
@@ -557,7 +557,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "progress-silent-wait",
         "while up waits, a line every 5 s says where the login stands",
-        "spacetail/client.py",
+        "spacetail/waiting.py",
         "await_verdict",
         "timeout = progress.slice(left)",
         "timeout = left",

@@ -89,3 +89,17 @@ def test_no_bare_any_in_a_signature() -> None:
                 if isinstance(annotation, ast.Name) and annotation.id == "Any":
                     bare.append(f"{path.name}:{node.lineno} {node.name}")
     assert bare == []
+
+
+def test_no_class_over_400_lines_and_no_function_over_60() -> None:
+    """Rooms a new maintainer can read whole: a class that grows past 400 lines, or a function
+    past 60, holds more than one idea."""
+    big = []
+    for path in PACKAGE.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                limit = 400 if isinstance(node, ast.ClassDef) else 60
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > limit:
+                    big.append(f"{path.name}:{node.lineno} {node.name} ({length} lines)")
+    assert big == []

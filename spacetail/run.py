@@ -1,5 +1,5 @@
-"""`spacetail run -- CMD` (up, the command with the proxy environment, down, whatever happens)
-and the manager in the foreground (a terminal or a systemd unit, with socket activation)."""
+"""`spacetail run -- CMD`: up, the command with the tailnet's proxies (and without the
+credentials: it needs the tailnet, not the key), then down, whatever happens to the command."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from types import FrameType
 
-from spacetail import client
 from spacetail.config import Config
+from spacetail.console import say
 from spacetail.credentials import TAILNET_CREDENTIALS
+from spacetail.down import down
 from spacetail.errors import OperationFailed
 from spacetail.paths import Paths
 from spacetail.proxyenv import proxy_variables
-from spacetail.up import refuse_foreign_proc, up
+from spacetail.up import up
 
 
 def run(cfg: Config, paths: Paths, env: Mapping[str, str], command: Sequence[str]) -> int:
@@ -55,9 +56,9 @@ def run(cfg: Config, paths: Paths, env: Mapping[str, str], command: Sequence[str
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        done = client.down(paths, env)
+        done = down(paths, env)
         if connected:  # after a failed up, its own error says it all
-            client.say(sys.stderr, "; ".join(done) if done else "nothing was running")
+            say(sys.stderr, "; ".join(done) if done else "nothing was running")
 
 
 class ProgramNotFound(OperationFailed):
@@ -75,31 +76,3 @@ def _find_program(name: str, env: Mapping[str, str]) -> str:
     if found is None:
         raise ProgramNotFound(f"run: {name}: command not found (nothing was started)")
     return found
-
-
-def foreground(cfg: Config, paths: Paths, env: Mapping[str, str]) -> int:
-    """The manager in this process; takes a listening socket from systemd when given one."""
-    from spacetail import daemon, statedir
-    from spacetail.binaries import find_binaries
-    from spacetail.credentials import SECRET_VARIABLES
-    from spacetail.manager import Launch, serve
-
-    daemon.scrub_environ(SECRET_VARIABLES)  # as a detached manager: no credential in environ
-    refuse_foreign_proc()
-    binaries = find_binaries(env)
-    listener = daemon.activated_listener(env)
-    if listener is None:
-        with statedir.claim(paths) as claim:
-            if claim.probe.answering or claim.probe.lock_held:
-                raise OperationFailed(f"a manager already runs for {paths.root}")
-            claim.clean()
-            listener = claim.bind()
-    else:
-        statedir.prepare(paths)
-    watch = cfg.watch_pid
-    pidfd = os.pidfd_open(watch) if watch else None
-    launch = Launch(
-        cfg=replace(cfg, watch_shell=False), paths=paths, binaries=binaries, listener=listener,
-        env=dict(env), watch_pidfd=pidfd, watch_pid=watch,
-    )  # fmt: skip
-    return serve(launch)
