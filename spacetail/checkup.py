@@ -21,6 +21,7 @@ from spacetail.errors import ConfigError
 from spacetail.failures import Failure, FailureClass
 from spacetail.log import redact
 from spacetail.scope import decode_claims
+from spacetail.status import Status as ManagerStatus
 
 DNS_TIMEOUT = 5.0
 TCP_TIMEOUT = 5.0
@@ -301,13 +302,13 @@ def scrub(text: str, env: Mapping[str, str]) -> str:
     return redact(mask_in(text, env))
 
 
-def manager_status(env: Mapping[str, str]) -> dict[str, Any] | None:
-    """The manager's status, as `spacetail status --json` gives it; None if it cannot be read."""
+def manager_status(env: Mapping[str, str]) -> ManagerStatus | None:
+    """The manager's status, as `spacetail status` reads it; None if it cannot be read."""
     from spacetail import lookup
     from spacetail.errors import SpacetailError
     from spacetail.paths import Paths
 
     try:
-        return lookup.status(Paths.from_env(env)).to_json()
+        return lookup.status(Paths.from_env(env))
     except (SpacetailError, OSError):
         return None

@@ -49,6 +49,7 @@ from spacetail.errors import ConfigError
 from spacetail.failures import diagnose, meaningful_line
 from spacetail.proxyenv import NAMES as PROXY_CHECKED
 from spacetail.proxyurl import mask
+from spacetail.status import Status as ManagerStatus
 
 VERSION_TIMEOUT = 5.0
 NETCHECK_TIMEOUT = 15.0
@@ -62,14 +63,15 @@ DOWN_HOOK = 'eval "$(spacetail down --env || echo false)"'
 
 class Doctor:
     """Runs the checks. Its collaborators come in, so tests drive it with fakes: the environment
-    of the calling shell, the manager's status (`spacetail status --json`'s object, or None
-    when none answers), a runner for the tailscale CLI, a wall clock, the DNS query and the
-    SOCKS5 connect. Token files are read as `up` reads them (credentials.read_secret_file)."""
+    of the calling shell, the manager's status (what `spacetail status` reads, or None when
+    the state folder cannot be read), a runner for the tailscale CLI, a wall clock, the DNS
+    query and the SOCKS5 connect. Token files are read as `up` reads them
+    (credentials.read_secret_file)."""
 
     def __init__(
         self,
         env: Mapping[str, str],
-        status: Mapping[str, Any] | None,
+        status: ManagerStatus | None,
         run: Runner,
         clock: Callable[[], float] = time.time,
         *,
@@ -101,23 +103,28 @@ class Doctor:
 
     @property
     def running(self) -> bool:
-        return bool(self.status and self.status.get("running"))
+        return self.status is not None and self.status.running
 
     @property
     def backend_running(self) -> bool:
-        return self.running and (self.status or {}).get("backend_state") == "Running"
+        return self.running and self._status.backend_state == "Running"
+
+    @property
+    def _status(self) -> ManagerStatus:
+        """The status read, or an empty one (nothing runs) when the folder could not be read."""
+        return self.status or ManagerStatus()
 
     def _tailscale(self) -> str:
-        if self.status and self.status.get("tailscale"):
-            return str(self.status["tailscale"])
+        if self.status and self.status.tailscale:
+            return self.status.tailscale
         from spacetail.binaries import find_binaries
 
         return str(find_binaries(self.env).tailscale)
 
     def _cli(self, *args: str) -> list[str]:
         argv = [self._tailscale()]
-        if self.running and (self.status or {}).get("tailscaled_socket"):
-            argv.append(f"--socket={(self.status or {})['tailscaled_socket']}")
+        if self.running and self._status.tailscaled_socket:
+            argv.append(f"--socket={self._status.tailscaled_socket}")
         return [*argv, *args]
 
     # --- the checks ---------------------------------------------------------------------------
@@ -151,7 +158,7 @@ class Doctor:
     def state_folder(self) -> Check:
         from spacetail.paths import state_dir
 
-        path = Path(str((self.status or {}).get("state_dir") or state_dir(self.env)))
+        path = Path(self._status.state_dir or state_dir(self.env))
         check = Check("state folder", details={"path": str(path)})
         try:
             st = os.lstat(path)
@@ -174,25 +181,27 @@ class Doctor:
 
     def manager(self) -> Check:
         check = Check("manager")
-        status = self.status or {}
+        status = self._status
         if not self.running:
-            if status.get("stale") or status.get("problem"):
-                check.add(Status.FAIL, str(status.get("stale") or status.get("problem")))
-            last = status.get("last_failure")
-            if isinstance(last, Mapping) and last.get("reason"):
-                check.add(Status.FAIL, f"the last manager stopped at {last.get('at')}: "
-                          f"{last['reason']}", last.get("advice"))  # fmt: skip
+            if status.stale or status.problem:
+                check.add(Status.FAIL, str(status.stale or status.problem))
+            last = status.last_stop
+            if last is not None and last.failure:
+                check.add(Status.FAIL, f"the last manager stopped at {last.at}: {last.reason}",
+                          last.advice)  # fmt: skip
             return check.add(Status.FAIL, "no manager runs here",
                              f"start one in a before_* hook: {UP_HOOK}")  # fmt: skip
-        check.details = {k: status.get(k) for k in ("manager_pid", "phase", "uptime", "restarts")}
-        check.add(Status.OK, f"manager pid {status.get('manager_pid')}, phase "
-                  f"{status.get('phase')}, up {status.get('uptime')} s")  # fmt: skip
-        if status.get("phase") == "failed" and status.get("reason"):
-            failure = diagnose(str(status["reason"]))
+        phase = status.phase.value if status.phase else None
+        check.details = {"manager_pid": status.manager_pid, "phase": phase,
+                         "uptime": status.uptime, "restarts": status.restarts}  # fmt: skip
+        check.add(Status.OK, f"manager pid {status.manager_pid}, phase {phase}, up "
+                  f"{status.uptime} s")  # fmt: skip
+        if status.failed and status.login.reason:
+            failure = diagnose(status.login.reason)
             check.add(Status.FAIL, f"it gave up: {failure.line}", fix_for(failure))
-        if status.get("restarts"):
-            check.add(Status.WARN, f"tailscaled was restarted {status['restarts']} times "
-                      f"(last: {status.get('last_exit')})",
+        if status.restarts:
+            check.add(Status.WARN, f"tailscaled was restarted {status.restarts} times "
+                      f"(last: {status.last_exit})",
                       "see `spacetail logs --tailscaled`")  # fmt: skip
         return check
 
@@ -200,20 +209,19 @@ class Doctor:
         check = Check("tailscale")
         if not self.running:
             return check.add(Status.SKIP, "no manager, so no tailscaled to ask")
-        status = self.status or {}
-        state = status.get("backend_state")
-        health = [str(h) for h in status.get("health") or []]
+        status = self._status
+        state = status.backend_state
+        health = list(status.node.health)
         check.details = {"backend_state": state, "health": health,
-                         "tailscale_ips": status.get("tailscale_ips")}  # fmt: skip
+                         "tailscale_ips": list(status.node.tailscale_ips)}  # fmt: skip
         if state == "Running":
-            ips = ", ".join(status.get("tailscale_ips") or []) or "no IP yet"
-            name = status.get("dns_name") or status.get("hostname")
-            check.add(Status.OK, f"Running as {name} ({ips})")
+            ips = ", ".join(status.node.tailscale_ips) or "no IP yet"
+            check.add(Status.OK, f"Running as {status.name} ({ips})")
         else:
             from spacetail.failures import login_error
 
             error = login_error(health)
-            failure = diagnose(error or str(status.get("reason") or f"state {state}"))
+            failure = diagnose(error or status.login.reason or f"state {state}")
             check.add(Status.FAIL, f"state {state}: {failure.line}", fix_for(failure))
         for item in health:
             if "last login error" not in item.lower():
@@ -224,10 +232,8 @@ class Doctor:
         from spacetail.proxyenv import proxy_variables
 
         check = Check("proxy variables")
-        status = self.status or {}
-        expected = (
-            proxy_variables(status["proxies"]) if self.running and status.get("proxies") else {}
-        )
+        proxies = self._status.proxies
+        expected = proxy_variables(proxies.to_json()) if self.running and proxies else {}
         seen = {n: self.env[n] for n in PROXY_CHECKED if self.env.get(n)}
         check.details = {"set": {n: mask(v) for n, v in seen.items()}, "expected": expected}
         if not self.running:
@@ -310,7 +316,7 @@ class Doctor:
         if not self.backend_running:
             check.add(Status.SKIP, "DNS: tailscale is not Running")
             return [], None
-        sock = Path(str((self.status or {}).get("tailscaled_socket")))
+        sock = Path(str(self._status.tailscaled_socket))
         try:
             rcode, addresses = self.resolve(sock, target.host, DNS_TIMEOUT)
         except Exception as exc:  # any failure is a finding, never a traceback
@@ -329,7 +335,7 @@ class Doctor:
         return addresses, None
 
     def _target_ping(self, check: Check, target: Target) -> None:
-        sock = Path(str((self.status or {}).get("tailscaled_socket")))
+        sock = Path(str(self._status.tailscaled_socket))
         result = ping(self.run_cli, Path(self._tailscale()), sock, target.host)
         pong = result.pong
         if pong is None:
@@ -347,7 +353,7 @@ class Doctor:
                       f"{pong.latency}")  # fmt: skip
 
     def _target_tcp(self, check: Check, target: Target) -> bool:
-        socks = str(((self.status or {}).get("proxies") or {}).get("socks5", ""))
+        socks = self._status.proxies.socks5 if self._status.proxies else ""
         proxy = socks.split("://", 1)[-1]
         started = self.clock()
         try:

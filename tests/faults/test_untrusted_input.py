@@ -24,6 +24,7 @@ from spacetail import checkup, doctor
 from spacetail.checkup import CommandResult
 from spacetail.proxyenv import NAMES as PROXY_NAMES
 from spacetail.proxyurl import mask, secret
+from spacetail.status import Status
 from tests.faultkit import figure, marked, stopped_after, up_ok
 from tests.helpers import SPACELIFT_UID, Userland
 from tests.helpers import st as spacetail
@@ -62,7 +63,7 @@ def doctor_output(env: dict[str, str], status: dict[str, Any] | None, as_json: b
         out = io.StringIO()
         doctor.main(as_json=as_json, env=env, out=out)
         return out.getvalue()
-    checks = doctor.Doctor(env, status, no_cli, lambda: 0.0).run()
+    checks = doctor.Doctor(env, Status.from_json(status), no_cli, lambda: 0.0).run()
     text = checkup.render_json(checks) if as_json else checkup.render_text(checks)
     return checkup.scrub(text, env)
 

@@ -19,6 +19,7 @@ from spacetail import checkup, doctor, socks5
 from spacetail.checkup import Check, CommandResult, Status, Target
 from spacetail.doctor import Doctor
 from spacetail.errors import ConfigError
+from spacetail.status import Status as ManagerStatus
 
 REFERENCE = Path(__file__).resolve().parents[1] / "fakes" / "reference"
 NOW = 1_800_000_000.0
@@ -138,7 +139,7 @@ def make(
     runner = runner or FakeRunner()
     d = Doctor(
         shell_env(tmp_path, **env),
-        status,
+        ManagerStatus.from_json(status) if status is not None else None,  # as readers parse it
         runner,
         lambda: NOW,
         targets=[checkup.parse_target(t) for t in targets],
