@@ -8,7 +8,9 @@ printed as `FIGURE name value` lines (run with -s to see them; docs/faults.md qu
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -228,3 +230,35 @@ def host_pid(env: dict[str, str], ns_pid: int, word: str) -> int:
 def sleeper(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(["sleep", "300"], env=env, user=SPACELIFT_UID, group=SPACELIFT_UID,
                             extra_groups=[])  # fmt: skip
+
+
+def concurrent_status(path: Path, clients: int) -> list[float]:
+    """Seconds from each client's connect to its whole status reply, CLIENTS released at once
+    (the fault test's bound and the benchmark's row measure the same thing)."""
+    import threading
+
+    gate = threading.Barrier(clients)
+    times: list[float] = []
+
+    def one() -> None:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(30)
+            gate.wait()
+            started = time.monotonic()
+            sock.connect(os.fsencode(path))
+            sock.sendall(b'{"cmd":"status"}\n')
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                assert chunk, "the manager closed without answering"
+                data += chunk
+            times.append(time.monotonic() - started)
+            assert json.loads(data)["ok"] is True
+
+    threads = [threading.Thread(target=one) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(times) == clients, f"{clients - len(times)} clients got no answer"
+    return times

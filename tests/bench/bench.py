@@ -580,43 +580,15 @@ def quick_and_idle(b: Bench, trials: int, idle: float) -> list[Row]:
 def frozen_answers(env: dict[str, str], tailscaled: int, trials: int) -> list[float]:
     """Per trial, the slowest of FROZEN_CLIENTS status requests sent at once to the manager's
     socket while tailscaled is stopped (SIGSTOP): the manager answers from what it knows."""
-    import socket
-    import threading
-
     from spacetail.paths import Paths
+    from tests.faultkit import concurrent_status
 
-    path = os.fsencode(Paths.from_env(env).control_socket)
-
-    def one(gate: threading.Barrier, times: list[float]) -> None:
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(30)
-            gate.wait()
-            started = time.monotonic()
-            sock.connect(path)
-            sock.sendall(b'{"cmd":"status"}\n')
-            data = b""
-            while not data.endswith(b"\n") and (chunk := sock.recv(65536)):
-                data += chunk
-            times.append(time.monotonic() - started)
-
-    slowest: list[float] = []
+    path = Paths.from_env(env).control_socket
     os.kill(tailscaled, signal.SIGSTOP)
     try:
-        for _ in range(trials):
-            gate = threading.Barrier(FROZEN_CLIENTS)
-            times: list[float] = []
-            threads = [threading.Thread(target=one, args=(gate, times))
-                       for _ in range(FROZEN_CLIENTS)]  # fmt: skip
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(60)
-            if len(times) != FROZEN_CLIENTS:
-                raise BenchError(f"{FROZEN_CLIENTS - len(times)} status requests got no answer")
-            slowest.append(max(times))
+        return [max(concurrent_status(path, FROZEN_CLIENTS)) for _ in range(trials)]
     finally:
         os.kill(tailscaled, signal.SIGCONT)
-    return slowest
 
 
 def forwards(b: Bench, trials: int, real: Path, idle: float, mb: int) -> list[Row]:

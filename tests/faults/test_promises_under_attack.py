@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from tests.faultkit import (
     alive,
     ask,
     assert_clean,
+    concurrent_status,
     daemons,
     fill_disk,
     host_pid,
@@ -250,7 +250,6 @@ def _soft_nofile(pid: int, limit: int) -> None:
 def test_out_of_descriptors_the_manager_backs_off(
     userland: Userland, fake_env: dict[str, str]
 ) -> None:
-    import socket
 
     with stopped_after(userland, fake_env):
         info = up_ok(userland, fake_env)
@@ -367,7 +366,7 @@ def test_a_frozen_tailscaled_never_stalls_an_answer(
         info = status(userland, fake_env)
         manager = int(info["manager_pid"])
         os.kill(int(info["tailscaled_pid"]), signal.SIGSTOP)
-        times = _concurrent_status(fake_env, 50)
+        times = concurrent_status(sock_path(fake_env), 50)
         slowest = max(times)
         print(f"\nFIGURE status_x50_frozen_tailscaled max {slowest * 1000:.1f}ms")
         assert slowest <= 0.1, f"slowest of 50 answers took {slowest * 1000:.0f} ms"
@@ -381,36 +380,6 @@ def test_a_frozen_tailscaled_never_stalls_an_answer(
         shell.kill()
         shell.wait()
     assert_clean(userland, fake_env)
-
-
-def _concurrent_status(env: dict[str, str], clients: int) -> list[float]:
-    """Seconds from each client's connect to its whole reply, all clients released at once."""
-    path = os.fsencode(sock_path(env))
-    gate = threading.Barrier(clients)
-    times: list[float] = []
-
-    def one() -> None:
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(10)
-            gate.wait()
-            started = time.monotonic()
-            sock.connect(path)
-            sock.sendall(b'{"cmd":"status"}\n')
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = sock.recv(65536)
-                assert chunk, "the manager closed without answering"
-                data += chunk
-            times.append(time.monotonic() - started)
-            assert json.loads(data)["ok"] is True
-
-    threads = [threading.Thread(target=one) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert len(times) == clients, f"{clients - len(times)} clients got no answer"
-    return times
 
 
 def test_up_with_a_frozen_tailscaled_keeps_its_timeout(
