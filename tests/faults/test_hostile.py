@@ -215,6 +215,11 @@ def test_deeply_nested_request_does_not_stop_the_manager(
 CLIENT_LIMIT = 5.0  # docs/faults.md #25: a silent control client is dropped after 5 s
 
 
+# The manager's status reader opens one connection to tailscaled's LocalAPI per read: a count of
+# the manager's descriptors may catch it open or closed.
+READER_FDS = 1
+
+
 def test_silent_clients_do_not_stall_others(
     userland: Userland, fake_env: dict[str, str], manager: dict[str, Any]
 ) -> None:
@@ -234,7 +239,8 @@ def test_silent_clients_do_not_stall_others(
             s.sendall(b'{"cmd": "sta')  # a partial line, never finished
         silent.append(s)
     try:
-        poll(lambda: fd_count(pid) >= baseline + 50, 5, "the manager accepted all 50")
+        # (the status reader may hold, or have just closed, its one connection to tailscaled)
+        poll(lambda: fd_count(pid) >= baseline + 50 - READER_FDS, 5, "the manager accepted all 50")
         worst = 0.0
         for _ in range(20):  # the manager's own answer time, with 50 connections held
             started = time.monotonic()
@@ -258,7 +264,8 @@ def test_silent_clients_do_not_stall_others(
     finally:
         for s in silent:
             s.close()
-    poll(lambda: fd_count(pid) <= baseline, 5, lambda: f"fds back to {baseline}: {fd_count(pid)}")
+    poll(lambda: fd_count(pid) <= baseline + READER_FDS, 5,
+         lambda: f"fds back to {baseline}: {fd_count(pid)}")  # fmt: skip
 
 
 def test_many_waiters_and_a_flood_of_connections(
