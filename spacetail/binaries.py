@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from spacetail.errors import ConfigError
-from spacetail.install import find_installed
 from spacetail.tailscale import Binaries
 
 
@@ -32,6 +31,9 @@ def find_binaries(env: Mapping[str, str]) -> Binaries:
     found = [which(name, path) for name in ("tailscale", "tailscaled")]
     if found[0] and found[1]:
         return Binaries(Path(found[0]), Path(found[1]))
+    # Only now: the downloader's imports (urllib, tarfile, platformdirs) cost `up` 100 ms.
+    from spacetail.install import find_installed
+
     folder = find_installed()
     if folder is not None:
         return Binaries(folder / "tailscale", folder / "tailscaled")
