@@ -61,6 +61,11 @@ def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.01)
 
 
+def listens(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -944,6 +949,8 @@ def late_reply_after_half_close(d: Daemon) -> tuple[bytes, bytes]:
     """Through D's SOCKS5 proxy: (what a server answering 0.2 s after the request delivers to
     a client that sent the request and half-closed, and to one that did not)."""
     got: list[bytes] = []
+    # The LocalAPI socket comes first; the proxy listens a moment later.
+    wait_for(lambda: listens(d.socks_port), 10, "the SOCKS5 proxy to listen")
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
         for half_close in (True, False):
