@@ -1,8 +1,8 @@
 """Where tailscale and tailscaled are: on PATH, else in `spacetail install-tailscale`'s folder.
 
-Kept apart from tailscale.py (command lines and the LocalAPI, which the manager uses) so that
-the downloader is never in the manager's imports: only `up`, `run`, `spacetail manager` and
-`doctor` look for the binaries."""
+Kept apart from tailscale.py (command lines and the LocalAPI, which the manager uses): only
+`up`, `run`, `spacetail manager` and `doctor` look for the binaries, and neither they nor the
+manager import the downloader to do it (installed.py knows where installs are)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from spacetail.errors import ConfigError
+from spacetail.installed import find_installed
 from spacetail.tailscale import Binaries
 
 
@@ -31,9 +32,6 @@ def find_binaries(env: Mapping[str, str]) -> Binaries:
     found = [which(name, path) for name in ("tailscale", "tailscaled")]
     if found[0] and found[1]:
         return Binaries(Path(found[0]), Path(found[1]))
-    # Only now: the downloader's imports (urllib, tarfile, platformdirs) cost `up` 100 ms.
-    from spacetail.install import find_installed
-
     folder = find_installed()
     if folder is not None:
         return Binaries(folder / "tailscale", folder / "tailscaled")

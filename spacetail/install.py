@@ -1,7 +1,8 @@
 """Install a pinned tailscale static build where spacetail can find it: which version and
 architecture, which sha256 the package must have (pinned here, given, or knowingly the server's),
 where (a versioned cache, or a folder of the user's), one install at a time, never half written,
-never past a deadline. Downloading and unpacking the package is package.py's."""
+never past a deadline. Downloading and unpacking the package is package.py's; the pin and
+where installs are found again are installed.py's."""
 
 from __future__ import annotations
 
@@ -20,12 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import filelock
-import platformdirs
 
 from spacetail.errors import ConfigError, OperationFailed
+from spacetail.installed import (
+    DEFAULT_VERSION,
+    EXECUTABLES,
+    PINNED_SHA256,
+    VERSION_RE,
+    default_install_dir,
+)
 from spacetail.package import (
     DEFAULT_BASE_URL,
-    EXECUTABLES,
     MAX_PACKAGE_BYTES,
     Deadline,
     download,
@@ -36,17 +42,6 @@ from spacetail.package import (
 )
 from spacetail.paths import open_regular
 
-DEFAULT_VERSION = "1.102.3"
-# The sha256 of DEFAULT_VERSION's static packages: a package is checked against these, never
-# against a .sha256 sent by the server that sent the package. They are the sums Tailscale
-# publishes (pkgs.tailscale.com/stable/<package>.sha256). The first sums pinned here were read
-# from independent public projects that pin them alike (Yocto and Go pins, tailscale/github-action
-# `sha256sum` inputs); tools/bump_tailscale.py checks them against the server every week and
-# moves the version and the sums together; container/Dockerfile pins the same (a test checks).
-PINNED_SHA256 = {
-    "amd64": "36ddd9b51be57ffc2990cf76323cfa13643bfbb1b8a969f6183fa164741cdef5",
-    "arm64": "a0fa1b154af8c61f862a2259f559f7396d96c0225f4a863eae2333e1546bbe25",
-}
 SUPPORTED_ARCHES = ("386", "amd64", "arm", "arm64")
 
 # How long install-tailscale may take in all: a hook must never hang on a slow mirror. The
@@ -57,14 +52,11 @@ TIMEOUT_SETTING = "--timeout, SPACETAIL_INSTALL_TIMEOUT"
 # past the deadline).
 LOCK_TIMEOUT = 600.0
 
-# Spacelift sets this in every run; its case is Spacelift's, not ours.
-_WORKSPACE_VAR = "TF_VAR_spacelift_workspace_root"
 _MARKER = ".spacetail-install.json"
 _MARKER_MAX_BYTES = 64 * 1024  # a version, an arch and two digests
 _PARTIAL_PREFIX = ".partial-"
 _LOCK_NAME = ".install.lock"
 _CHUNK = 1024 * 1024
-_VERSION_RE = re.compile(r"\d{1,4}\.\d{1,4}\.\d{1,6}")
 _SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
 _MACHINES = {
     "x86_64": "amd64",
@@ -90,7 +82,7 @@ def _stderr(line: str) -> None:
 
 def validate_version(version: str, name: str = "--version") -> str:
     """Return ``version`` if it looks like a tailscale release number, else raise ConfigError."""
-    if not _VERSION_RE.fullmatch(version):
+    if not VERSION_RE.fullmatch(version):
         raise ConfigError(f'{name}: "{version}" is not a tailscale version like {DEFAULT_VERSION}')
     return version
 
@@ -168,18 +160,6 @@ def package_urls(version: str, base_url: str, arch: str) -> tuple[str, str]:
     """The URLs of the package and of its ``.sha256`` file."""
     url = f"{validate_base_url(base_url)}/{package_name(validate_version(version), arch)}"
     return url, url + ".sha256"
-
-
-def default_install_dir() -> Path:
-    """Where tailscale is installed when no folder is given.
-
-    Inside Spacelift the workspace is mounted into every phase's container, so an
-    install made while planning is reused while applying; elsewhere the user's cache.
-    """
-    workspace = os.environ.get(_WORKSPACE_VAR, "").strip()
-    if workspace:
-        return Path(workspace) / ".spacetail-cache" / "tailscale"
-    return Path(platformdirs.user_cache_dir("spacetail", appauthor=False)) / "tailscale"
 
 
 def _read_marker(folder: Path) -> dict[str, object] | None:
@@ -449,34 +429,3 @@ def install_from_settings(
         version, base_url, dest, arch, sha256=sha256, trust_server=parse_bool(name, trust),
         timeout=timeout, log=log,
     )  # fmt: skip
-
-
-def _version_key(name: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in name.split("."))
-
-
-def _has_executables(folder: Path) -> bool:
-    return all(
-        (folder / name).is_file() and os.access(folder / name, os.X_OK) for name in EXECUTABLES
-    )
-
-
-def find_installed(dest: Path | None = None) -> Path | None:
-    """A folder under ``dest`` (default: the default install dir) holding both executables.
-
-    Any installed version will do; DEFAULT_VERSION is preferred, then the newest.
-    """
-    root = default_install_dir() if dest is None else Path(dest)
-    try:
-        names = [
-            child.name
-            for child in root.iterdir()
-            if _VERSION_RE.fullmatch(child.name) and child.is_dir()
-        ]
-    except OSError:
-        return None
-    names.sort(key=lambda n: (n == DEFAULT_VERSION, _version_key(n)), reverse=True)
-    for name in names:
-        if _has_executables(root / name):
-            return root / name
-    return None

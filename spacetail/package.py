@@ -20,9 +20,9 @@ from typing import BinaryIO
 
 from spacetail import __version__
 from spacetail.errors import OperationFailed
+from spacetail.installed import EXECUTABLES
 
 DEFAULT_BASE_URL = "https://pkgs.tailscale.com/stable"
-EXECUTABLES = ("tailscale", "tailscaled")
 # Per blocking socket operation, not for the whole download: a slow but live mirror still works.
 REQUEST_TIMEOUT = 30.0
 # Bounds on what a mirror may send, so a broken or hostile one cannot fill the disk.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from spacetail import install
+from spacetail import install, installed
 from spacetail.errors import OperationFailed
 from tests import helpers
 from tests.mirror import Mirror
@@ -90,7 +90,7 @@ def test_install_from_mirror_runs_real_tailscale(
         f"downloaded tailscale {VERSION} ({ARCH}, {size}), sha256 verified (--sha256), "
         f"installed in {folder}"
     )
-    assert install.find_installed(dest) == folder
+    assert installed.find_installed(dest) == folder
 
     again = install.install_cached(
         VERSION, mirror.base_url, dest, ARCH, sha256=real_package.sha256, log=lines.append
@@ -116,7 +116,7 @@ def test_corrupted_mirror_installs_nothing(
         f"only), got {got}; nothing was installed"
     )
     assert [p.name for p in dest.iterdir() if p.name != ".install.lock"] == []
-    assert install.find_installed(dest) is None
+    assert installed.find_installed(dest) is None
 
 
 def test_install_tailscale_command_then_up_finds_the_binaries(
@@ -201,7 +201,7 @@ def test_install_tailscale_without_network_says_which_url_and_what_to_do(
         env=env, capture_output=True, text=True, timeout=60, check=False, cwd="/",
     )  # fmt: skip
     assert result.returncode == 1, result.stderr
-    default = install.DEFAULT_VERSION
+    default = installed.DEFAULT_VERSION
     # The pinned version's sum is in the code: the package is the first and only download.
     url = f"https://pkgs.tailscale.com/stable/tailscale_{default}_{ARCH}.tgz"
     lines = result.stderr.splitlines()
@@ -213,7 +213,7 @@ def test_install_tailscale_without_network_says_which_url_and_what_to_do(
     assert "(no network or DNS?)" in lines[-1] or "unreachable" in lines[-1]
     assert "[Errno" not in result.stderr
     assert "spacetail: spacetail:" not in result.stderr
-    assert install.find_installed(home / ".spacetail-cache" / "tailscale") is None
+    assert installed.find_installed(home / ".spacetail-cache" / "tailscale") is None
 
 
 def test_a_substituted_package_with_a_matching_sha256_is_refused(
@@ -222,7 +222,7 @@ def test_a_substituted_package_with_a_matching_sha256_is_refused(
     """A mirror (or a compromised server) serving other tailscale binaries under the pinned
     package's name, with a .sha256 that matches them: refused, naming both sums; the mirror's
     .sha256 is not even asked for."""
-    pinned = install.DEFAULT_VERSION
+    pinned = installed.DEFAULT_VERSION
     name = f"tailscale_{pinned}_{ARCH}.tgz"
     mirror.publish(pinned, ARCH, real_package.data)
     workspace = home / "workspace"
@@ -233,7 +233,7 @@ def test_a_substituted_package_with_a_matching_sha256_is_refused(
     env["SPACETAIL_TAILSCALE_MIRROR"] = mirror.base_url  # as a Spacelift context sets it
     result = helpers.run(userland, ["install-tailscale"], env)
     assert result.returncode == 1, result.stderr
-    expected = install.PINNED_SHA256[ARCH]
+    expected = installed.PINNED_SHA256[ARCH]
     assert result.stderr.splitlines()[-1] == (
         f"spacetail: error: checksum mismatch for {name}: expected {expected} (pinned), "
         f"got {real_package.sha256}; nothing was installed"
@@ -241,4 +241,4 @@ def test_a_substituted_package_with_a_matching_sha256_is_refused(
     assert "sha256 verified" not in result.stderr
     assert mirror.package_requests(name) == 1
     assert mirror.package_requests(name + ".sha256") == 0
-    assert install.find_installed(workspace / ".spacetail-cache" / "tailscale") is None
+    assert installed.find_installed(workspace / ".spacetail-cache" / "tailscale") is None

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from spacetail import install, package
+from spacetail import install, installed, package
 from spacetail.errors import ConfigError, OperationFailed
 from tests.mirror import PROXY_VARS, Mirror
 
@@ -157,7 +157,7 @@ def test_bad_versions(version: str) -> None:
         install.validate_version(version)
     shown = version.replace("\n", "\\n")  # ConfigError keeps every message on one line
     assert str(excinfo.value) == (
-        f'--version: "{shown}" is not a tailscale version like {install.DEFAULT_VERSION}'
+        f'--version: "{shown}" is not a tailscale version like {installed.DEFAULT_VERSION}'
     )
 
 
@@ -165,7 +165,7 @@ def test_exact_version_message() -> None:
     with pytest.raises(ConfigError) as excinfo:
         install.validate_version("1.9x")
     assert str(excinfo.value) == (
-        f'--version: "1.9x" is not a tailscale version like {install.DEFAULT_VERSION}'
+        f'--version: "1.9x" is not a tailscale version like {installed.DEFAULT_VERSION}'
     )
 
 
@@ -199,12 +199,12 @@ def test_bad_base_urls(url: str) -> None:
 
 
 def test_default_version_is_a_version() -> None:
-    assert install.validate_version(install.DEFAULT_VERSION) == install.DEFAULT_VERSION
+    assert install.validate_version(installed.DEFAULT_VERSION) == installed.DEFAULT_VERSION
 
 
 def test_default_install_dir_in_spacelift(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TF_VAR_spacelift_workspace_root", str(tmp_path / "workspace"))
-    assert install.default_install_dir() == (
+    assert installed.default_install_dir() == (
         tmp_path / "workspace" / ".spacetail-cache" / "tailscale"
     )
 
@@ -212,7 +212,7 @@ def test_default_install_dir_in_spacelift(monkeypatch: pytest.MonkeyPatch, tmp_p
 def test_default_install_dir_elsewhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("TF_VAR_spacelift_workspace_root", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert install.default_install_dir() == tmp_path / "cache" / "spacetail" / "tailscale"
+    assert installed.default_install_dir() == tmp_path / "cache" / "spacetail" / "tailscale"
 
 
 # --- installing -----------------------------------------------------------------------------
@@ -303,7 +303,7 @@ def test_checksum_mismatch_installs_nothing(mirror: Mirror, tmp_path: Path) -> N
         f"got {actual}; nothing was installed"
     )
     assert leftovers(dest) == []
-    assert install.find_installed(dest) is None
+    assert installed.find_installed(dest) is None
 
 
 def test_checksum_file_without_digest(mirror: Mirror, tmp_path: Path) -> None:
@@ -412,7 +412,7 @@ def test_unreachable_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         "check --base-url, or use the spacetail runner image"
     )
     assert leftovers(tmp_path) == []
-    assert install.find_installed(tmp_path) is None
+    assert installed.find_installed(tmp_path) is None
 
 
 def test_no_dns_names_the_url_and_what_to_do(
@@ -493,11 +493,11 @@ def test_without_dest_the_versioned_cache_is_used(
 ) -> None:
     monkeypatch.setenv("TF_VAR_spacelift_workspace_root", str(tmp_path))
     mirror.publish(VERSION, ARCH, build_package(standard_members()))
-    cache = install.default_install_dir()
+    cache = installed.default_install_dir()
     for dest in (None, cache):
         folder = install_tailscale(VERSION, mirror.base_url, dest, ARCH, log=Log())
         assert folder == cache / VERSION
-    assert install.find_installed() == cache / VERSION
+    assert installed.find_installed() == cache / VERSION
     assert mirror.package_requests(PKG) == 1
 
 
@@ -583,8 +583,8 @@ def fake_install(
 def test_find_installed_prefers_default_version(tmp_path: Path) -> None:
     fake_install(tmp_path, "1.0.0")
     fake_install(tmp_path, "99.0.0")
-    default = fake_install(tmp_path, install.DEFAULT_VERSION)
-    assert install.find_installed(tmp_path) == default
+    default = fake_install(tmp_path, installed.DEFAULT_VERSION)
+    assert installed.find_installed(tmp_path) == default
 
 
 def test_find_installed_takes_newest_otherwise(tmp_path: Path) -> None:
@@ -593,7 +593,7 @@ def test_find_installed_takes_newest_otherwise(tmp_path: Path) -> None:
     fake_install(tmp_path, "2.0.0", names=("tailscale",))
     (tmp_path / ".partial-x").mkdir()
     (tmp_path / "notes").mkdir()
-    assert install.find_installed(tmp_path) == newest
+    assert installed.find_installed(tmp_path) == newest
 
 
 def test_find_installed_skips_non_executables(tmp_path: Path) -> None:
@@ -602,35 +602,35 @@ def test_find_installed_skips_non_executables(tmp_path: Path) -> None:
     if os.geteuid() == 0:
         # root may execute anything with any x bit; with none it still may not.
         assert not os.access(folder / "tailscaled", os.X_OK)
-    assert install.find_installed(tmp_path) is None
+    assert installed.find_installed(tmp_path) is None
 
 
 def test_find_installed_without_folder(tmp_path: Path) -> None:
-    assert install.find_installed(tmp_path / "missing") is None
+    assert installed.find_installed(tmp_path / "missing") is None
 
 
 def test_find_installed_uses_default_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TF_VAR_spacelift_workspace_root", str(tmp_path))
-    assert install.find_installed() is None
-    folder = fake_install(install.default_install_dir(), install.DEFAULT_VERSION)
-    assert install.find_installed() == folder
+    assert installed.find_installed() is None
+    folder = fake_install(installed.default_install_dir(), installed.DEFAULT_VERSION)
+    assert installed.find_installed() == folder
 
 
 def test_find_installed_after_install(mirror: Mirror, tmp_path: Path) -> None:
     mirror.publish(VERSION, ARCH, build_package(standard_members()))
     folder = install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
-    assert install.find_installed(tmp_path) == folder
+    assert installed.find_installed(tmp_path) == folder
 
 
 # --- which sha256: the pin, --sha256, or knowingly the server's -------------------------------
 
-PINNED = install.DEFAULT_VERSION
+PINNED = installed.DEFAULT_VERSION
 PINNED_PKG = f"tailscale_{PINNED}_{ARCH}.tgz"
 
 
 def test_the_pinned_version_has_a_sum_for_each_image_architecture() -> None:
-    assert set(install.PINNED_SHA256) == {"amd64", "arm64"}
-    for arch, digest in install.PINNED_SHA256.items():
+    assert set(installed.PINNED_SHA256) == {"amd64", "arm64"}
+    for arch, digest in installed.PINNED_SHA256.items():
         assert install.expected_checksum(PINNED, arch) == install.Checksum(digest, "pinned")
 
 
@@ -645,7 +645,7 @@ def test_a_substituted_package_with_a_matching_sha256_file_is_refused(
         install.install_cached(PINNED, mirror.base_url, dest, ARCH, log=Log())
     received = hashlib.sha256(substitute).hexdigest()
     assert str(excinfo.value) == (
-        f"checksum mismatch for {PINNED_PKG}: expected {install.PINNED_SHA256[ARCH]} (pinned), "
+        f"checksum mismatch for {PINNED_PKG}: expected {installed.PINNED_SHA256[ARCH]} (pinned), "
         f"got {received}; nothing was installed"
     )
     assert mirror.package_requests(PINNED_PKG + ".sha256") == 0
