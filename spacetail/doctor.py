@@ -3,9 +3,10 @@
 Each check says what holds and what does not, with the fix: the binaries, the state folder, the
 manager and tailscale's state, the proxy variables of the calling shell, the network to
 Tailscale (netcheck), each target (the tailnet's DNS, `tailscale ping`, a TCP connection
-through the proxy), and a workload identity token. Every step has a bounded timeout, and no
-secret is ever printed: values of the credential variables are never read into a finding, and
-the whole output is scrubbed of them and of anything shaped like a key or a token.
+through the proxy), and the credentials (credential_checks.py). Every step has a bounded
+timeout, and no secret is ever printed: values of the credential variables are never read into
+a finding, and the whole output is scrubbed of them and of anything shaped like a key or a
+token.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from spacetail.checkup import (
     DNS_TIMEOUT,
@@ -27,7 +28,6 @@ from spacetail.checkup import (
     Runner,
     Status,
     Target,
-    decode_jwt,
     dns_query,
     exit_code,
     fix_for,
@@ -44,7 +44,7 @@ from spacetail.checkup import (
     socks5_connect,
     version_tuple,
 )
-from spacetail.credentials import id_token, spacelift_token_file
+from spacetail.credential_checks import workload_identity, write_credential_check
 from spacetail.errors import ConfigError
 from spacetail.failures import diagnose, meaningful_line
 from spacetail.proxyenv import NAMES as PROXY_CHECKED
@@ -53,7 +53,6 @@ from spacetail.status import Status as ManagerStatus
 
 VERSION_TIMEOUT = 5.0
 NETCHECK_TIMEOUT = 15.0
-WIF_MIN_VERSION = (1, 90)
 UP_HOOK = 'eval "$(spacetail up --env || echo false)"'
 DOWN_HOOK = 'eval "$(spacetail down --env || echo false)"'
 
@@ -370,53 +369,7 @@ class Doctor:
         return True
 
     def workload_identity(self) -> Check:
-        check = Check("workload identity")
-        version = version_tuple(self.versions.get("tailscale", ""))
-        if version and version[:2] < WIF_MIN_VERSION:
-            check.add(Status.FAIL, f"tailscale {self.versions['tailscale']} predates workload "
-                      "identity (1.90)", "install a newer tailscale")  # fmt: skip
-        try:  # the token as `up` reads it: a FIFO or /dev/zero there is a finding, not a hang
-            secret = id_token(self.env)
-            token = secret.read() if secret else None
-        except ConfigError as exc:
-            message, _, fix = str(exc).partition("; ")
-            return check.add(Status.FAIL, message, fix or None)
-        if secret is None or token is None:
-            where = spacelift_token_file(self.env)
-            return check.add(Status.FAIL, "TS_CLIENT_ID is set but there is no ID token (no "
-                             f"TS_ID_TOKEN, SPACELIFT_OIDC_TOKEN{f' or {where}' if where else ''})",
-                             "set TS_ID_TOKEN, or run inside Spacelift (SPACELIFT_OIDC_TOKEN)",
-                             )  # fmt: skip
-        source = str(secret.path) if secret.spacelift_file else secret.source
-        if secret.path and not secret.spacelift_file:
-            source += f" (file {secret.path})"
-        try:
-            claims = decode_jwt(token)
-        except ValueError as exc:
-            return check.add(Status.FAIL, f"the ID token from {source} is {exc}")
-        self._describe_claims(check, source, claims)
-        return check
-
-    def _describe_claims(self, check: Check, source: str, claims: Mapping[str, Any]) -> None:
-        iss, sub, aud = (str(claims.get(k, "")) for k in ("iss", "sub", "aud"))
-        exp = claims.get("exp")
-        check.details = {"source": source, "issuer": iss, "subject": sub, "audience": aud,
-                         "expires": exp}  # fmt: skip
-        check.add(Status.OK, f"ID token from {source} (not verified here): issuer {iss}, "
-                  f"subject {sub}, audience {aud}")  # fmt: skip
-        if isinstance(exp, int | float):
-            left = exp - self.clock()
-            when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(exp))
-            if left <= 0:
-                check.add(Status.FAIL, f"it expired at {when} ({-left / 60:.0f} min ago)",
-                          "use a fresh token: Spacelift's lives one hour from the run's "
-                          "start")  # fmt: skip
-            else:
-                check.add(Status.OK, f"it expires at {when} (in {left / 60:.0f} min)")
-        pattern = re.sub(r":run_type:[^:]+:scope:[^:]+$", ":run_type:*:scope:*", sub)
-        check.add(Status.OK, f"in Tailscale, the federated identity of this client needs issuer "
-                  f"{iss} and subject {pattern} (or exactly {sub}); the token's audience is "
-                  f"{aud}: set TS_AUDIENCE only if Tailscale expects another")  # fmt: skip
+        return workload_identity(self.env, self.versions.get("tailscale", ""), self.clock())
 
 
 def _dns_miss(target: Target, rcode: int, reached: bool) -> Finding:
@@ -431,36 +384,6 @@ def _dns_miss(target: Target, rcode: int, reached: bool) -> Finding:
                        "itself needs the IP address or a MagicDNS name")  # fmt: skip
     return Finding(Status.FAIL, what, "check the name: a MagicDNS name (host.tailnet.ts.net) or "
                    "a name your tailnet's DNS serves")  # fmt: skip
-
-
-def write_credential_check(env: Mapping[str, str]) -> Check | None:
-    """In a phase whose Spacelift token has scope read, a stored secret that the write scope
-    would use (TS_AUTHKEY_WRITE, or the plain one beside a *_READ one) can be read from the
-    environment by whatever the plan runs, which then joins with the write tags. None outside a
-    read-scope phase (or when its token cannot be read: the other checks and `up` say why)."""
-    from spacetail.credentials import id_token, token_scope
-    from spacetail.scope import Scope, View
-
-    try:
-        token = id_token(env)
-        scope = token_scope(token) if token is not None else None
-    except ConfigError:
-        return None
-    if scope is not Scope.READ:
-        return None
-    check = Check("least privilege", details={"scope": scope.value})
-    secrets = ("TS_AUTHKEY", "TS_CLIENT_SECRET")
-    read = {View(env, Scope.READ).get(base)[0] for base in secrets}
-    held = [name for name, value in map(View(env, Scope.WRITE).get, secrets) if value]
-    held = [name for name in held if name not in read]
-    check.details["write_credentials"] = held
-    if not held:
-        return check.add(Status.OK, "scope read: no credential of the write scope in this phase")
-    return check.add(
-        Status.WARN, f"scope read, yet {' and '.join(held)} (the write scope's credential) is in "
-        "this phase's environment: whatever the plan runs can read it and join with the write "
-        "tags", "give the write scope workload identity (TS_CLIENT_ID_WRITE): no secret to read, "
-        "and Tailscale refuses it a read-scope token")  # fmt: skip
 
 
 def main(

@@ -533,7 +533,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "doctor-silent-on-write-secret",
         "doctor warns when a read-scope phase holds a write credential",
-        "spacetail/doctor.py",
+        "spacetail/credential_checks.py",
         "write_credential_check",
         "held = [name for name in held if name not in read]",
         "held = []",
