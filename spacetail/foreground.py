@@ -18,7 +18,8 @@ def serve_here(cfg: Config, paths: Paths, env: Mapping[str, str]) -> int:
     from spacetail import daemon, statedir
     from spacetail.binaries import find_binaries
     from spacetail.credentials import SECRET_VARIABLES
-    from spacetail.manager import Launch, serve
+    from spacetail.launch import Launch
+    from spacetail.manager import serve
 
     daemon.scrub_environ(SECRET_VARIABLES)  # as a detached manager: no credential in environ
     refuse_foreign_proc()

@@ -6,88 +6,48 @@ Other threads only report: the reapers of the children, the IPN bus watcher and 
 reader (watch.py) put typed events on a queue and write a byte to a wake-up pipe. Signal
 handlers only record the signal (uvicorn's supervisors do the same). What tailscale last said
 of the node is a snapshot the loop owns, so every request is answered from what is known at
-once. The login has its own state machine (login.py) and the control socket its own server
-(control.py); what is left here is the loop, tailscaled's supervision, the answers to
-requests, and the shutdown.
+once. The login has its own state machine (login.py), tailscaled's runs and restarts their
+supervisor (tailscaled.py) and the control socket its own server (control.py); what is left
+here is the loop's decisions, the answers to requests, and the shutdown.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import signal
-import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import IO, Protocol
+from typing import IO
 
 from spacetail import __version__, statedir
 from spacetail import events as ev
 from spacetail.children import Child, die_with_parent
-from spacetail.config import Config
 from spacetail.control import ControlServer, Request
 from spacetail.daemon import signal_ready
 from spacetail.events import ChildProcess, Event
 from spacetail.failures import Failure, FailureClass
 from spacetail.identity import ProcessIdentity
+from spacetail.launch import Launch
 from spacetail.lifetime import Cause, Ending, Lifetime
-from spacetail.log import Log, open_append
+from spacetail.log import Log
 from spacetail.login import Login
 from spacetail.loop import Loop
-from spacetail.paths import Paths, remove_file
 from spacetail.phases import Phase
 from spacetail.proxyenv import clean_saved_envs
 from spacetail.relay import forwards
 from spacetail.report import last_stop
 from spacetail.status import Node, Proxies, Status, reply
-from spacetail.tailscale import Binaries, LocalAPI, clean_env, logout_argv, tailscaled_argv
-from spacetail.tailscaled import (
-    MAX_RESTARTS,
-    TERM_GRACE,
-    Supervision,
-    TailscaledRun,
-    exit_text,
-    logout,
-)
+from spacetail.tailscale import LocalAPI, clean_env, logout_argv
+from spacetail.tailscaled import MAX_RESTARTS, Supervisor, exit_text, logout
 from spacetail.waiters import Until, Waiter, Waiters
-from spacetail.watch import ReadAPI, StatusReader, WatchAPI, start_watcher
+from spacetail.watch import Reader, StatusReader, TailscaledAPI, start_watcher
 
 LOGOUT_TIMEOUT = 1.0
-NEVER_RAN_GRACE = 0.1
 SHUTDOWN_BUDGET = 1.8  # from the decision to stop until the manager exits; the promise is 2 s
 MAX_WAIT = 2 * 86400.0  # above the longest --timeout (24 h) with room for up's margin
 
 Spawn = Callable[[list[str], "IO[bytes] | None"], ChildProcess]
-
-
-class TailscaledAPI(WatchAPI, ReadAPI, Protocol):
-    """What the manager's helper threads ask of tailscaled's LocalAPI."""
-
-
-class Reader(Protocol):
-    def start(self) -> None: ...
-    def follow(self, proc: ChildProcess | None) -> None: ...
-    def pace(self, fast: bool) -> None: ...
-    def refresh(self) -> None: ...
-    def stop(self) -> None: ...
-
-
-@dataclass(frozen=True, kw_only=True)
-class Launch:
-    """Everything a manager is started with: what `up` (or `spacetail manager`) decided."""
-
-    cfg: Config
-    paths: Paths
-    binaries: Binaries
-    listener: socket.socket
-    env: dict[str, str]
-    ready_fd: int | None = None  # the readiness pipe: one line, READY or ERROR
-    watch_pidfd: int | None = None
-    watch_pid: int | None = None
-    login_deadline: float | None = None  # CLOCK_MONOTONIC, from `up`: its --timeout holds
-    forward_listeners: tuple[socket.socket, ...] = ()  # bound by `up`
 
 
 class Manager(Loop):
@@ -130,15 +90,12 @@ class Manager(Loop):
             outcome=self, clock=clock, refresh=self.reader.refresh, deadline=launch.login_deadline,
         )  # fmt: skip
         self.node = Node()  # what tailscale last said of the node: the loop's own snapshot
-        self.sup = Supervision()
-        self.tailscaled: TailscaledRun | None = None
-        self.retiring: TailscaledRun | None = None  # SIGTERMed after a failure, not yet gone
+        self.sup = Supervisor(launch.binaries, cfg, self.paths, self.spawn, clock)
         self.waiters = Waiters()
         self.down_requests: list[Request] = []
         self.ending: Ending | None = None
         self.stop_at: float | None = None
         self.logout_on_stop = not cfg.persist_node
-        self.tailscaled_log_offset = 0
         self.shutdown_on_failure = True  # a login that never succeeded leaves nothing running
         self._ready_fd = launch.ready_fd
         self._socket_ino = statedir.inode(self.paths.control_socket)
@@ -161,7 +118,7 @@ class Manager(Loop):
         self.log.info(message)
 
     def write_record(self) -> None:
-        td = self.tailscaled.ident if self.tailscaled else None
+        td = self.sup.current.ident if self.sup.current else None
         statedir.write_record(self.paths, self.cfg, tailscaled=td, watch_pid=self.launch.watch_pid)
 
     # --- main loop ------------------------------------------------------------------------
@@ -206,8 +163,7 @@ class Manager(Loop):
 
     def _next_timeout(self) -> float:
         deadlines = [
-            self.sup.restart_at,
-            self.retiring.kill_at if self.retiring else None,
+            self.sup.next_deadline(),
             self.lifetime.next_deadline(),
             self.login.next_deadline(),
             self.server.next_deadline(),
@@ -228,11 +184,8 @@ class Manager(Loop):
         ending = self.lifetime.check(now)
         if ending:
             self.stop(ending)
-        if self.retiring is not None:
-            self.retiring.overdue(now, self.note)
-        restart_due = self.sup.restart_at is not None and now >= self.sup.restart_at
-        if restart_due and self.retiring is None:  # its ports and socket must be free first
-            self.sup.restart_at = None
+        self.sup.overdue(now, self.note)
+        if self.sup.restart_due(now):  # (after a retired run is gone: its ports and socket)
             try:
                 self.start_tailscaled()
             except OSError as exc:  # a full disk, no descriptors left: a failed restart
@@ -246,11 +199,11 @@ class Manager(Loop):
             if not self.login.on_up_exit(event.child, event.code):
                 self._on_tailscaled_exit(event.child, event.code)
             return
-        if not self._current(event.child):
+        run = self.sup.current
+        if run is None or run.proc is not event.child:
             return  # news of a tailscaled already replaced
-        assert self.tailscaled is not None
         if isinstance(event, ev.ApiReady):
-            self.tailscaled.api_ready = True
+            run.api_ready = True
             self.note("tailscaled's LocalAPI answers")
             self._answer_waiters()
             self.login.api_ready()
@@ -263,7 +216,7 @@ class Manager(Loop):
         elif isinstance(event, ev.StateChanged):
             self.login.on_state(event.state)
         elif isinstance(event, ev.BusClosed):
-            if self.tailscaled.exited is None:  # tailscaled lives on: follow it again
+            if run.exited is None:  # tailscaled lives on: follow it again
                 self.note(f"watch-ipn-bus closed ({event.error}); reconnecting")
                 self.watch(event.child, 0.1)
         elif isinstance(event, ev.ErrMessage):
@@ -288,14 +241,9 @@ class Manager(Loop):
     # --- tailscaled -----------------------------------------------------------------------
 
     def start_tailscaled(self) -> None:
-        remove_file(self.paths.tailscaled_socket)
-        self.paths.node_state_dir.mkdir(mode=0o700, exist_ok=True)
-        argv = tailscaled_argv(self.launch.binaries, self.cfg, self.paths)
-        with open(open_append(self.paths.tailscaled_log), "ab") as log_file:
-            offset = log_file.seek(0, os.SEEK_END)
-            self.tailscaled_log_offset = offset  # failures.excerpt shows this run's lines only
-            proc = self.spawn(argv, log_file)
-        self.tailscaled = TailscaledRun(proc, ProcessIdentity.of(proc.pid), self.clock(), offset)
+        argv = self.sup.start()
+        assert self.sup.current is not None
+        proc = self.sup.current.proc
         self.node = Node()
         self.login.tailscaled_started()
         self.note(f"started tailscaled (pid {proc.pid}): {' '.join(argv[1:])}")
@@ -303,23 +251,15 @@ class Manager(Loop):
         self.reader.follow(proc)
         self.watch(proc, 0.0)
 
-    def _current(self, proc: ChildProcess) -> bool:
-        return self.tailscaled is not None and self.tailscaled.proc is proc
-
     def _on_tailscaled_exit(self, proc: ChildProcess, code: int) -> None:
-        if self.retiring is not None and self.retiring.proc is proc:
-            self.retiring = None  # the restart it held back may go now
+        run = self.sup.exited(proc, code)
+        if run is None:
             return
-        if not self._current(proc):
-            return
-        assert self.tailscaled is not None
-        self.tailscaled.exited = code
         how = exit_text(code)
-        self.sup.last_exit = f"tailscaled {how}"
         self.login.abort("tailscaled exited")
         if self.ending is not None:
             return
-        run, self.tailscaled = self.tailscaled, None
+        self.sup.retire()  # (gone already: nothing to signal)
         self.reader.follow(None)
         self.note(f"tailscaled {how} unexpectedly; its last lines:\n{run.lines(self.paths)}")
         self.login.tailscaled_lost()
@@ -331,22 +271,17 @@ class Manager(Loop):
     def _tailscaled_failed(self, why: str) -> None:
         """Supervision: restart tailscaled with backoff, a bounded number of times. A run that
         still lives is retired (SIGTERM now, SIGKILL later): the loop never waits for it."""
-        if self.tailscaled is not None:
-            self.tailscaled.retire(self.clock())
-            if self.tailscaled.proc.exit_code is None:
-                self.retiring = self.tailscaled
-        self.tailscaled = None
+        self.sup.retire()
         self.reader.follow(None)
         if self.login.phase.logging_in and self.shutdown_on_failure:
             self.login.fail(why)
             return
-        delay = self.sup.next_delay()
+        delay = self.sup.schedule_restart()
         if delay is None:
             reason = f"tailscaled could not be kept running ({MAX_RESTARTS} restarts); last: {why}"
             self.login.fail(reason, Failure(FailureClass.TAILSCALED_LOST, reason))
             return
         self.login.restarting(delay)
-        self.sup.restart_at = self.clock() + delay
         self.note(
             f"restarting tailscaled in {delay:.1f}s (restart {self.sup.restarts}/{MAX_RESTARTS})"
         )
@@ -356,7 +291,7 @@ class Manager(Loop):
     def status(self) -> Status:
         """What this manager says about itself, from what the loop knows now: never a question
         to tailscaled (which may be frozen) while a client waits."""
-        td, phase = self.tailscaled, self.login.phase
+        td, phase = self.sup.current, self.login.phase
         node = self.node.replace(
             backend_state=self.login.backend_state, hostname=self.node.hostname or self.cfg.hostname
         )
@@ -378,7 +313,7 @@ class Manager(Loop):
             login_deadline_left=self.login.time_left(),
             restarts=self.sup.restarts,
             last_exit=self.sup.last_exit,
-            tailscaled_log_offset=self.tailscaled_log_offset,
+            tailscaled_log_offset=self.sup.log_offset,
             watch_pid=self.launch.watch_pid,
             uptime=round(self.clock() - self.started, 3),
             max_lifetime_left=self.lifetime.left(),
@@ -410,7 +345,7 @@ class Manager(Loop):
     def _verdict(self, until: Until) -> dict[str, object] | None:
         """The answer to a wait, or None while there is nothing to say yet."""
         phase = self.login.phase
-        api = self.tailscaled is not None and self.tailscaled.api_ready
+        api = self.sup.current is not None and self.sup.current.api_ready
         stopping = phase is Phase.STOPPING or self.ending is not None
         api_wait = until is Until.API
         if not (phase in (Phase.RUNNING, Phase.FAILED) or (api_wait and api) or stopping):
@@ -437,7 +372,7 @@ class Manager(Loop):
             self.note(f"stopping: {ending.text}")
 
     def _logout(self, timeout: float) -> None:
-        td = self.tailscaled
+        td = self.sup.current
         if td is not None and td.exited is None and td.api_ready:
             argv = logout_argv(self.launch.binaries, self.paths)
             logout(lambda: self.spawn(argv, None), self.note, timeout)
@@ -465,11 +400,7 @@ class Manager(Loop):
         self._answer_waiters()
         if self.logout_on_stop and not never_ran:
             self._logout(left(reserve=0.6, most=LOGOUT_TIMEOUT))
-        for run in (self.retiring, self.tailscaled):
-            if run is not None:
-                # A tailscaled that never ran has no node to save: it gets a short grace.
-                most = NEVER_RAN_GRACE if never_ran or run is self.retiring else TERM_GRACE
-                run.stop(self.note, grace=left(reserve=0.1, most=most))
+        self.sup.stop(self.note, lambda most: left(reserve=0.1, most=most), short=never_ran)
         self.server.close()
         statedir.remove_run_files(self.paths, keep_node_state=self.cfg.persist_node)
         # When the phase failed, no after hook ran `down --env`: take our dead proxies out of
@@ -478,7 +409,7 @@ class Manager(Loop):
             self.note(f"removed our proxy lines from {path}")
         ending = self.ending or Ending(Cause.INTERNAL_ERROR, "stopped")
         if not self.down_requests:  # stopped on its own: say why, after it is gone
-            words = last_stop(ending, self.login.report(), never_ran, self.tailscaled_log_offset)
+            words = last_stop(ending, self.login.report(), never_ran, self.sup.log_offset)
             write = functools.partial(
                 statedir.write_private_json, self.paths.last_stop, words.to_json()
             )
@@ -510,9 +441,7 @@ def serve(launch: Launch) -> int:
     except (Timeout, OSError) as exc:
         message = f"another manager holds {launch.paths.manager_lock} ({exc})"
         log.error(message)
-        if launch.ready_fd is not None:
-            with contextlib.suppress(OSError):
-                os.write(launch.ready_fd, f"ERROR {message}\n".encode())
+        signal_ready(launch.ready_fd, f"ERROR {message}")
         return 1
     try:
         return Manager(launch, log).run()

@@ -1,7 +1,8 @@
-"""One run of tailscaled under the manager: started with its output in tailscaled.log, and stopped
+"""tailscaled under the manager: each run started with its output in tailscaled.log and stopped
 with SIGTERM then SIGKILL, either at once within the shutdown's budget (`stop`) or without
-waiting, the loop sending the SIGKILL when its time comes (`retire`). What follows it while it
-runs is watch.py's; decisions (restart or not, log in or not) are the manager's."""
+waiting, the loop sending the SIGKILL when its time comes (`retire`); the restarts with their
+backoff (`Supervisor`); the logout. What follows a run while it runs is watch.py's; decisions
+(restart or not, log in or not) are the manager's."""
 
 from __future__ import annotations
 
@@ -11,14 +12,18 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
+from spacetail.config import Config
 from spacetail.events import ChildProcess
 from spacetail.failures import Failure, FailureClass, Program, Settings, diagnose_for, excerpt
 from spacetail.identity import ProcessIdentity, terminate
-from spacetail.log import redact
-from spacetail.paths import Paths, open_regular
+from spacetail.log import open_append, redact
+from spacetail.paths import Paths, open_regular, remove_file
+from spacetail.tailscale import Binaries, tailscaled_argv
 
 TERM_GRACE = 0.8
+NEVER_RAN_GRACE = 0.1
 MAX_RESTARTS = 5
 
 
@@ -77,19 +82,100 @@ class TailscaledRun:
                 self.proc.signal(signal.SIGKILL)
 
 
-@dataclass
-class Supervision:
-    """tailscaled's restarts: with backoff (0.5, 1, 2, 4, 8 s), MAX_RESTARTS at most."""
+class Supervisor:
+    """tailscaled under the manager: the run that is current, a retired one not yet gone (its
+    ports and socket must be free before the next starts), and the restarts, with backoff
+    (0.5, 1, 2, 4, 8 s) and MAX_RESTARTS at most. Mechanics only: whether to restart, to fail
+    the login or to give up is the manager's decision."""
 
-    restarts: int = 0
-    last_exit: str | None = None
-    restart_at: float | None = None
+    def __init__(
+        self,
+        binaries: Binaries,
+        cfg: Config,
+        paths: Paths,
+        spawn: Callable[[list[str], IO[bytes] | None], ChildProcess],
+        clock: Callable[[], float],
+    ) -> None:
+        self.binaries = binaries
+        self.cfg = cfg
+        self.paths = paths
+        self.spawn = spawn
+        self.clock = clock
+        self.current: TailscaledRun | None = None
+        self.retiring: TailscaledRun | None = None  # SIGTERMed after a failure, not yet gone
+        self.restarts = 0
+        self.last_exit: str | None = None
+        self.restart_at: float | None = None
+        self.log_offset = 0  # where the current run's lines begin in tailscaled.log
 
-    def next_delay(self) -> float | None:
+    def start(self) -> list[str]:
+        """Start a run (its output appended to tailscaled.log); its command line."""
+        remove_file(self.paths.tailscaled_socket)
+        self.paths.node_state_dir.mkdir(mode=0o700, exist_ok=True)
+        argv = tailscaled_argv(self.binaries, self.cfg, self.paths)
+        with open(open_append(self.paths.tailscaled_log), "ab") as log_file:
+            self.log_offset = log_file.seek(0, os.SEEK_END)  # excerpts show this run's lines
+            proc = self.spawn(argv, log_file)
+        self.current = TailscaledRun(
+            proc, ProcessIdentity.of(proc.pid), self.clock(), self.log_offset
+        )
+        return argv
+
+    def is_current(self, proc: ChildProcess) -> bool:
+        return self.current is not None and self.current.proc is proc
+
+    def exited(self, proc: ChildProcess, code: int) -> TailscaledRun | None:
+        """PROC ended: the current run, marked, or None (a retired run, or one replaced)."""
+        if self.retiring is not None and self.retiring.proc is proc:
+            self.retiring = None  # the restart it held back may go now
+            return None
+        if self.current is None or self.current.proc is not proc:
+            return None
+        self.current.exited = code
+        self.last_exit = f"tailscaled {exit_text(code)}"
+        return self.current
+
+    def retire(self) -> None:
+        """The current run is done with: SIGTERM now if it lives (SIGKILL when `overdue` says),
+        never waiting for it."""
+        run, self.current = self.current, None
+        if run is not None and run.exited is None:
+            run.retire(self.clock())
+            if run.proc.exit_code is None:
+                self.retiring = run
+
+    def schedule_restart(self) -> float | None:
+        """The delay before the next restart, now scheduled; None when none is left."""
         if self.restarts >= MAX_RESTARTS:
             return None
         self.restarts += 1
-        return min(8.0, 0.5 * 2.0 ** (self.restarts - 1))
+        delay = min(8.0, 0.5 * 2.0 ** (self.restarts - 1))
+        self.restart_at = self.clock() + delay
+        return delay
+
+    def restart_due(self, now: float) -> bool:
+        due = self.restart_at is not None and now >= self.restart_at and self.retiring is None
+        if due:
+            self.restart_at = None
+        return due
+
+    def next_deadline(self) -> float | None:
+        kill_at = self.retiring.kill_at if self.retiring else None
+        return min((t for t in (self.restart_at, kill_at) if t is not None), default=None)
+
+    def overdue(self, now: float, note: Callable[[str], None]) -> None:
+        if self.retiring is not None:
+            self.retiring.overdue(now, note)
+
+    def stop(
+        self, note: Callable[[str], None], grace: Callable[[float], float], short: bool
+    ) -> None:
+        """The shutdown: both runs stopped, waiting at most GRACE(most) each. A node that never
+        ran, and a retired run, have nothing to save: SHORT grace."""
+        for run in (self.retiring, self.current):
+            if run is not None:
+                most = NEVER_RAN_GRACE if short or run is self.retiring else TERM_GRACE
+                run.stop(note, grace=grace(most))
 
 
 def logout(spawn: Callable[[], ChildProcess], note: Callable[[str], None], timeout: float) -> None:

@@ -200,7 +200,7 @@ def _start_manager(
     deadline: float,
 ) -> Joined:
     from spacetail import daemon
-    from spacetail.manager import Launch
+    from spacetail.launch import Launch
 
     paths = claim.paths
     shell_pid, shell_fd = _watched_shell(cfg, watch_pid)

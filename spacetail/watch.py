@@ -43,6 +43,20 @@ class ReadAPI(Protocol):
     def status(self, timeout: float = 2.0, *, peers: bool = True) -> dict[str, Any]: ...
 
 
+class TailscaledAPI(WatchAPI, ReadAPI, Protocol):
+    """What the two threads ask of tailscaled's LocalAPI."""
+
+
+class Reader(Protocol):
+    """What the loop asks of the status reader (StatusReader, or a test's recorder)."""
+
+    def start(self) -> None: ...
+    def follow(self, proc: ChildProcess | None) -> None: ...
+    def pace(self, fast: bool) -> None: ...
+    def refresh(self) -> None: ...
+    def stop(self) -> None: ...
+
+
 def start_watcher(
     api: WatchAPI,
     proc: ChildProcess,

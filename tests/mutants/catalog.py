@@ -91,9 +91,9 @@ MUTANTS: tuple[Mutant, ...] = (
         "restart-no-backoff",
         "tailscaled is restarted with backoff 0.5, 1, 2, 4, 8 s",
         "spacetail/tailscaled.py",
-        "Supervision.next_delay",
-        "return min(8.0, 0.5 * 2.0 ** (self.restarts - 1))",
-        "return 0.0",
+        "Supervisor.schedule_restart",
+        "delay = min(8.0, 0.5 * 2.0 ** (self.restarts - 1))",
+        "delay = 0.0",
         (f"{FAULTS}::test_tailscaled_crashing_repeatedly_ends_in_failed",),
     ),
     Mutant(

@@ -14,9 +14,10 @@ import pytest
 
 from spacetail import events as ev
 from spacetail.control import bind_listener
+from spacetail.launch import Launch
 from spacetail.lifetime import Cause, Ending
 from spacetail.log import Log
-from spacetail.manager import Launch, Manager
+from spacetail.manager import Manager
 from spacetail.phases import Phase
 from spacetail.tailscaled import MAX_RESTARTS
 from tests.unit.fakes import Clock, FakeAPI, FakeChild, Reads, Spawner, phase, settings
@@ -42,8 +43,8 @@ class Bed:
 
     @property
     def tailscaled(self) -> FakeChild:
-        assert self.m.tailscaled is not None
-        return self.m.tailscaled.proc  # type: ignore[return-value]
+        assert self.m.sup.current is not None
+        return self.m.sup.current.proc  # type: ignore[return-value]
 
     def running(self) -> None:
         td = self.tailscaled
