@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
+from spacetail.console import say
 from spacetail.status import Status
 
 TYPE_CHECKING = False
@@ -56,7 +57,7 @@ class Progress:
 
     def say(self, text: str) -> None:
         if self.out is not None:
-            print(f"spacetail: {text}", file=self.out, flush=True)
+            say(self.out, text)
 
     def login(self, status: Status, deadline: float) -> None:
         """A line on the login, if one is due: DEADLINE is the waiting command's own; the

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from spacetail import control, hostport, statedir
+from spacetail import control, statedir
 from spacetail.console import indent, say
 from spacetail.down import STOPPING_GRACE, stop_manager, stop_unanswering
 from spacetail.errors import ConfigError, OperationFailed, SpacetailError
@@ -30,7 +30,7 @@ from spacetail.paths import Paths, remove_file
 from spacetail.phases import Phase
 from spacetail.progress import Progress
 from spacetail.status import Problem, Status
-from spacetail.waiting import await_verdict, wait_for_peers
+from spacetail.waiting import await_verdict
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
     from spacetail.config import Config
     from spacetail.tailscale import Binaries
-    from spacetail.targets import Target
 
 NEVER_RAN_EXIT = 1.0  # a manager whose login failed is gone this soon (no logout, short grace)
 
@@ -90,11 +89,13 @@ def up(
         with _interrupts(interruptible):
             reply = _await_manager(cfg, paths, joined, wait=wait, deadline=deadline,
                                    progress=progress)  # fmt: skip
-            if wait and cfg.peers:
-                wait_for_peers(reply, cfg.peers, deadline, env, progress)
-                say(out, f"peers answer: {', '.join(cfg.peers)}")
-            if wait and cfg.wait_for:
-                _wait_for_targets(reply, cfg.wait_for, deadline, progress, out)
+            if wait and (cfg.peers or cfg.wait_for):
+                from spacetail.ready import wait_beyond_running  # its imports only when asked
+
+                wait_beyond_running(
+                    reply, peers=cfg.peers, targets=cfg.wait_for, deadline=deadline, env=env,
+                    progress=progress, out=out,
+                )  # fmt: skip
     except SpacetailError:
         if joined.started_here:  # outside _interrupts: a second signal waits
             _stop_started(paths, joined, out, stops_itself=reply is None)
@@ -112,15 +113,6 @@ def refuse_foreign_proc() -> None:
             f"{problem}; mount a /proc of this namespace (unshare --pid --fork --mount-proc, as "
             "containers do) and run spacetail there"
         )
-
-
-def _wait_for_targets(
-    reply: Status, targets: tuple[Target, ...], deadline: float, progress: Progress, out: TextIO
-) -> None:
-    from spacetail.targets import wait_for_targets  # the dialer's imports: only when asked
-
-    wait_for_targets(reply, targets, deadline, progress)
-    say(out, f"targets answer: {', '.join(hostport.format(h, p) for h, p in targets)}")
 
 
 def _claim_manager(

@@ -1,12 +1,11 @@
 """What `wait` and `up` wait for: the manager's verdict on the login (it holds the request and
-answers from its loop), then the peers (`tailscale ping`) and the targets (a TCP connection
-through the tailnet), all within one deadline, with a progress line while they wait."""
+answers from its loop, asked one progress interval at a time within one deadline); then, for
+`wait`, the peers and the targets (ready.py)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 from spacetail import control, statedir
 from spacetail.errors import OperationFailed
@@ -88,44 +87,9 @@ def wait(
                 f"({reply.login.reason or 'still logging in'})"
             )
         raise OperationFailed(f"the tailnet is not usable: {reply.login.reason}")
-    if peers:
-        wait_for_peers(reply, peers, deadline, env, progress)
-    if targets:
-        from spacetail.targets import wait_for_targets
+    if peers or targets:
+        from spacetail.ready import wait_beyond_running  # the dialer's imports: only when asked
 
-        wait_for_targets(reply, targets, deadline, progress)
+        wait_beyond_running(reply, peers=peers, targets=targets, deadline=deadline, env=env,
+                            progress=progress)  # fmt: skip
     return reply
-
-
-def wait_for_peers(
-    reply: Status,
-    peers: tuple[str, ...],
-    deadline: float,
-    env: Mapping[str, str],
-    progress: Progress | None = None,
-) -> None:
-    """Until each peer answers `tailscale ping` (a relayed answer counts), through the one-shot
-    runner the doctor uses: no pty, a hard timeout, and no secret in its environment."""
-    from spacetail.checkup import ping, sh_runner
-
-    run = sh_runner(env)
-    tailscale, sock = Path(str(reply.tailscale)), Path(str(reply.tailscaled_socket))
-    pending = list(peers)
-    last: dict[str, str] = {}
-    while pending:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            details = "; ".join(f"{p}: {last.get(p, 'no answer')}" for p in pending)
-            raise OperationFailed(f"peer(s) did not answer in time: {details}")
-        for peer in list(pending):
-            per_try = max(1.0, min(3.0, deadline - time.monotonic()))
-            result = ping(run, tailscale, sock, peer, per_try)
-            if result.answered:
-                pending.remove(peer)
-            else:
-                last[peer] = result.problem or "no answer"
-        if pending:
-            if progress is not None:
-                progress.pending("peers", {p: last.get(p, "") for p in pending}, deadline)
-            # A new node's view of the tailnet fills in over seconds: ask again, not in a spin.
-            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
