@@ -1,6 +1,6 @@
 """Command-line parsing only: one function per subcommand turns arguments into plain values and
-calls the code that acts (up.py, down.py, waiting.py, lookup.py, install.py...), which never sees
-argparse."""
+calls the code that acts (`commands/`, `state/lookup.py`, `install/installer.py`...), which
+never sees argparse."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from spacetail.config import Config
-    from spacetail.paths import Paths
-    from spacetail.settings import Setting
+    from spacetail.config.loader import Config
+    from spacetail.config.settings import Setting
+    from spacetail.state.paths import Paths
 
 
 Handler = Callable[[argparse.Namespace], int]
@@ -29,7 +29,7 @@ def _say(message: str) -> None:
 
 
 def _paths(args: argparse.Namespace) -> Paths:
-    from spacetail.paths import Paths
+    from spacetail.state.paths import Paths
 
     env = dict(os.environ)
     if args.dir:
@@ -43,7 +43,7 @@ def _dest(key: str) -> str:
 
 
 def _flags(args: argparse.Namespace) -> dict[str, str | None]:
-    """The settings given on the command line, by key (see settings.py); None when not given."""
+    """The settings given on the command line, by key (config/settings.py); None if not given."""
     flags: dict[str, str | None] = {}
     for name, value in vars(args).items():
         if not name.startswith("setting_"):
@@ -61,43 +61,43 @@ def _flags(args: argparse.Namespace) -> dict[str, str | None]:
 def _config(
     args: argparse.Namespace, *, need_auth: bool = True, spelled: tuple[Setting, ...] = ()
 ) -> Config:
-    from spacetail import config
+    from spacetail.config import loader
 
-    return config.load(os.environ, _flags(args), need_auth=need_auth, spelled=spelled)
+    return loader.load(os.environ, _flags(args), need_auth=need_auth, spelled=spelled)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from spacetail.up import up
+    from spacetail.commands.up import up
 
     cfg = _config(args)
     reply = up(cfg, _paths(args), os.environ, wait=not args.no_wait, interruptible=True)
     if args.env and reply.proxies is not None:
-        from spacetail.proxyenv import export_lines
+        from spacetail.state.proxyenv import export_lines
 
         sys.stdout.write(export_lines(reply.proxies.to_json()))
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from spacetail.down import down
+    from spacetail.commands.down import down
 
     done = down(_paths(args), os.environ, logout=args.logout)
     _say("; ".join(done) if done else "nothing was running")
     if args.env:
-        from spacetail.proxyenv import unset_lines
+        from spacetail.state.proxyenv import unset_lines
 
         sys.stdout.write(unset_lines())
     return 0
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    from spacetail import waiting
+    from spacetail.commands import wait
+    from spacetail.config.settings import WAIT
     from spacetail.progress import Progress
-    from spacetail.settings import WAIT
 
     cfg = _config(args, need_auth=False, spelled=WAIT)
     progress = Progress(sys.stderr if cfg.progress else None)
-    reply = waiting.wait(_paths(args), cfg.timeout, os.environ, peers=cfg.peers,
+    reply = wait.wait(_paths(args), cfg.timeout, os.environ, peers=cfg.peers,
                          targets=cfg.wait_for, progress=progress)  # fmt: skip
     ips = ", ".join(reply.node.tailscale_ips)
     _say(f"the tailnet is usable ({reply.node.hostname}, {ips})")
@@ -105,7 +105,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from spacetail import lookup
+    from spacetail.state import lookup
 
     result = lookup.status(_paths(args))
     if args.json:
@@ -113,15 +113,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 
         print(json.dumps(result.to_json(), indent=2, sort_keys=True))
         return 0
-    from spacetail.report import describe
+    from spacetail.state.report import describe
 
     print("\n".join(describe(result)))
     return 0
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    from spacetail import lookup
-    from spacetail.proxyenv import export_lines, unset_lines
+    from spacetail.state import lookup
+    from spacetail.state.proxyenv import export_lines, unset_lines
 
     if args.unset:
         sys.stdout.write(unset_lines())
@@ -138,22 +138,25 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 def cmd_nc(args: argparse.Namespace) -> int:
     """stdin/stdout to HOST:PORT through the running manager's tailscale (ssh ProxyCommand)."""
-    from spacetail import lookup, nc
-    from spacetail.forward import parse_port
+    from spacetail.commands import nc
+    from spacetail.forwards.spec import parse_port
+    from spacetail.state import lookup
+    from spacetail.tailnet.dial import tailnet_from_status
 
     host = _host("nc HOST", args.host)
     port = parse_port("nc PORT", args.port)
-    dialer, _api, _suffix = nc.tailnet_from_status(lookup.status(_paths(args)))
+    dialer, _api, _suffix = tailnet_from_status(lookup.status(_paths(args)))
     return nc.nc(dialer, host, port, send_eof=args.send_eof)
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
     """The addresses the tailnet's resolver gives NAME (MagicDNS and split DNS)."""
-    from spacetail import lookup, nc
-    from spacetail.tailnet_dns import resolve
+    from spacetail.state import lookup
+    from spacetail.tailnet.dial import tailnet_from_status
+    from spacetail.tailnet.dns import resolve
 
     name = _host("resolve NAME", args.name)
-    _dialer, api, suffix = nc.tailnet_from_status(lookup.status(_paths(args)))
+    _dialer, api, suffix = tailnet_from_status(lookup.status(_paths(args)))
     for address in resolve(api, name, magic_suffix=suffix):
         print(address)
     return 0
@@ -161,7 +164,7 @@ def cmd_resolve(args: argparse.Namespace) -> int:
 
 def _host(what: str, text: str) -> str:
     """A host given on the command line, checked before anything is asked of the manager."""
-    from spacetail import hostport
+    from spacetail.config import hostport
 
     try:
         return hostport.check_host(text)
@@ -172,7 +175,7 @@ def _host(what: str, text: str) -> str:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from spacetail import lookup
+    from spacetail.state import lookup
 
     path, text = lookup.read_log(_paths(args), tailscaled=args.tailscaled, lines=args.lines)
     if not text:
@@ -183,18 +186,20 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from spacetail import run
+    from spacetail.commands import run
+    from spacetail.commands.down import down
+    from spacetail.commands.up import up
 
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
     if not command:
         raise ConfigError("run: no command given; use spacetail run -- COMMAND [ARGS...]")
-    return run.run(_config(args), _paths(args), os.environ, command)
+    return run.run(_config(args), _paths(args), os.environ, command, up=up, down=down)
 
 
 def cmd_manager(args: argparse.Namespace) -> int:
-    from spacetail import foreground
+    from spacetail.commands import foreground
 
     cfg = _config(args)
     return foreground.serve_here(cfg, _paths(args), os.environ)
@@ -203,10 +208,10 @@ def cmd_manager(args: argparse.Namespace) -> int:
 def cmd_install_tailscale(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from spacetail import install
-    from spacetail.settings import INSTALL, raw_values
+    from spacetail.config.settings import INSTALL, raw_values
+    from spacetail.install import installer
 
-    folder = install.install_from_settings(
+    folder = installer.install_from_settings(
         raw_values(INSTALL, os.environ, _flags(args)),
         Path(args.dest).expanduser() if args.dest else None,
         args.arch,
@@ -217,14 +222,14 @@ def cmd_install_tailscale(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from spacetail import doctor
+    from spacetail.doctor import checklist
 
-    return doctor.main(args.target or [], as_json=args.json)
+    return checklist.main(args.target or [], as_json=args.json)
 
 
 def _add_settings(p: argparse.ArgumentParser, settings: Sequence[Any], title: str) -> None:
-    """One option per setting, each showing its variable and default (settings.py)."""
-    from spacetail.settings import DURATION, DURATIONS_HELP, Kind
+    """One option per setting, each showing its variable and default (config/settings.py)."""
+    from spacetail.config.settings import DURATION, DURATIONS_HELP, Kind
 
     durations = any(s.metavar == DURATION for s in settings)
     g = p.add_argument_group(title, DURATIONS_HELP if durations else None)
@@ -246,7 +251,7 @@ def _add_settings(p: argparse.ArgumentParser, settings: Sequence[Any], title: st
 
 
 def _add_up_options(p: argparse.ArgumentParser) -> None:
-    from spacetail.settings import CREDENTIALS, PASSTHROUGH, UP
+    from spacetail.config.settings import CREDENTIALS, PASSTHROUGH, UP
 
     _add_settings(p, UP, "settings (a flag wins over its variable)")
     lines = [f"{name}: {text}" for name, text in CREDENTIALS]
@@ -293,13 +298,13 @@ def _lifecycle_options(name: str, p: argparse.ArgumentParser) -> Handler:
                        "SPACETAIL_NODE_STATE=workspace)")  # fmt: skip
         return cmd_down
     if name == "wait":
-        from spacetail.settings import WAIT
+        from spacetail.config.settings import WAIT
 
         _add_settings(p, WAIT, "settings (a flag wins over its variable)")
         return cmd_wait
     if name == "env":
         p.add_argument("--unset", action="store_true", help="print the unset line instead")
-        from spacetail.settings import PROXIES
+        from spacetail.config.settings import PROXIES
 
         _add_settings(p, PROXIES, "when no manager runs: the addresses up would use")
         return cmd_env
@@ -338,7 +343,7 @@ def _tool_options(name: str, p: argparse.ArgumentParser) -> Handler:
                        help="also check this service through the tailnet (repeatable)")  # fmt: skip
         p.add_argument("--json", action="store_true", help="one JSON object")
         return cmd_doctor
-    from spacetail.settings import INSTALL
+    from spacetail.config.settings import INSTALL
 
     _add_settings(p, INSTALL, "settings (a flag wins over its variable)")
     p.add_argument("--dest", metavar="DIR",
@@ -418,7 +423,7 @@ def _fail_the_eval(args: argparse.Namespace) -> None:
     if not getattr(args, "env", False):
         return
     if args.command == "down":
-        from spacetail.proxyenv import unset_lines
+        from spacetail.state.proxyenv import unset_lines
 
         sys.stdout.write(unset_lines())
     sys.stdout.write("false\n")

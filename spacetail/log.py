@@ -7,7 +7,7 @@ import re
 import time
 from pathlib import Path
 
-from spacetail.paths import open_regular, remove_file
+from spacetail.state.paths import open_regular, remove_file
 
 TYPE_CHECKING = False  # keeps typing out of `spacetail status`
 if TYPE_CHECKING:

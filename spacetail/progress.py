@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from spacetail.console import say
-from spacetail.status import Status
+from spacetail.state.status import Status
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from spacetail import control
 from spacetail.errors import OperationFailed
+from spacetail.state import control
 from tests import helpers
 from tests.helpers import MARKER, SPACELIFT_UID, Userland, st, status, wait_gone
 

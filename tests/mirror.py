@@ -10,7 +10,7 @@ import urllib.parse
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-from spacetail.installed import DEFAULT_VERSION
+from spacetail.install.pins import DEFAULT_VERSION
 
 PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 PKG = f"tailscale_{DEFAULT_VERSION}_amd64.tgz"

@@ -11,7 +11,7 @@ from typing import Any
 
 import jsonschema
 
-from spacetail.status import Status
+from spacetail.state.status import Status
 
 SCHEMA = Path(__file__).resolve().parent.parent / "docs" / "status.schema.json"
 

@@ -580,7 +580,7 @@ def quick_and_idle(b: Bench, trials: int, idle: float) -> list[Row]:
 def frozen_answers(env: dict[str, str], tailscaled: int, trials: int) -> list[float]:
     """Per trial, the slowest of FROZEN_CLIENTS status requests sent at once to the manager's
     socket while tailscaled is stopped (SIGSTOP): the manager answers from what it knows."""
-    from spacetail.paths import Paths
+    from spacetail.state.paths import Paths
     from tests.faultkit import concurrent_status
 
     path = Paths.from_env(env).control_socket

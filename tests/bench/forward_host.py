@@ -17,9 +17,9 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from spacetail.forward import bind_listeners, parse_forwards  # noqa: E402
-from spacetail.relay import Forwarder  # noqa: E402
-from spacetail.socks5 import Dialer  # noqa: E402
+from spacetail.forwards.relay import Forwarder  # noqa: E402
+from spacetail.forwards.spec import bind_listeners, parse_forwards  # noqa: E402
+from spacetail.tailnet.socks5 import Dialer  # noqa: E402
 
 BLOCK = 1 << 20
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spacetail.socks5 import Dialer
+from spacetail.tailnet.socks5 import Dialer
 from tests import helpers
 
 HOST = Path(__file__).resolve().parent / "forward_host.py"

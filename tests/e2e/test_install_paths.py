@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from spacetail import install, installed, package
+from spacetail.install import installer, package, pins
 from tests import helpers, install_docs, terraform_module
 from tests.e2e.conftest import Service
 from tests.e2e.spacelift import PhaseResult, SpaceliftRun
@@ -39,7 +39,7 @@ SYSTEM_PYTHON = Path("/usr/bin/python3")
 VENV = ".spacetail-venv"
 DEADLINE = 90.0  # a phase that builds a virtualenv and installs wheels
 TERRAFORM_RAN = "TERRAFORM-RAN"
-PACKAGE = package.package_name(installed.DEFAULT_VERSION, install.tailscale_arch())
+PACKAGE = package.package_name(pins.DEFAULT_VERSION, installer.tailscale_arch())
 
 
 def _require(condition: bool, why: str) -> None:
@@ -77,10 +77,10 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 @pytest.fixture
 def tailscale_mirror(mirror: Mirror, userland: helpers.Userland) -> Mirror:
     """The pinned version's package, holding wrappers that run the fake tailscale."""
-    version, arch = installed.DEFAULT_VERSION, install.tailscale_arch()
+    version, arch = pins.DEFAULT_VERSION, installer.tailscale_arch()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name in installed.EXECUTABLES:
+        for name in pins.EXECUTABLES:
             wrapper = f'#!/bin/sh\nexec /mnt/userland/fakes/{name} "$@"\n'
             _add(tar, f"tailscale_{version}_{arch}/{name}", wrapper.encode())
     mirror.publish(version, arch, buffer.getvalue())

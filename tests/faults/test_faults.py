@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from spacetail.identity import ProcessIdentity
+from spacetail.state.identity import ProcessIdentity
 from tests.faultkit import (
     alive,
     ask,

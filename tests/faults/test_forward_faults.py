@@ -86,9 +86,9 @@ def test_ulimit_1024_and_300_connections_no_spin_bounded_log_status_answers(
 PAUSE_HOST = """
 import resource, socket, sys
 sys.path.insert(0, sys.argv[1])
-from spacetail.fdbudget import Budget
-from spacetail.forward import bind_listeners, parse_forwards
-from spacetail.relay import Forwarder
+from spacetail.forwards.fdbudget import Budget
+from spacetail.forwards.spec import bind_listeners, parse_forwards
+from spacetail.forwards.relay import Forwarder
 
 class Direct:
     def dial(self, host, port):

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from spacetail import installed, package
 from spacetail.errors import OperationFailed
+from spacetail.install import package, pins
 from tests import helpers
 from tests.faultkit import figure
 
@@ -161,7 +161,7 @@ def test_many_members_within_the_bound_still_unpack(tmp_path: Path) -> None:
     with tarfile.open(archive, "w:gz") as tar:
         for i in range(package.MAX_MEMBERS - 2):
             tar.addfile(tarfile.TarInfo(f"{prefix}/doc/{i}"))
-        for name in installed.EXECUTABLES:
+        for name in pins.EXECUTABLES:
             data = f"#!/bin/sh\necho {name}\n".encode()
             info = tarfile.TarInfo(f"{prefix}/{name}")
             info.size = len(data)
@@ -171,5 +171,5 @@ def test_many_members_within_the_bound_still_unpack(tmp_path: Path) -> None:
     hashes = package.unpack(archive, VERSION, ARCH, staging)
     assert hashes == {
         name: hashlib.sha256(f"#!/bin/sh\necho {name}\n".encode()).hexdigest()
-        for name in installed.EXECUTABLES
+        for name in pins.EXECUTABLES
     }

@@ -8,7 +8,7 @@ import statistics
 import subprocess
 from pathlib import Path
 
-from spacetail.paths import Paths
+from spacetail.state.paths import Paths
 from tests.faultkit import assert_clean, figure, marked, state_dir
 from tests.helpers import SPACELIFT_UID, Userland
 
@@ -19,13 +19,13 @@ CYCLES = 200
 DRIVER = """
 import io, json, os, sys, time
 sys.path.insert(0, sys.argv[1])
-from spacetail import config
-from spacetail.down import down
-from spacetail.up import up
-from spacetail.paths import Paths
+from spacetail.config import loader
+from spacetail.commands.down import down
+from spacetail.commands.up import up
+from spacetail.state.paths import Paths
 cycles = int(sys.argv[2])
 env = dict(os.environ)
-cfg = config.load(env)
+cfg = loader.load(env)
 paths = Paths.from_env(env)
 sink = io.StringIO()
 

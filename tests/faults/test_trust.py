@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from spacetail.identity import ProcessIdentity
-from spacetail.paths import Paths
+from spacetail.state.identity import ProcessIdentity
+from spacetail.state.paths import Paths
 from tests.faultkit import OTHER_UID, as_attacker, ask, chown_user, stopped_after, up_ok
 from tests.faults import test_attacks
 from tests.helpers import SPACELIFT_UID, Userland, st

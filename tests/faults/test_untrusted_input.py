@@ -20,11 +20,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from spacetail import checkup, doctor
-from spacetail.checkup import CommandResult
-from spacetail.proxyenv import NAMES as PROXY_NAMES
-from spacetail.proxyurl import mask, secret
-from spacetail.status import Status
+from spacetail.config.proxyurl import mask, secret
+from spacetail.doctor import checklist, findings
+from spacetail.state.proxyenv import NAMES as PROXY_NAMES
+from spacetail.state.status import Status
+from spacetail.tailnet.oneshot import CommandResult
 from tests.faultkit import figure, marked, stopped_after, up_ok
 from tests.helpers import SPACELIFT_UID, Userland
 from tests.helpers import st as spacetail
@@ -58,14 +58,14 @@ def no_cli(argv: Sequence[str], timeout: float) -> CommandResult:
 
 def doctor_output(env: dict[str, str], status: dict[str, Any] | None, as_json: bool) -> str:
     """What `spacetail doctor` prints, without a manager or with one: the checks, rendered and
-    scrubbed as doctor.main does."""
+    scrubbed as checklist.main does."""
     if status is None:
         out = io.StringIO()
-        doctor.main(as_json=as_json, env=env, out=out)
+        checklist.main(as_json=as_json, env=env, out=out)
         return out.getvalue()
-    checks = doctor.Doctor(env, Status.from_json(status), no_cli, lambda: 0.0).run()
-    text = checkup.render_json(checks) if as_json else checkup.render_text(checks)
-    return checkup.scrub(text, env)
+    checks = checklist.Doctor(env, Status.from_json(status), no_cli, lambda: 0.0).run()
+    text = findings.render_json(checks) if as_json else findings.render_text(checks)
+    return findings.scrub(text, env)
 
 
 RUNNING = {

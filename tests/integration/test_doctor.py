@@ -1,6 +1,6 @@
 """spacetail doctor as uid 1983 against a live manager: the fake tailscale (Running) and the real
 1.96.4 (NeedsLogin against a closed login server). Until the CLI has a `doctor` command, a small
-launcher calls spacetail.doctor.main from the test userland."""
+launcher calls spacetail.doctor.checklist.main from the test userland."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from spacetail import checkup as spacetail_checkup
+from spacetail.doctor import findings as spacetail_checkup
+from spacetail.tailnet import oneshot
 from tests import helpers
 from tests.helpers import Userland, free_port
 
@@ -30,7 +31,7 @@ def launcher(userland: Userland, home: Path) -> Path:
     path = home / "doctor"
     path.write_text(
         f"#!{userland.python}\nimport sys\nsys.path.insert(0, {str(userland.root / 'site')!r})\n"
-        "from spacetail.doctor import main\n"
+        "from spacetail.doctor.checklist import main\n"
         "args = sys.argv[1:]\n"
         "targets = [args[i + 1] for i, a in enumerate(args) if a == '--target']\n"
         "raise SystemExit(main(targets, as_json='--json' in args))\n"
@@ -203,10 +204,10 @@ def test_the_one_shot_ping_against_the_fake_tailnet(
     assert up.returncode == 0, up.stderr
     try:
         info = helpers.status(userland, fake_env)
-        run = spacetail_checkup.sh_runner(fake_env)
+        run = oneshot.sh_runner(fake_env)
         tailscale, sock = Path(info["tailscale"]), Path(info["tailscaled_socket"])
-        answered = spacetail_checkup.ping(run, tailscale, sock, "fake-peer", 2)
-        silent = spacetail_checkup.ping(run, tailscale, sock, "192.0.2.1", 1)  # no such peer
+        answered = oneshot.ping(run, tailscale, sock, "fake-peer", 2)
+        silent = oneshot.ping(run, tailscale, sock, "192.0.2.1", 1)  # no such peer
     finally:
         assert helpers.run(userland, ["down"], fake_env).returncode == 0
     pong = answered.pong

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from spacetail.failures import FAIL_FAST_SECONDS
+from spacetail.tailnet.failures import FAIL_FAST_SECONDS
 from tests import helpers
 from tests.helpers import Userland
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from spacetail import failures
-from spacetail.failures import FailureClass, Program
+from spacetail.tailnet import failures
+from spacetail.tailnet.failures import FailureClass, Program
 from tests import helpers
 from tests.helpers import free_port
 

@@ -470,7 +470,7 @@ def test_real_and_fake_tailscaled_flag_errors(real: Kit, fake: Kit, args: list[s
 @pytest.mark.real
 @pytest.mark.parametrize("taken", ["socks5", "http", "shared"])
 def test_real_and_fake_proxy_port_in_use(real: Kit, fake: Kit, taken: str) -> None:
-    """tailscaled's last line names the listener whose port is taken (spacetail.failures reads
+    """tailscaled's last line names the listener whose port is taken (tailnet.failures reads
     it to name the setting)."""
     results = []
     with socket.create_server(("127.0.0.1", 0)) as holder:

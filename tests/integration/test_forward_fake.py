@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from spacetail import nc
 from spacetail.errors import OperationFailed
-from spacetail.forward import bind_listeners, parse_forwards
-from spacetail.relay import Forwarder
-from spacetail.socks5 import Dialer, DialError
-from spacetail.status import Status
-from spacetail.tailnet_dns import ResolveError, resolve, tailnet_resolver
-from spacetail.tailscale import LocalAPI, LocalAPIError
+from spacetail.forwards.relay import Forwarder
+from spacetail.forwards.spec import bind_listeners, parse_forwards
+from spacetail.state.status import Status
+from spacetail.tailnet import dial
+from spacetail.tailnet.dns import ResolveError, resolve, tailnet_resolver
+from spacetail.tailnet.socks5 import Dialer, DialError
+from spacetail.tailnet.tailscale import LocalAPI, LocalAPIError
 from tests import realservers
 from tests.helpers import MARKER, Userland
 from tests.loopback import Target, echo, free_port, recv_all, wait_until
@@ -236,7 +236,7 @@ def manager_status(tsd: realservers.Tailscaled, **changes: Any) -> Status:
 def test_tailnet_from_status_gives_a_dialer_with_the_tailnet_resolver(
     running: realservers.Tailscaled,
 ) -> None:
-    dialer, api, suffix = nc.tailnet_from_status(manager_status(running))
+    dialer, api, suffix = dial.tailnet_from_status(manager_status(running))
     assert dialer.proxy == ("127.0.0.1", running.socks_port) and suffix == "tail-fake.ts.net"
     assert resolve(api, "fake-peer", magic_suffix=suffix)[0] == "100.64.0.8"
     target = Target(echo)
@@ -260,7 +260,7 @@ def test_tailnet_from_status_refuses_without_a_running_node(
     fake_tsd: realservers.Tailscaled, changes: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(OperationFailed) as caught:
-        nc.tailnet_from_status(manager_status(fake_tsd, **changes))
+        dial.tailnet_from_status(manager_status(fake_tsd, **changes))
     assert str(caught.value) == message and caught.value.exit_code == 1
 
 

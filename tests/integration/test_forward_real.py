@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from spacetail.forward import ForwardSpec, bind_listeners, parse_forwards
-from spacetail.relay import Forwarder, Timing
-from spacetail.socks5 import GENERAL_FAILURE, Dialer, DialError
+from spacetail.forwards.relay import Forwarder, Timing
+from spacetail.forwards.spec import ForwardSpec, bind_listeners, parse_forwards
+from spacetail.tailnet.socks5 import GENERAL_FAILURE, Dialer, DialError
 from tests import helpers, realservers
 from tests.helpers import MARKER, Userland
 from tests.loopback import (
@@ -256,8 +256,8 @@ def proxy_command(userland: Userland, home: Path, socks_port: int) -> str:
     launcher = home / "nc-launcher"
     launcher.write_text(
         f"#!{userland.python}\nimport sys\nsys.path.insert(0, {str(userland.root / 'site')!r})\n"
-        "from spacetail.errors import SpacetailError\nfrom spacetail.nc import nc\n"
-        "from spacetail.socks5 import Dialer\ntry:\n"
+        "from spacetail.errors import SpacetailError\nfrom spacetail.commands.nc import nc\n"
+        "from spacetail.tailnet.socks5 import Dialer\ntry:\n"
         f"    code = nc(Dialer(('127.0.0.1', {socks_port})), sys.argv[1], int(sys.argv[2]),\n"
         "             send_eof='-N' in sys.argv[3:])\n"
         "except SpacetailError as exc:\n"

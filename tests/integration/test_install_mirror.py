@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from spacetail import install, installed
 from spacetail.errors import OperationFailed
+from spacetail.install import installer, pins
 from tests import helpers
 from tests.mirror import Mirror
 from tests.realbin import Unavailable, real_tailscale_dir
@@ -75,7 +75,7 @@ def test_install_from_mirror_runs_real_tailscale(
     mirror.publish(VERSION, ARCH, real_package.data)
     lines: list[str] = []
     dest = tmp_path / "cache"
-    folder = install.install_cached(
+    folder = installer.install_cached(
         VERSION, mirror.base_url, dest, ARCH, sha256=real_package.sha256, log=lines.append
     )
     assert folder == dest / VERSION
@@ -90,9 +90,9 @@ def test_install_from_mirror_runs_real_tailscale(
         f"downloaded tailscale {VERSION} ({ARCH}, {size}), sha256 verified (--sha256), "
         f"installed in {folder}"
     )
-    assert installed.find_installed(dest) == folder
+    assert pins.find_installed(dest) == folder
 
-    again = install.install_cached(
+    again = installer.install_cached(
         VERSION, mirror.base_url, dest, ARCH, sha256=real_package.sha256, log=lines.append
     )
     assert again == folder
@@ -107,7 +107,7 @@ def test_corrupted_mirror_installs_nothing(
     mirror.publish(VERSION, ARCH, bytes(corrupted), real_package.sha256.encode() + b"\n")
     dest = tmp_path / "cache"
     with pytest.raises(OperationFailed) as excinfo:
-        install.install_cached(
+        installer.install_cached(
             VERSION, mirror.base_url, dest, ARCH, trust_server=True, log=lambda _: None
         )
     got = hashlib.sha256(corrupted).hexdigest()
@@ -116,7 +116,7 @@ def test_corrupted_mirror_installs_nothing(
         f"only), got {got}; nothing was installed"
     )
     assert [p.name for p in dest.iterdir() if p.name != ".install.lock"] == []
-    assert installed.find_installed(dest) is None
+    assert pins.find_installed(dest) is None
 
 
 def test_install_tailscale_command_then_up_finds_the_binaries(
@@ -201,7 +201,7 @@ def test_install_tailscale_without_network_says_which_url_and_what_to_do(
         env=env, capture_output=True, text=True, timeout=60, check=False, cwd="/",
     )  # fmt: skip
     assert result.returncode == 1, result.stderr
-    default = installed.DEFAULT_VERSION
+    default = pins.DEFAULT_VERSION
     # The pinned version's sum is in the code: the package is the first and only download.
     url = f"https://pkgs.tailscale.com/stable/tailscale_{default}_{ARCH}.tgz"
     lines = result.stderr.splitlines()
@@ -213,7 +213,7 @@ def test_install_tailscale_without_network_says_which_url_and_what_to_do(
     assert "(no network or DNS?)" in lines[-1] or "unreachable" in lines[-1]
     assert "[Errno" not in result.stderr
     assert "spacetail: spacetail:" not in result.stderr
-    assert installed.find_installed(home / ".spacetail-cache" / "tailscale") is None
+    assert pins.find_installed(home / ".spacetail-cache" / "tailscale") is None
 
 
 def test_a_substituted_package_with_a_matching_sha256_is_refused(
@@ -222,7 +222,7 @@ def test_a_substituted_package_with_a_matching_sha256_is_refused(
     """A mirror (or a compromised server) serving other tailscale binaries under the pinned
     package's name, with a .sha256 that matches them: refused, naming both sums; the mirror's
     .sha256 is not even asked for."""
-    pinned = installed.DEFAULT_VERSION
+    pinned = pins.DEFAULT_VERSION
     name = f"tailscale_{pinned}_{ARCH}.tgz"
     mirror.publish(pinned, ARCH, real_package.data)
     workspace = home / "workspace"
@@ -233,7 +233,7 @@ def test_a_substituted_package_with_a_matching_sha256_is_refused(
     env["SPACETAIL_TAILSCALE_MIRROR"] = mirror.base_url  # as a Spacelift context sets it
     result = helpers.run(userland, ["install-tailscale"], env)
     assert result.returncode == 1, result.stderr
-    expected = installed.PINNED_SHA256[ARCH]
+    expected = pins.PINNED_SHA256[ARCH]
     assert result.stderr.splitlines()[-1] == (
         f"spacetail: error: checksum mismatch for {name}: expected {expected} (pinned), "
         f"got {real_package.sha256}; nothing was installed"
@@ -241,4 +241,4 @@ def test_a_substituted_package_with_a_matching_sha256_is_refused(
     assert "sha256 verified" not in result.stderr
     assert mirror.package_requests(name) == 1
     assert mirror.package_requests(name + ".sha256") == 0
-    assert installed.find_installed(workspace / ".spacetail-cache" / "tailscale") is None
+    assert pins.find_installed(workspace / ".spacetail-cache" / "tailscale") is None

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 from spacetail.progress import EVERY
-from spacetail.proxyenv import export_lines
+from spacetail.state.proxyenv import export_lines
 from tests import helpers
 from tests.helpers import Userland, st, status
 

@@ -160,12 +160,12 @@ def test_the_real_cli_accepts_every_command_line_spacetail_builds(
 ) -> None:
     """The flags spacetail passes to `tailscale up` and `tailscale ping`, for every way of
     logging in, parse in the real 1.96.4 CLI (it fails later, on the network, not on a flag)."""
-    from spacetail import config
-    from spacetail.paths import Paths
-    from spacetail.tailscale import Binaries, ping_argv, secret_payload, up_argv
+    from spacetail.config import loader
+    from spacetail.state.paths import Paths
+    from spacetail.tailnet.tailscale import Binaries, ping_argv, secret_payload, up_argv
 
     env = {**extra, "TS_LOGIN_SERVER": f"http://127.0.0.1:{free_port()}"}
-    cfg = config.load(env)
+    cfg = loader.load(env)
     paths = Paths(home / "state", home / "run")
     paths.root.mkdir()
     binaries = Binaries(real_tailscale / "tailscale", real_tailscale / "tailscaled")

@@ -31,7 +31,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "shell-exit-no-logout",
         "the manager logs out when the watched shell exits",
-        "spacetail/manager.py",
+        "spacetail/manager/service.py",
         "Manager.shutdown",
         "if self.logout_on_stop and not never_ran:",
         'if self.logout_on_stop and not never_ran and "shell" not in str(self.stop_reason):',
@@ -40,7 +40,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "shell-exit-late",
         "the manager stops within 2 s of the shell's exit",
-        "spacetail/lifetime.py",
+        "spacetail/manager/lifetime.py",
         "Lifetime.register",
         "                sel.unregister(fd)\n",
         '                sel.unregister(fd)\n                __import__("time").sleep(2.5)\n',
@@ -53,7 +53,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "tailscaled-env-has-proxies",
         "tailscaled runs without any proxy variable",
-        "spacetail/manager.py",
+        "spacetail/manager/service.py",
         "Manager._spawn_child",
         'env = clean_env(self.launch.env) | {"TS_LOGS_DIR": str(self.paths.node_state_dir)}',
         'env = clean_env(self.launch.env) | {"TS_LOGS_DIR": str(self.paths.node_state_dir)} | '
@@ -63,7 +63,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "key-file-kept",
         "the key file is removed once tailscale has read it (Starting)",
-        "spacetail/login.py",
+        "spacetail/manager/login.py",
         "Login.on_state",
         "            self._clear_secret()\n",
         "            pass\n",
@@ -72,7 +72,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "key-file-0644",
         "the key file is 0600",
-        "spacetail/statedir.py",
+        "spacetail/state/statedir.py",
         "write_secret",
         "    write_atomic(path, payload.encode())\n",
         "    write_atomic(path, payload.encode())\n    os.chmod(path, 0o644)\n",
@@ -81,7 +81,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "down-keeps-saved-env",
         "down removes spacetail's proxy lines from the saved environment",
-        "spacetail/down.py",
+        "spacetail/commands/down.py",
         "down",
         "count = clean_saved_env(path, (proxies or _default_proxies()).to_json())",
         "count = 0",
@@ -90,7 +90,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "restart-no-backoff",
         "tailscaled is restarted with backoff 0.5, 1, 2, 4, 8 s",
-        "spacetail/tailscaled.py",
+        "spacetail/manager/supervisor.py",
         "Supervisor.schedule_restart",
         "delay = min(8.0, 0.5 * 2.0 ** (self.restarts - 1))",
         "delay = 0.0",
@@ -99,7 +99,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "socket-loose-then-chmod",
         "the control socket is never looser than 0600, not even for an instant",
-        "spacetail/control.py",
+        "spacetail/state/control.py",
         "bind_listener",
         "old = os.umask(0o177)",
         "old = os.umask(0)",
@@ -108,7 +108,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "no-pdeathsig",
         "tailscaled dies with a SIGKILLed manager",
-        "spacetail/children.py",
+        "spacetail/manager/children.py",
         "die_with_parent",
         "libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)",
         "pass",
@@ -128,7 +128,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "peer-unchecked",
         "the control socket refuses another user",
-        "spacetail/control.py",
+        "spacetail/state/control.py",
         "peer_allowed",
         "return uid in (os.getuid(), 0)",
         "return True",
@@ -137,7 +137,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "signal-unproven",
         "never signal a process not proven to be ours",
-        "spacetail/identity.py",
+        "spacetail/state/identity.py",
         "ProvenProcess.open",
         "        if not ident.alive():\n            return None\n        handle = cls(ident)",
         "        handle = cls(ident)\n        return handle",
@@ -150,7 +150,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "pid-without-start-time",
         "a recorded PID is ours only with the same start time",
-        "spacetail/identity.py",
+        "spacetail/state/identity.py",
         "ProcessIdentity.alive",
         "start_time(self.pid) == self.start_time",
         "start_time(self.pid) is not None",
@@ -159,7 +159,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "lifetime-ignored",
         "the manager stops at its maximum lifetime",
-        "spacetail/lifetime.py",
+        "spacetail/manager/lifetime.py",
         "Lifetime.__init__",
         "clock() + max_lifetime if max_lifetime > 0 else None",
         "None",
@@ -168,7 +168,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "secret-on-command-line",
         "a secret reaches tailscale up only as file:",
-        "spacetail/tailscale.py",
+        "spacetail/tailnet/tailscale.py",
         "up_argv",
         'argv.append(f"--{auth.file_flag}=file:{secret_file}")',
         'argv.append(f"--{auth.file_flag}={auth.secret.read()}")',
@@ -180,7 +180,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "no-setsid",
         "the manager is detached: a session of its own",
-        "spacetail/daemon.py",
+        "spacetail/manager/daemon.py",
         "spawn",
         "os.setsid()",
         "pass",
@@ -189,7 +189,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "fds-inherited",
         "the manager keeps none of the caller's descriptors open",
-        "spacetail/daemon.py",
+        "spacetail/manager/daemon.py",
         "spawn",
         "close_fds([*keep, w])",
         "pass",
@@ -207,7 +207,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "no-sigkill-escalation",
         "a tailscaled that ignores SIGTERM gets SIGKILL after 0.8 s",
-        "spacetail/identity.py",
+        "spacetail/state/identity.py",
         "terminate",
         "    proc.signal(signal.SIGKILL)\n",
         "",
@@ -216,7 +216,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "stale-key-kept",
         "down removes the key file a killed manager left",
-        "spacetail/statedir.py",
+        "spacetail/state/statedir.py",
         "clean_stale",
         "removed += clear_secrets(paths)",
         "pass",
@@ -225,7 +225,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "manager-keeps-saved-env",
         "after a failed phase the manager removes its proxy lines from the saved environment",
-        "spacetail/manager.py",
+        "spacetail/manager/service.py",
         "Manager.shutdown",
         "for path in clean_saved_envs(self.launch.env, self.cfg.proxies):",
         "for path in []:",
@@ -237,7 +237,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "permanent-error-retried",
         "an invalid key fails at once with tailscale's words",
-        "spacetail/failures.py",
+        "spacetail/tailnet/failures.py",
         "Failure.retryable",
         "return self.kind in RETRYABLE",
         "return True",
@@ -249,17 +249,17 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "foreign-pid-trusted",
         "a PID from another PID namespace (a reply over the socket) is never signalled",
-        "spacetail/down.py",
+        "spacetail/commands/down.py",
         "stop_manager",
         "handle = ProvenProcess.open(ident) if ident is not None else None",
-        'local = __import__("spacetail.identity").identity.ProcessIdentity.of('
+        'local = __import__("spacetail.state.identity").identity.ProcessIdentity.of('
         "int(p.status.manager_pid)); handle = ProvenProcess.open(local) if local else None",
         (f"{PROMISES_FAULTS}::test_down_in_another_pid_namespace_never_signals_a_stranger",),
     ),
     Mutant(
         "failed-up-leaves-manager",
         "an up that fails (peers, signals) stops what it started: Running, or nothing left",
-        "spacetail/up.py",
+        "spacetail/commands/up.py",
         "up",
         "if joined.started_here:",
         "if False:",
@@ -268,7 +268,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "joining-up-stops-manager",
         "an up that joined a running manager never stops it",
-        "spacetail/up.py",
+        "spacetail/commands/up.py",
         "_claim_manager",
         "return Joined(p.answering_ident, started_here=False)",
         "return Joined(p.answering_ident, started_here=True)",
@@ -277,7 +277,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "frozen-tailscaled-stalls-loop",
         "a frozen tailscaled does not stretch up past its --timeout + 1 s",
-        "spacetail/login.py",
+        "spacetail/manager/login.py",
         "Login.tick",
         "if self._phase.logging_in and now >= self.deadline:",
         "if False:  # the deadline waits for tailscaled's word",
@@ -286,7 +286,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "status-asks-tailscaled",
         "no client stalls the manager: 50 status requests with a frozen tailscaled, 100 ms each",
-        "spacetail/manager.py",
+        "spacetail/manager/service.py",
         "Manager.status",
         "node = self.node.replace(",
         # What asking the LocalAPI costs while tailscaled is frozen: its 0.5 s timeout.
@@ -296,7 +296,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "no-relogin",
         "a logout behind the manager's back while Running logs in again",
-        "spacetail/login.py",
+        "spacetail/manager/login.py",
         "Login.on_state",
         'elif backend in ("NeedsLogin", "Stopped") and self._phase is Phase.RUNNING:',
         "elif False:",
@@ -305,7 +305,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "accept-spins",
         "out of descriptors the manager backs off instead of spinning",
-        "spacetail/control.py",
+        "spacetail/state/control.py",
         "ControlServer._accept",
         "self._paused_until = self.clock() + ACCEPT_PAUSE",
         "self._paused_until = self.clock()  # accept again at once",
@@ -314,7 +314,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "forward-unbounded",
         "a forward holds at most 256 open connections; the next is closed at once and counted",
-        "spacetail/relay.py",
+        "spacetail/forwards/relay.py",
         "_Loop._room",
         "full = fwd.stats.open >= self.o.budget.max_open",
         "full = fwd.stats.open >= self.o.budget.max_open * 100",
@@ -323,7 +323,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "forward-accept-spins",
         "out of descriptors a forward pauses accepting and logs once a pause, not a spin",
-        "spacetail/relay.py",
+        "spacetail/forwards/relay.py",
         "_Loop._accept",
         "                    self._pause(fwd, exc)\n",
         '                    self._fail(fwd.stats, f"accept on {fwd.spec.listen}: {exc}")\n',
@@ -335,7 +335,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "forward-cap-ignores-limit",
         "a forward's cap fits the descriptor limit it runs under (status says which)",
-        "spacetail/fdbudget.py",
+        "spacetail/forwards/fdbudget.py",
         "budget",
         "return Budget(max(1, min(max_open, per_forward)), soft, raised_from)",
         "return Budget(max_open, soft, raised_from)",
@@ -347,7 +347,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "forward-dial-pool",
         "a target that never answers does not delay another forward's connections",
-        "spacetail/relay.py",
+        "spacetail/forwards/relay.py",
         "Forwarder._start_dial",
         "        thread.start()\n",
         "        thread.run()  # the dial on the data-plane thread: one slow dial stalls all\n",
@@ -361,7 +361,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "forward-dial-unbounded",
         "a dial through a forward ends within its timeout, with the reason in last_error",
-        "spacetail/relay.py",
+        "spacetail/forwards/relay.py",
         "_Loop._accept",
         "self.dialing[conn] = self.o.clock() + self.o.timing.dial_timeout",
         "self.dialing[conn] = self.o.clock() + 3600",
@@ -373,7 +373,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "forward-passes-client-eof",
         "a forward whose client half-closes keeps the reply flowing",
-        "spacetail/relay_conn.py",
+        "spacetail/forwards/connection.py",
         "Connection._flush",
         "            if side == TARGET:\n",
         "            if True:\n",
@@ -385,7 +385,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "nc-passes-eof",
         "nc keeps reading after the end of its input; only -N passes the EOF on",
-        "spacetail/nc.py",
+        "spacetail/commands/nc.py",
         "_up",
         "        if send_eof:\n",
         "        if True:\n",
@@ -397,7 +397,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "refused-flag-retried",
         "a command line tailscale refuses fails within 5 s naming the setting (exit 2)",
-        "spacetail/login.py",
+        "spacetail/manager/login.py",
         "Login.on_up_exit",
         "if failure.kind in (FailureClass.USAGE, FailureClass.LOCAL):",
         "if False:",
@@ -406,7 +406,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "credential-in-environ",
         "no credential in the manager's /proc/PID/environ",
-        "spacetail/daemon.py",
+        "spacetail/manager/daemon.py",
         "scrub_environ",
         '    try:\n        with open("/proc/self/stat", "rb") as f:',
         '    return True\n    try:\n        with open("/proc/self/stat", "rb") as f:',
@@ -415,7 +415,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "install-trusts-the-server",
         "install-tailscale checks the package against the pinned sha256, never the server's",
-        "spacetail/install.py",
+        "spacetail/install/installer.py",
         "_fetch",
         "    expected = job.checksum.value\n",
         "    expected = None\n",
@@ -429,7 +429,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "install-no-deadline",
         "install-tailscale gives up at its deadline, however slowly a mirror sends",
-        "spacetail/package.py",
+        "spacetail/install/package.py",
         "Deadline.check",
         "if self.remaining() <= 0:",
         "if False:",
@@ -441,7 +441,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "install-unbounded-members",
         "install-tailscale refuses an archive of more members than a tailscale package has",
-        "spacetail/package.py",
+        "spacetail/install/package.py",
         "_members",
         "if count > MAX_MEMBERS:",
         "if False:",
@@ -453,7 +453,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "reply-identity-trusted",
         "a status reply makes a process eligible for a signal only if manager.json names it",
-        "spacetail/down.py",
+        "spacetail/commands/down.py",
         "stop_manager",
         "    ident = p.proven_ident\n",
         "    ident = p.answering_ident if not p.foreign else None\n",
@@ -462,7 +462,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "server-uid-unchecked",
         "a control socket another user serves is never listened to",
-        "spacetail/control.py",
+        "spacetail/state/control.py",
         "ControlClient._check_server",
         "if uid not in (me, 0) and me != 0:",
         "if False:",
@@ -471,7 +471,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "folders-unchecked",
         "every command checks the state and runtime folders as `up` does before trusting them",
-        "spacetail/statedir.py",
+        "spacetail/state/statedir.py",
         "check",
         "elif not check_existing_dir(folder, setting) and folder == paths.root:",
         "elif not folder.is_dir() and folder == paths.root:",
@@ -484,7 +484,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "host-proc-trusted",
         "where /proc numbers another PID namespace, up starts nothing",
-        "spacetail/up.py",
+        "spacetail/state/identity.py",
         "refuse_foreign_proc",
         "    problem = proc_mismatch()\n",
         "    problem = None\n",
@@ -493,7 +493,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "oauth-client-id-dropped",
         "TS_CLIENT_ID with TS_CLIENT_SECRET reaches tailscale up as containerboot passes it",
-        "spacetail/tailscale.py",
+        "spacetail/tailnet/tailscale.py",
         "up_argv",
         "if auth.client_id:",
         'if auth.kind == "wif":',
@@ -505,7 +505,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "read-phase-borrows-write",
         "a read-scope phase never presents the write identity, whatever else is set",
-        "spacetail/scope.py",
+        "spacetail/config/scope.py",
         "View.get",
         "names.insert(0, self.scope.name_of(base))",
         "names[:0] = [self.scope.name_of(base), self.scope.other.name_of(base)]",
@@ -520,7 +520,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "scope-ignored",
         "the token's scope chooses the identity and the tags of the phase",
-        "spacetail/credentials.py",
+        "spacetail/config/credentials.py",
         "auth_from_env",
         "view = View(env, scope)",
         "view = View(env, None)",
@@ -533,7 +533,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "doctor-silent-on-write-secret",
         "doctor warns when a read-scope phase holds a write credential",
-        "spacetail/credential_checks.py",
+        "spacetail/doctor/credential_findings.py",
         "write_credential_check",
         "held = [name for name in held if name not in read]",
         "held = []",
@@ -557,7 +557,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "progress-silent-wait",
         "while up waits, a line every 5 s says where the login stands",
-        "spacetail/waiting.py",
+        "spacetail/commands/wait.py",
         "await_verdict",
         "timeout = progress.slice(left)",
         "timeout = left",
@@ -570,7 +570,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "wait-for-not-retried",
         "up --wait-for returns once every target answers, retried within --timeout",
-        "spacetail/ready.py",
+        "spacetail/tailnet/ready.py",
         "each_answers",
         "sleep(min(PAUSE, left))",
         "return {name: last[name] for name in pending}  # one round, never again",
@@ -579,7 +579,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "wait-for-failure-leaves-manager",
         "a failed up --wait-for leaves nothing running",
-        "spacetail/up.py",
+        "spacetail/commands/up.py",
         "up",
         "if joined.started_here:  # outside _interrupts",
         "if joined.started_here and reply is None:  # outside _interrupts",

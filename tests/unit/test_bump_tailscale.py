@@ -15,13 +15,13 @@ from types import ModuleType
 
 import pytest
 
-from spacetail import installed
+from spacetail.install import pins
 from tests import helpers
 from tests.mirror import Mirror, sha256_line
 
 REPO = helpers.REPO
 TOOL = REPO / "tools" / "bump_tailscale.py"
-PINNED_FILES = ("spacetail/installed.py", "container/Dockerfile", "README.md")
+PINNED_FILES = ("spacetail/install/pins.py", "container/Dockerfile", "README.md")
 NEW = "1.104.1"
 ARCHES = ("amd64", "arm64")
 IMAGE = "spacelift/runner-terraform"
@@ -87,19 +87,17 @@ def publish(mirror: Mirror, version: str) -> dict[str, str]:
 def publish_current(mirror: Mirror, digest: str | None = None) -> None:
     """The pinned version as the newest, with its published sums, and the base image as
     pinned (or at DIGEST)."""
-    mirror.publish_listing(installed.DEFAULT_VERSION)
+    mirror.publish_listing(pins.DEFAULT_VERSION)
     for arch in ARCHES:
-        name = f"/stable/tailscale_{installed.DEFAULT_VERSION}_{arch}.tgz.sha256"
-        mirror.files[name] = installed.PINNED_SHA256[arch].encode() + b"\n"
+        name = f"/stable/tailscale_{pins.DEFAULT_VERSION}_{arch}.tgz.sha256"
+        mirror.files[name] = pins.PINNED_SHA256[arch].encode() + b"\n"
     mirror.publish_image(IMAGE, "latest", digest or pinned_digest())
 
 
 def test_the_repository_names_one_pin_everywhere() -> None:
     bump_tailscale = tool()
-    assert bump_tailscale.current_pins(REPO) == dict.fromkeys(
-        PINNED_FILES, installed.DEFAULT_VERSION
-    )
-    assert bump_tailscale.current_sums(REPO) == installed.PINNED_SHA256
+    assert bump_tailscale.current_pins(REPO) == dict.fromkeys(PINNED_FILES, pins.DEFAULT_VERSION)
+    assert bump_tailscale.current_sums(REPO) == pins.PINNED_SHA256
     assert bump_tailscale.found(REPO, bump_tailscale.BASE_PIN, "digest") == pinned_digest()
 
 
@@ -114,13 +112,13 @@ def test_newer_release_moves_the_version_and_the_sums(
     assert output == (f"version={NEW}\nbumped=true\nbase_image={pinned_digest()}\nchanged=true\n")
     after = snapshot(repo)
     for name in PINNED_FILES:
-        expected = before[name].replace(installed.DEFAULT_VERSION, NEW)
+        expected = before[name].replace(pins.DEFAULT_VERSION, NEW)
         for arch in ARCHES:
-            expected = expected.replace(installed.PINNED_SHA256[arch], sums[arch])
+            expected = expected.replace(pins.PINNED_SHA256[arch], sums[arch])
         assert after[name] == expected, name
-        assert installed.DEFAULT_VERSION not in after[name], name
+        assert pins.DEFAULT_VERSION not in after[name], name
     for arch in ARCHES:
-        assert after["spacetail/installed.py"].count(sums[arch]) == 1
+        assert after["spacetail/install/pins.py"].count(sums[arch]) == 1
         assert after["container/Dockerfile"].count(sums[arch]) == 1
     assert mirror.requests["/stable/"] == 1
     for arch in ARCHES:
@@ -136,7 +134,7 @@ def test_current_pin_with_its_published_sums_changes_nothing(
     result, output = bump(repo, mirror, tmp_path)
     assert result.returncode == 0, result.stderr
     assert output == (
-        f"version={installed.DEFAULT_VERSION}\nbumped=false\nbase_image={pinned_digest()}\n"
+        f"version={pins.DEFAULT_VERSION}\nbumped=false\nbase_image={pinned_digest()}\n"
         "changed=false\n"
     )
     assert "its sums are the published ones" in result.stdout
@@ -150,13 +148,13 @@ def test_a_pinned_sum_that_is_not_the_published_one_fails(
 ) -> None:
     before = snapshot(repo)
     publish_current(mirror)
-    name = f"/stable/tailscale_{installed.DEFAULT_VERSION}_arm64.tgz.sha256"
+    name = f"/stable/tailscale_{pins.DEFAULT_VERSION}_arm64.tgz.sha256"
     mirror.files[name] = b"1" * 64 + b"\n"
     result, output = bump(repo, mirror, tmp_path)
     assert result.returncode == 1
     assert (
-        f"tailscale_{installed.DEFAULT_VERSION}_arm64.tgz: the pinned sha256 "
-        f"{installed.PINNED_SHA256['arm64']} is not the published {'1' * 64}"
+        f"tailscale_{pins.DEFAULT_VERSION}_arm64.tgz: the pinned sha256 "
+        f"{pins.PINNED_SHA256['arm64']} is not the published {'1' * 64}"
     ) in result.stderr
     assert snapshot(repo) == before
     assert output == ""
@@ -175,7 +173,7 @@ def test_the_base_image_moves_to_its_tags_digest(
     assert after["container/Dockerfile"] == before["container/Dockerfile"].replace(
         pinned_digest(), new_digest
     )
-    assert after["spacetail/installed.py"] == before["spacetail/installed.py"]
+    assert after["spacetail/install/pins.py"] == before["spacetail/install/pins.py"]
     assert f"moved from {pinned_digest()} to {new_digest}" in result.stdout
 
 

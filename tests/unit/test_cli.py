@@ -67,7 +67,7 @@ def test_every_setting_and_command_is_in_the_readme_and_the_help(
 ) -> None:
     """--help and the README agree: each setting shows its variable in `up --help` and has a
     row in the README's configuration table; each command has a row in its command table."""
-    from spacetail.settings import CREDENTIALS, UP, Kind
+    from spacetail.config.settings import CREDENTIALS, UP, Kind
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert cli.main(["up", "--help"]) == 0

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from spacetail import config
+from spacetail.config import loader
 from spacetail.errors import ConfigError
 from tests import spacelift_oidc
 
 KEY = {"TS_AUTHKEY": "tskey-auth-ok-abc"}
 
 
-def load(env: dict[str, str], **flags: str) -> config.Config:
-    return config.load(env, flags)
+def load(env: dict[str, str], **flags: str) -> loader.Config:
+    return loader.load(env, flags)
 
 
 def test_defaults() -> None:
@@ -150,31 +150,31 @@ def test_extra_args_pass_through_and_managed_flags_are_taken() -> None:
 
 
 def test_durations() -> None:
-    assert config.parse_seconds("x", "90") == 90
-    assert config.parse_seconds("x", "2m") == 120
-    assert config.parse_seconds("x", "1.5s") == 1.5
-    assert config.parse_seconds("x", "0", allow_zero=True) == 0
+    assert loader.parse_seconds("x", "90") == 90
+    assert loader.parse_seconds("x", "2m") == 120
+    assert loader.parse_seconds("x", "1.5s") == 1.5
+    assert loader.parse_seconds("x", "0", allow_zero=True) == 0
 
 
 def test_default_hostname_inside_spacelift_is_a_dns_label() -> None:
     env = {"TF_VAR_spacelift_run_id": "01HZX3Q9RT8W7V6Y5K4J3H2G1F",
            "TF_VAR_spacelift_stack_id": "My_Very-Long.Stack Name" * 4}  # fmt: skip
-    name = config.default_hostname(env)
+    name = loader.default_hostname(env)
     assert len(name) <= 63
     assert name.startswith("spacelift-my-very-long-stack-name")
     assert name.endswith("-01hzx3q9rt8w7v6y5k4j3h2g1f")
-    assert config.check_hostname("x", name) == name
+    assert loader.check_hostname("x", name) == name
 
 
 def test_default_hostname_outside_spacelift() -> None:
-    name = config.default_hostname({})
+    name = loader.default_hostname({})
     assert name.startswith("spacetail-")
-    assert config.check_hostname("x", name) == name
+    assert loader.check_hostname("x", name) == name
 
 
 def test_addresses() -> None:
-    assert config.parse_address("x", ":1080") == "127.0.0.1:1080"
-    assert config.parse_address("x", "[::1]:8080") == "[::1]:8080"
+    assert loader.parse_address("x", ":1080") == "127.0.0.1:1080"
+    assert loader.parse_address("x", "[::1]:8080") == "[::1]:8080"
     cfg = load({**KEY, "TS_SOCKS5_SERVER": "127.0.0.1:2000",
                 "TS_OUTBOUND_HTTP_PROXY_LISTEN": "127.0.0.1:2000"})  # fmt: skip
     assert cfg.socks5 == cfg.http_proxy  # one address may serve both, as tailscaled allows
@@ -208,12 +208,12 @@ def test_a_wait_for_target_that_is_not_host_port_is_one_line(bad: str) -> None:
 
 
 def test_wait_spells_the_targets_flag_target_and_is_blamed_by_it() -> None:
-    from spacetail.settings import WAIT
+    from spacetail.config.settings import WAIT
 
     with pytest.raises(ConfigError, match=r"^--target: 'db' has no port"):
-        config.load(KEY, {"wait-for": "db"}, spelled=WAIT)
+        loader.load(KEY, {"wait-for": "db"}, spelled=WAIT)
     with pytest.raises(ConfigError, match=r"^--wait-for: 'db' has no port"):
-        config.load(KEY, {"wait-for": "db"})
+        loader.load(KEY, {"wait-for": "db"})
 
 
 def test_progress_lines_are_on_unless_turned_off() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from spacetail import installed
+from spacetail.install import pins
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "container" / "Dockerfile"
@@ -77,7 +77,7 @@ def test_tailscale_version_matches_the_default() -> None:
         r"^ARG TAILSCALE_VERSION=(\S*)$", DOCKERFILE.read_text(encoding="utf-8"), re.M
     )
     assert versions, "no ARG TAILSCALE_VERSION=... in container/Dockerfile"
-    assert set(versions) == {installed.DEFAULT_VERSION}
+    assert set(versions) == {pins.DEFAULT_VERSION}
 
 
 def test_base_image_is_a_build_argument_pinned_by_digest() -> None:
@@ -106,8 +106,8 @@ def test_download_is_verified_before_unpacking() -> None:
 
 def test_the_sums_are_the_codes() -> None:
     text = DOCKERFILE.read_text(encoding="utf-8")
-    pins = dict(re.findall(r"^ARG TAILSCALE_SHA256_([A-Z0-9]+)=([0-9a-f]{64})$", text, re.M))
-    assert {arch.lower(): digest for arch, digest in pins.items()} == installed.PINNED_SHA256
+    found = dict(re.findall(r"^ARG TAILSCALE_SHA256_([A-Z0-9]+)=([0-9a-f]{64})$", text, re.M))
+    assert {arch.lower(): digest for arch, digest in found.items()} == pins.PINNED_SHA256
 
 
 def test_spacetail_has_its_own_virtualenv() -> None:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spacetail import control
+from spacetail.state import control
 
 
 def test_listener_is_0600_and_replaces_a_stale_file(tmp_path: Path) -> None:

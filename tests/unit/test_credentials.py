@@ -9,11 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spacetail import config, tailscale
-from spacetail.credentials import SECRET_VARIABLES
+from spacetail.config import loader
+from spacetail.config.credentials import SECRET_VARIABLES
+from spacetail.config.scope import SCOPED, Scope
 from spacetail.errors import ConfigError
-from spacetail.paths import Paths
-from spacetail.scope import SCOPED, Scope
+from spacetail.state.paths import Paths
+from spacetail.tailnet import tailscale
 from tests.spacelift_oidc import jwt, token
 
 READ, WRITE = token("read"), token("write")
@@ -21,22 +22,22 @@ TAGS = {"SPACETAIL_TAGS": "tag:ci"}
 SPACELIFT = {"TF_VAR_spacelift_run_id": "01HRUN", "TF_VAR_spacelift_stack_id": "infra"}
 
 
-def argv(cfg: config.Config, tmp_path: Path) -> list[str]:
+def argv(cfg: loader.Config, tmp_path: Path) -> list[str]:
     paths = Paths(tmp_path / "s", tmp_path / "r")
     binaries = tailscale.Binaries(Path("/bin/tailscale"), Path("/bin/tailscaled"))
     return tailscale.up_argv(binaries, cfg, paths, tmp_path / "secret", 30)[3:]
 
 
 def refusal(env: dict[str, str]) -> str:
-    """The one line config.load refuses ENV with (exit 2)."""
+    """The one line loader.load refuses ENV with (exit 2)."""
     with pytest.raises(ConfigError) as exc:
-        config.load(env)
+        loader.load(env)
     line = str(exc.value)
     assert exc.value.exit_code == 2 and "\n" not in line
     return line
 
 
-def auth_flags(cfg: config.Config, tmp_path: Path) -> list[str]:
+def auth_flags(cfg: loader.Config, tmp_path: Path) -> list[str]:
     names = ("--auth-key", "--client-id", "--client-secret", "--id-token", "--audience")
     return [a for a in argv(cfg, tmp_path) if a.startswith(names)]
 
@@ -64,7 +65,7 @@ ACCEPTED = [
 def test_containerboot_accepts(
     env: dict[str, str], kind: str, flags: list[str], tmp_path: Path
 ) -> None:
-    cfg = config.load(env)
+    cfg = loader.load(env)
     assert cfg.auth is not None and cfg.auth.kind == kind
     assert auth_flags(cfg, tmp_path) == [f.format(s=tmp_path / "secret") for f in flags]
 
@@ -103,8 +104,8 @@ def test_containerboot_refuses_with_one_line_naming_both(
 
 def test_the_oauth_pair_needs_tags_and_keeps_its_attributes() -> None:
     with pytest.raises(ConfigError, match=r"^TS_CLIENT_SECRET: .*needs tags.*SPACETAIL_TAGS"):
-        config.load({"TS_CLIENT_ID": "k1", "TS_CLIENT_SECRET": "tskey-client-k"})
-    cfg = config.load({"TS_CLIENT_ID": "k1", "TS_CLIENT_SECRET": "tskey-client-k", **TAGS})
+        loader.load({"TS_CLIENT_ID": "k1", "TS_CLIENT_SECRET": "tskey-client-k"})
+    cfg = loader.load({"TS_CLIENT_ID": "k1", "TS_CLIENT_SECRET": "tskey-client-k", **TAGS})
     assert tailscale.secret_payload(cfg) == "tskey-client-k?ephemeral=true&preauthorized=true"
 
 
@@ -120,7 +121,7 @@ def test_every_flag_spacetail_gives_tailscale_up_is_one_the_real_binary_defines(
         defined[head.split()[0].rstrip(",")] = rest
     assert {"auth-key", "client-id", "client-secret", "id-token", "audience"} <= defined.keys()
     for env, _kind, _flags in ACCEPTED:
-        for arg in argv(config.load(env), tmp_path):
+        for arg in argv(loader.load(env), tmp_path):
             name, _, value = arg.removeprefix("--").partition("=")
             assert name in defined, f"--{name} is not a flag of the real tailscale up"
             if value.startswith("file:"):
@@ -145,7 +146,7 @@ PER_SCOPE_WIF = {
 def test_the_token_scope_chooses_the_identity_and_the_tags(
     scope: str, client: str, tags: tuple[str, ...], tmp_path: Path
 ) -> None:
-    cfg = config.load({**PER_SCOPE_WIF, "SPACELIFT_OIDC_TOKEN": token(scope)})
+    cfg = loader.load({**PER_SCOPE_WIF, "SPACELIFT_OIDC_TOKEN": token(scope)})
     assert cfg.scope is Scope(scope) and cfg.tags == tags and cfg.scope_note is None
     assert cfg.auth is not None and cfg.auth.kind == "wif" and cfg.auth.client_id == client
     assert f"--client-id={client}" in argv(cfg, tmp_path)
@@ -156,7 +157,7 @@ def test_the_token_scope_chooses_the_identity_and_the_tags(
 
 def test_the_token_file_in_the_workspace_tells_the_scope_too(tmp_path: Path) -> None:
     (tmp_path / "spacelift.oidc").write_text(WRITE)
-    cfg = config.load({**PER_SCOPE_WIF, "TF_VAR_spacelift_workspace_root": str(tmp_path)})
+    cfg = loader.load({**PER_SCOPE_WIF, "TF_VAR_spacelift_workspace_root": str(tmp_path)})
     assert cfg.scope is Scope.WRITE and cfg.auth is not None
     assert cfg.auth.client_id == "client-write"
 
@@ -164,13 +165,13 @@ def test_the_token_file_in_the_workspace_tells_the_scope_too(tmp_path: Path) -> 
 def test_plain_settings_are_the_fallback_of_each_scope() -> None:
     env = {"TS_CLIENT_ID": "client-any", "SPACETAIL_TAGS": "tag:ci",
            "SPACETAIL_TAGS_READ": "tag:ci-read", "SPACELIFT_OIDC_TOKEN": READ}  # fmt: skip
-    cfg = config.load(env)
+    cfg = loader.load(env)
     assert cfg.auth is not None and cfg.auth.client_id == "client-any"
     assert cfg.scope is Scope.READ and cfg.tags == ("tag:ci-read",)
-    cfg = config.load({**env, "SPACELIFT_OIDC_TOKEN": WRITE})
+    cfg = loader.load({**env, "SPACELIFT_OIDC_TOKEN": WRITE})
     assert cfg.scope is Scope.WRITE and cfg.tags == ("tag:ci",)
     # the flags: --tags-read beats SPACETAIL_TAGS_READ, as every flag beats its variable
-    cfg = config.load(env, {"tags-read": "tag:from-flag"})
+    cfg = loader.load(env, {"tags-read": "tag:from-flag"})
     assert cfg.tags == ("tag:from-flag",)
 
 
@@ -200,20 +201,20 @@ def test_a_read_phase_refuses_a_plain_identity_that_is_the_write_one() -> None:
     env = {"TS_CLIENT_ID": "client-write", "TS_CLIENT_ID_WRITE": "client-write",
            "SPACETAIL_TAGS": "tag:ci", "SPACELIFT_OIDC_TOKEN": READ}  # fmt: skip
     with pytest.raises(ConfigError, match=r"^TS_CLIENT_ID: .*same value as TS_CLIENT_ID_WRITE"):
-        config.load(env)
-    assert config.load({**env, "SPACELIFT_OIDC_TOKEN": WRITE}).scope is Scope.WRITE
+        loader.load(env)
+    assert loader.load({**env, "SPACELIFT_OIDC_TOKEN": WRITE}).scope is Scope.WRITE
 
 
 def test_oauth_clients_and_auth_keys_have_the_same_per_scope_settings(tmp_path: Path) -> None:
     keys = {"TS_AUTHKEY_READ": "tskey-auth-read", "TS_AUTHKEY_WRITE": "tskey-auth-write"}
     for scope in ("read", "write"):
-        cfg = config.load({**keys, "SPACELIFT_OIDC_TOKEN": token(scope)})
+        cfg = loader.load({**keys, "SPACELIFT_OIDC_TOKEN": token(scope)})
         assert cfg.auth is not None and cfg.auth.secret.source == f"TS_AUTHKEY_{scope.upper()}"
         assert cfg.auth.secret.read() == f"tskey-auth-{scope}"
     oauth = {"TS_CLIENT_ID_READ": "oauth-r", "TS_CLIENT_SECRET_READ": "tskey-client-r",
              "TS_CLIENT_ID_WRITE": "oauth-w", "TS_CLIENT_SECRET_WRITE": "tskey-client-w",
              "SPACETAIL_TAGS_READ": "tag:r", "SPACETAIL_TAGS_WRITE": "tag:w"}  # fmt: skip
-    cfg = config.load({**oauth, "SPACELIFT_OIDC_TOKEN": READ})
+    cfg = loader.load({**oauth, "SPACELIFT_OIDC_TOKEN": READ})
     assert cfg.auth is not None and cfg.auth.kind == "oauth"
     assert cfg.auth.secret.read() == "tskey-client-r" and cfg.tags == ("tag:r",)
     assert auth_flags(cfg, tmp_path)[0] == "--client-id=oauth-r"
@@ -222,7 +223,7 @@ def test_oauth_clients_and_auth_keys_have_the_same_per_scope_settings(tmp_path: 
 def test_a_token_without_a_scope_claim_uses_the_plain_settings_and_says_so() -> None:
     env = {**PER_SCOPE_WIF, "TS_CLIENT_ID": "client-plain", "SPACETAIL_TAGS": "tag:ci",
            "SPACELIFT_OIDC_TOKEN": token(None)}  # fmt: skip
-    cfg = config.load(env)
+    cfg = loader.load(env)
     assert cfg.scope is None and cfg.auth is not None and cfg.auth.client_id == "client-plain"
     assert cfg.tags == ("tag:ci",) and cfg.hostname == "spacelift-infra-01hrun"
     assert cfg.scope_note is not None
@@ -231,7 +232,7 @@ def test_a_token_without_a_scope_claim_uses_the_plain_settings_and_says_so() -> 
     # with only per-scope settings, that is a missing setting
     del env["TS_CLIENT_ID"]
     with pytest.raises(ConfigError, match=r"^TS_CLIENT_ID: not set, .*no scope claim"):
-        config.load(env)
+        loader.load(env)
 
 
 @pytest.mark.parametrize(
@@ -253,13 +254,13 @@ def test_a_malformed_token_is_refused_without_being_printed(bad: str, tmp_path: 
 
 def test_an_auth_key_alone_never_reads_the_spacelift_token() -> None:
     """Nothing to choose: a token spacetail does not need cannot fail the phase."""
-    cfg = config.load({"TS_AUTHKEY": "tskey-auth-k", "SPACELIFT_OIDC_TOKEN": "garbage"})
+    cfg = loader.load({"TS_AUTHKEY": "tskey-auth-k", "SPACELIFT_OIDC_TOKEN": "garbage"})
     assert cfg.scope is None and cfg.scope_note is None
 
 
 def test_the_hostname_keeps_the_run_id_and_the_scope_whole() -> None:
     env = {**PER_SCOPE_WIF, "TF_VAR_spacelift_stack_id": "s" * 80, "SPACELIFT_OIDC_TOKEN": READ}
-    name = config.load(env).hostname
+    name = loader.load(env).hostname
     assert len(name) <= 63 and name.endswith("-01hrun-read") and name.startswith("spacelift-ss")
 
 
@@ -294,7 +295,7 @@ def test_a_read_phase_never_presents_the_write_identity(names: set[str], same: b
     if same and "TS_CLIENT_ID" in names and "TS_CLIENT_ID_WRITE" in names:
         env["TS_CLIENT_ID"] = env["TS_CLIENT_ID_WRITE"]  # the plain one set to the write one
     try:
-        cfg = config.load(env)
+        cfg = loader.load(env)
     except ConfigError as exc:
         assert "\n" not in str(exc) and "tskey-" not in str(exc)
         return

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from spacetail import dnsmsg
-from spacetail.dnsmsg import DNSFormatError, QType, encode_name, parse
+from spacetail.tailnet import dnsmsg
+from spacetail.tailnet.dnsmsg import DNSFormatError, QType, encode_name, parse
 
 REFERENCE = Path(__file__).resolve().parent.parent / "fakes" / "reference"
 

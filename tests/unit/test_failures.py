@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from spacetail import failures
-from spacetail.failures import Failure, FailureClass, Program
+from spacetail.tailnet import failures
+from spacetail.tailnet.failures import Failure, FailureClass, Program
 
 REFERENCE = Path(__file__).resolve().parents[1] / "fakes" / "reference"
 
@@ -257,7 +257,7 @@ def test_excerpt_reads_a_bounded_tail(tmp_path: Path) -> None:
 
 
 def test_the_words_are_read_in_one_place() -> None:
-    from spacetail import tailscale
+    from spacetail.tailnet import tailscale
 
     assert not failures.diagnose("flag provided but not defined: -x").retryable
     assert failures.diagnose("connection refused").retryable
@@ -267,7 +267,7 @@ def test_the_words_are_read_in_one_place() -> None:
 
 
 def test_diagnose_for_takes_the_settings_from_a_config() -> None:
-    from spacetail import config
+    from spacetail.config import loader
 
     env = {
         "TS_AUTHKEY": "tskey-auth-x-y",
@@ -275,7 +275,7 @@ def test_diagnose_for_takes_the_settings_from_a_config() -> None:
         "TS_TAILSCALED_EXTRA_ARGS": "--bogus",
         "TS_SOCKS5_SERVER": "127.0.0.1:18093",
     }
-    cfg = config.load(env)
+    cfg = loader.load(env)
     up = failures.diagnose_for(_ref("up-unknown-flag.txt"), Program.UP, cfg)
     assert (up.setting, up.exit_code) == ("TS_EXTRA_ARGS", 2)
     daemon = failures.diagnose_for(
@@ -288,9 +288,9 @@ def test_diagnose_for_takes_the_settings_from_a_config() -> None:
 
 def test_the_flag_table_is_kept_once() -> None:
     """config (TS_EXTRA_ARGS) and failures (whose setting a refusal is about) read one table."""
-    from spacetail import config, settings
+    from spacetail.config import loader, settings
 
-    assert not hasattr(failures, "UP_FLAG_SETTINGS") and not hasattr(config, "_UP_FLAGS")
+    assert not hasattr(failures, "UP_FLAG_SETTINGS") and not hasattr(loader, "_UP_FLAGS")
     for flag, setting in {**settings.UP_FLAGS, **settings.CREDENTIAL_UP_FLAGS}.items():
         line = f'invalid value "x" for flag -{flag}: parse error'  # Go's flag package
         assert failures.diagnose(line).kind is failures.FailureClass.USAGE

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import resource
 
-from spacetail.fdbudget import FD_RESERVE, FDS_PER_CONNECTION, Budget, budget
-from spacetail.report import _describe_forward
-from spacetail.status import Forward
+from spacetail.forwards.fdbudget import FD_RESERVE, FDS_PER_CONNECTION, Budget, budget
+from spacetail.state.report import _describe_forward
+from spacetail.state.status import Forward
 
 NEED_ONE = FD_RESERVE + 256 * FDS_PER_CONNECTION
 

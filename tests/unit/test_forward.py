@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from spacetail.errors import ConfigError, OperationFailed
-from spacetail.forward import (
+from spacetail.forwards.spec import (
     ForwardSpec,
     bind_listeners,
     listening_inodes,

@@ -1,4 +1,4 @@
-"""Fuzzing the configuration parser: for any environment and any flag values, `config.load`
+"""Fuzzing the configuration parser: for any environment and any flag values, `loader.load`
 returns a Config or raises ConfigError whose message is one line starting with the name of a
 setting (a variable, a --flag, or TS_EXTRA_ARGS); never any other exception."""
 
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from spacetail import config
-from spacetail.config import Config
+from spacetail.config import loader
+from spacetail.config.loader import Config
 from spacetail.errors import ConfigError
 from tests import spacelift_oidc
 
@@ -56,7 +56,7 @@ VALUES = st.sampled_from(SPECIAL) | st.text(
 
 def check(env: Mapping[str, str], flags: Mapping[str, str | None]) -> None:
     try:
-        result = config.load(env, flags)
+        result = loader.load(env, flags)
     except ConfigError as exc:
         message = str(exc)
         assert "\n" not in message and "\r" not in message, message
@@ -64,7 +64,7 @@ def check(env: Mapping[str, str], flags: Mapping[str, str | None]) -> None:
         return
     assert isinstance(result, Config)
     assert 0 < result.timeout <= 1e7 and 0 <= result.max_lifetime <= 1e7
-    assert config.check_hostname("hostname", result.hostname) == result.hostname
+    assert loader.check_hostname("hostname", result.hostname) == result.hostname
 
 
 @settings(max_examples=1500, deadline=None, database=None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spacetail import hostport
+from spacetail.config import hostport
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from spacetail import identity
+from spacetail.state import identity
 
 
 def test_identity_of_self_is_alive() -> None:
@@ -98,7 +98,7 @@ def test_zombie_counts_as_exited() -> None:
 def test_phase_shell_is_the_outermost_shell() -> None:
     script = (
         "import os, sys; sys.path.insert(0, os.environ['REPO']); "
-        "from spacetail.identity import phase_shell; print(phase_shell())"
+        "from spacetail.state.identity import phase_shell; print(phase_shell())"
     )
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     # outer sh -> inner bash (a "wrapper") -> python: the outer shell is the phase's shell.
@@ -113,7 +113,8 @@ def test_phase_shell_is_the_outermost_shell() -> None:
 
 def test_phase_shell_without_any_shell_is_the_parent() -> None:
     script = (
-        "from spacetail.identity import phase_shell; import os; print(phase_shell(), os.getppid())"
+        "from spacetail.state.identity import phase_shell; import os; "
+        "print(phase_shell(), os.getppid())"
     )
     outer = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {script!r}])"
     out = subprocess.run(

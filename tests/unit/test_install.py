@@ -1,4 +1,5 @@
-"""Unit tests for spacetail.install against a package mirror served on the loopback address."""
+"""Unit tests for spacetail.install.installer against a package mirror served on the loopback
+address."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from spacetail import install, installed, package
 from spacetail.errors import ConfigError, OperationFailed
+from spacetail.install import installer, package, pins
 from tests.mirror import PROXY_VARS, Mirror
 
 # A version spacetail pins no sum for: these tests take the mirror's .sha256, as
@@ -31,12 +32,12 @@ Member = tuple[tarfile.TarInfo, bytes | None]
 
 def install_cached(*args: Any, **kwargs: Any) -> Path:
     kwargs.setdefault("trust_server", True)
-    return install.install_cached(*args, **kwargs)
+    return installer.install_cached(*args, **kwargs)
 
 
 def install_tailscale(*args: Any, **kwargs: Any) -> Path:
     kwargs.setdefault("trust_server", True)
-    return install.install_tailscale(*args, **kwargs)
+    return installer.install_tailscale(*args, **kwargs)
 
 
 def member(
@@ -114,13 +115,13 @@ def leftovers(dest: Path) -> list[str]:
 )
 def test_arch_from_machine(monkeypatch: pytest.MonkeyPatch, machine: str, expected: str) -> None:
     monkeypatch.setattr(platform, "machine", lambda: machine)
-    assert install.tailscale_arch() == expected
+    assert installer.tailscale_arch() == expected
 
 
 def test_unknown_machine_names_the_arch_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(platform, "machine", lambda: "s390x")
     with pytest.raises(ConfigError) as excinfo:
-        install.tailscale_arch()
+        installer.tailscale_arch()
     message = str(excinfo.value)
     assert message.startswith("--arch:")
     assert "s390x" in message
@@ -130,23 +131,23 @@ def test_unknown_machine_names_the_arch_setting(monkeypatch: pytest.MonkeyPatch)
 
 @pytest.mark.parametrize("arch", ["amd64", "arm64", "arm", "386"])
 def test_explicit_arch_is_kept(arch: str) -> None:
-    assert install.tailscale_arch(arch) == arch
+    assert installer.tailscale_arch(arch) == arch
 
 
 def test_explicit_machine_name_is_mapped() -> None:
-    assert install.tailscale_arch("x86_64") == "amd64"
-    assert install.tailscale_arch("aarch64") == "arm64"
+    assert installer.tailscale_arch("x86_64") == "amd64"
+    assert installer.tailscale_arch("aarch64") == "arm64"
 
 
 @pytest.mark.parametrize("arch", ["mips", "", "amd64 ", "../amd64"])
 def test_unsupported_explicit_arch(arch: str) -> None:
     with pytest.raises(ConfigError, match=r"^--arch: .* use one of 386, amd64, arm, arm64$"):
-        install.tailscale_arch(arch)
+        installer.tailscale_arch(arch)
 
 
 @pytest.mark.parametrize("version", ["1.96.4", "1.0.0", "1.97.123"])
 def test_good_versions(version: str) -> None:
-    assert install.validate_version(version) == version
+    assert installer.validate_version(version) == version
 
 
 @pytest.mark.parametrize(
@@ -154,27 +155,27 @@ def test_good_versions(version: str) -> None:
 )
 def test_bad_versions(version: str) -> None:
     with pytest.raises(ConfigError) as excinfo:
-        install.validate_version(version)
+        installer.validate_version(version)
     shown = version.replace("\n", "\\n")  # ConfigError keeps every message on one line
     assert str(excinfo.value) == (
-        f'--version: "{shown}" is not a tailscale version like {installed.DEFAULT_VERSION}'
+        f'--version: "{shown}" is not a tailscale version like {pins.DEFAULT_VERSION}'
     )
 
 
 def test_exact_version_message() -> None:
     with pytest.raises(ConfigError) as excinfo:
-        install.validate_version("1.9x")
+        installer.validate_version("1.9x")
     assert str(excinfo.value) == (
-        f'--version: "1.9x" is not a tailscale version like {installed.DEFAULT_VERSION}'
+        f'--version: "1.9x" is not a tailscale version like {pins.DEFAULT_VERSION}'
     )
 
 
 def test_package_urls() -> None:
-    assert install.package_urls("1.96.4", "https://pkgs.tailscale.com/stable/", "arm64") == (
+    assert installer.package_urls("1.96.4", "https://pkgs.tailscale.com/stable/", "arm64") == (
         "https://pkgs.tailscale.com/stable/tailscale_1.96.4_arm64.tgz",
         "https://pkgs.tailscale.com/stable/tailscale_1.96.4_arm64.tgz.sha256",
     )
-    assert install.package_urls("1.96.4", package.DEFAULT_BASE_URL, "amd64")[0] == (
+    assert installer.package_urls("1.96.4", package.DEFAULT_BASE_URL, "amd64")[0] == (
         "https://pkgs.tailscale.com/stable/tailscale_1.96.4_amd64.tgz"
     )
 
@@ -194,25 +195,23 @@ def test_package_urls() -> None:
 )
 def test_bad_base_urls(url: str) -> None:
     with pytest.raises(ConfigError, match=r"^--base-url: ") as excinfo:
-        install.validate_base_url(url)
+        installer.validate_base_url(url)
     assert "\n" not in str(excinfo.value)
 
 
 def test_default_version_is_a_version() -> None:
-    assert install.validate_version(installed.DEFAULT_VERSION) == installed.DEFAULT_VERSION
+    assert installer.validate_version(pins.DEFAULT_VERSION) == pins.DEFAULT_VERSION
 
 
 def test_default_install_dir_in_spacelift(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TF_VAR_spacelift_workspace_root", str(tmp_path / "workspace"))
-    assert installed.default_install_dir() == (
-        tmp_path / "workspace" / ".spacetail-cache" / "tailscale"
-    )
+    assert pins.default_install_dir() == (tmp_path / "workspace" / ".spacetail-cache" / "tailscale")
 
 
 def test_default_install_dir_elsewhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("TF_VAR_spacelift_workspace_root", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert installed.default_install_dir() == tmp_path / "cache" / "spacetail" / "tailscale"
+    assert pins.default_install_dir() == tmp_path / "cache" / "spacetail" / "tailscale"
 
 
 # --- installing -----------------------------------------------------------------------------
@@ -303,7 +302,7 @@ def test_checksum_mismatch_installs_nothing(mirror: Mirror, tmp_path: Path) -> N
         f"got {actual}; nothing was installed"
     )
     assert leftovers(dest) == []
-    assert installed.find_installed(dest) is None
+    assert pins.find_installed(dest) is None
 
 
 def test_checksum_file_without_digest(mirror: Mirror, tmp_path: Path) -> None:
@@ -385,7 +384,7 @@ def test_missing_package_gives_http_status(mirror: Mirror, tmp_path: Path) -> No
 def test_oversized_download_is_cut(
     mirror: Mirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(install, "MAX_PACKAGE_BYTES", 100)
+    monkeypatch.setattr(installer, "MAX_PACKAGE_BYTES", 100)
     mirror.publish(VERSION, ARCH, build_package(standard_members()))
     with pytest.raises(OperationFailed, match=r"larger than 100 bytes"):
         install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
@@ -412,7 +411,7 @@ def test_unreachable_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         "check --base-url, or use the spacetail runner image"
     )
     assert leftovers(tmp_path) == []
-    assert installed.find_installed(tmp_path) is None
+    assert pins.find_installed(tmp_path) is None
 
 
 def test_no_dns_names_the_url_and_what_to_do(
@@ -421,7 +420,7 @@ def test_no_dns_names_the_url_and_what_to_do(
     """Without a network: the default server's name does not resolve (a .invalid name never
     does, so the test does not depend on this machine's network)."""
     _no_proxies(monkeypatch)
-    for module in (install, package):
+    for module in (installer, package):
         monkeypatch.setattr(module, "DEFAULT_BASE_URL", "https://pkgs.tailscale.invalid/stable")
     with pytest.raises(OperationFailed) as excinfo:
         install_cached(VERSION, package.DEFAULT_BASE_URL, tmp_path, ARCH, log=Log())
@@ -493,11 +492,11 @@ def test_without_dest_the_versioned_cache_is_used(
 ) -> None:
     monkeypatch.setenv("TF_VAR_spacelift_workspace_root", str(tmp_path))
     mirror.publish(VERSION, ARCH, build_package(standard_members()))
-    cache = installed.default_install_dir()
+    cache = pins.default_install_dir()
     for dest in (None, cache):
         folder = install_tailscale(VERSION, mirror.base_url, dest, ARCH, log=Log())
         assert folder == cache / VERSION
-    assert installed.find_installed() == cache / VERSION
+    assert pins.find_installed() == cache / VERSION
     assert mirror.package_requests(PKG) == 1
 
 
@@ -583,8 +582,8 @@ def fake_install(
 def test_find_installed_prefers_default_version(tmp_path: Path) -> None:
     fake_install(tmp_path, "1.0.0")
     fake_install(tmp_path, "99.0.0")
-    default = fake_install(tmp_path, installed.DEFAULT_VERSION)
-    assert installed.find_installed(tmp_path) == default
+    default = fake_install(tmp_path, pins.DEFAULT_VERSION)
+    assert pins.find_installed(tmp_path) == default
 
 
 def test_find_installed_takes_newest_otherwise(tmp_path: Path) -> None:
@@ -593,7 +592,7 @@ def test_find_installed_takes_newest_otherwise(tmp_path: Path) -> None:
     fake_install(tmp_path, "2.0.0", names=("tailscale",))
     (tmp_path / ".partial-x").mkdir()
     (tmp_path / "notes").mkdir()
-    assert installed.find_installed(tmp_path) == newest
+    assert pins.find_installed(tmp_path) == newest
 
 
 def test_find_installed_skips_non_executables(tmp_path: Path) -> None:
@@ -602,36 +601,36 @@ def test_find_installed_skips_non_executables(tmp_path: Path) -> None:
     if os.geteuid() == 0:
         # root may execute anything with any x bit; with none it still may not.
         assert not os.access(folder / "tailscaled", os.X_OK)
-    assert installed.find_installed(tmp_path) is None
+    assert pins.find_installed(tmp_path) is None
 
 
 def test_find_installed_without_folder(tmp_path: Path) -> None:
-    assert installed.find_installed(tmp_path / "missing") is None
+    assert pins.find_installed(tmp_path / "missing") is None
 
 
 def test_find_installed_uses_default_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TF_VAR_spacelift_workspace_root", str(tmp_path))
-    assert installed.find_installed() is None
-    folder = fake_install(installed.default_install_dir(), installed.DEFAULT_VERSION)
-    assert installed.find_installed() == folder
+    assert pins.find_installed() is None
+    folder = fake_install(pins.default_install_dir(), pins.DEFAULT_VERSION)
+    assert pins.find_installed() == folder
 
 
 def test_find_installed_after_install(mirror: Mirror, tmp_path: Path) -> None:
     mirror.publish(VERSION, ARCH, build_package(standard_members()))
     folder = install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
-    assert installed.find_installed(tmp_path) == folder
+    assert pins.find_installed(tmp_path) == folder
 
 
 # --- which sha256: the pin, --sha256, or knowingly the server's -------------------------------
 
-PINNED = installed.DEFAULT_VERSION
+PINNED = pins.DEFAULT_VERSION
 PINNED_PKG = f"tailscale_{PINNED}_{ARCH}.tgz"
 
 
 def test_the_pinned_version_has_a_sum_for_each_image_architecture() -> None:
-    assert set(installed.PINNED_SHA256) == {"amd64", "arm64"}
-    for arch, digest in installed.PINNED_SHA256.items():
-        assert install.expected_checksum(PINNED, arch) == install.Checksum(digest, "pinned")
+    assert set(pins.PINNED_SHA256) == {"amd64", "arm64"}
+    for arch, digest in pins.PINNED_SHA256.items():
+        assert installer.expected_checksum(PINNED, arch) == installer.Checksum(digest, "pinned")
 
 
 def test_a_substituted_package_with_a_matching_sha256_file_is_refused(
@@ -642,10 +641,10 @@ def test_a_substituted_package_with_a_matching_sha256_file_is_refused(
     mirror.publish(PINNED, ARCH, substitute)  # with a .sha256 that matches the substitute
     dest = tmp_path / "dest"
     with pytest.raises(OperationFailed) as excinfo:
-        install.install_cached(PINNED, mirror.base_url, dest, ARCH, log=Log())
+        installer.install_cached(PINNED, mirror.base_url, dest, ARCH, log=Log())
     received = hashlib.sha256(substitute).hexdigest()
     assert str(excinfo.value) == (
-        f"checksum mismatch for {PINNED_PKG}: expected {installed.PINNED_SHA256[ARCH]} (pinned), "
+        f"checksum mismatch for {PINNED_PKG}: expected {pins.PINNED_SHA256[ARCH]} (pinned), "
         f"got {received}; nothing was installed"
     )
     assert mirror.package_requests(PINNED_PKG + ".sha256") == 0
@@ -655,14 +654,14 @@ def test_a_substituted_package_with_a_matching_sha256_file_is_refused(
 def test_trusting_the_server_does_not_override_the_pin(mirror: Mirror, tmp_path: Path) -> None:
     mirror.publish(PINNED, ARCH, build_package(standard_members(PINNED)))
     with pytest.raises(OperationFailed, match=r"\(pinned\), got"):
-        install.install_cached(PINNED, mirror.base_url, tmp_path, ARCH, trust_server=True,
+        installer.install_cached(PINNED, mirror.base_url, tmp_path, ARCH, trust_server=True,
                                log=Log())  # fmt: skip
 
 
 def test_another_version_needs_its_sha256(mirror: Mirror, tmp_path: Path) -> None:
     mirror.publish(VERSION, ARCH, build_package(standard_members()))
     with pytest.raises(ConfigError) as excinfo:
-        install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
+        installer.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, log=Log())
     assert str(excinfo.value) == (
         f"--sha256: spacetail pins no sha256 for {PKG}; pass --sha256 with the sum Tailscale "
         "publishes for it, or --trust-server-checksum to take the server's own .sha256 (which "
@@ -674,7 +673,7 @@ def test_another_version_needs_its_sha256(mirror: Mirror, tmp_path: Path) -> Non
 
 def test_the_pinned_version_on_another_architecture_needs_its_sha256() -> None:
     with pytest.raises(ConfigError, match=r"^--sha256: spacetail pins no sha256 for "):
-        install.expected_checksum(PINNED, "386")
+        installer.expected_checksum(PINNED, "386")
 
 
 def test_a_given_sha256_is_checked_and_the_server_sum_ignored(
@@ -684,14 +683,14 @@ def test_a_given_sha256_is_checked_and_the_server_sum_ignored(
     mirror.publish(VERSION, ARCH, package, b"0" * 64 + b"\n")
     digest = hashlib.sha256(package).hexdigest()
     log = Log()
-    folder = install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH,
+    folder = installer.install_cached(VERSION, mirror.base_url, tmp_path, ARCH,
                                     sha256=digest.upper(), log=log)  # fmt: skip
     assert (folder / "tailscaled").read_bytes() == script(f"tailscaled {VERSION}")
     assert "sha256 verified (--sha256)" in log.text()
     assert mirror.package_requests(PKG + ".sha256") == 0
     other = tmp_path / "other"
     with pytest.raises(OperationFailed) as excinfo:
-        install.install_cached(VERSION, mirror.base_url, other, ARCH, sha256="1" * 64, log=log)
+        installer.install_cached(VERSION, mirror.base_url, other, ARCH, sha256="1" * 64, log=log)
     assert f"expected {'1' * 64} (--sha256), got {digest}" in str(excinfo.value)
     assert leftovers(other) == []
 
@@ -699,7 +698,7 @@ def test_a_given_sha256_is_checked_and_the_server_sum_ignored(
 def test_the_servers_sum_only_when_asked(mirror: Mirror, tmp_path: Path) -> None:
     mirror.publish(VERSION, ARCH, build_package(standard_members()))
     log = Log()
-    install.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, trust_server=True, log=log)
+    installer.install_cached(VERSION, mirror.base_url, tmp_path, ARCH, trust_server=True, log=log)
     assert "sha256 verified (the server's .sha256 only)" in log.text()
     assert mirror.package_requests(PKG + ".sha256") == 1
 
@@ -714,12 +713,12 @@ def test_the_servers_sum_only_when_asked(mirror: Mirror, tmp_path: Path) -> None
 )
 def test_bad_checksum_settings(sha256: str, trust: bool, message: str) -> None:
     with pytest.raises(ConfigError) as excinfo:
-        install.expected_checksum(VERSION, ARCH, sha256, trust_server=trust)
+        installer.expected_checksum(VERSION, ARCH, sha256, trust_server=trust)
     assert str(excinfo.value) == message
 
 
 def raw(**values: str) -> dict[str, tuple[str, str]]:
-    from spacetail.settings import INSTALL, raw_values
+    from spacetail.config.settings import INSTALL, raw_values
 
     env = {s.env: values.get(s.key.replace("-", "_"), "") for s in INSTALL}
     return raw_values(INSTALL, env, {})
@@ -731,7 +730,7 @@ def test_settings_from_variables(mirror: Mirror, tmp_path: Path) -> None:
     mirror.publish(VERSION, ARCH, package)
     values = raw(version=VERSION, sha256=hashlib.sha256(package).hexdigest(),
                  base_url=mirror.base_url, timeout="30s")  # fmt: skip
-    folder = install.install_from_settings(values, tmp_path / "bin", ARCH, log=Log())
+    folder = installer.install_from_settings(values, tmp_path / "bin", ARCH, log=Log())
     assert (folder / "tailscale").read_bytes() == script(f"tailscale {VERSION}")
 
 
@@ -746,6 +745,6 @@ def test_settings_from_variables(mirror: Mirror, tmp_path: Path) -> None:
 )
 def test_bad_settings_from_variables(values: dict[str, str], message: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as excinfo:
-        install.install_from_settings(raw(**values), tmp_path, ARCH, log=Log())
+        installer.install_from_settings(raw(**values), tmp_path, ARCH, log=Log())
     assert str(excinfo.value).startswith(message)
     assert leftovers(tmp_path) == []

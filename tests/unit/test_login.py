@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from spacetail.failures import Failure
-from spacetail.login import FRESH_READ_WAIT, Login
-from spacetail.phases import IllegalTransition, Phase
+from spacetail.manager.login import FRESH_READ_WAIT, Login
+from spacetail.state.phases import IllegalTransition, Phase
+from spacetail.tailnet.failures import Failure
 from tests.unit.fakes import KEY, Clock, FakeAPI, FakeChild, Spawner, phase, settings
 
 UNREACHABLE = (

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from spacetail import events as ev
-from spacetail.control import bind_listener
-from spacetail.launch import Launch
-from spacetail.lifetime import Cause, Ending
 from spacetail.log import Log
-from spacetail.manager import Manager
-from spacetail.phases import Phase
-from spacetail.tailscaled import MAX_RESTARTS
+from spacetail.manager import events as ev
+from spacetail.manager.launch import Launch
+from spacetail.manager.lifetime import Cause, Ending
+from spacetail.manager.service import Manager
+from spacetail.manager.supervisor import MAX_RESTARTS
+from spacetail.state.control import bind_listener
+from spacetail.state.phases import Phase
 from tests.unit.fakes import Clock, FakeAPI, FakeChild, Reads, Spawner, phase, settings
 
 
@@ -195,7 +195,7 @@ def test_tailscaled_gets_no_proxy_variable_and_no_secret(tmp_path: Path) -> None
     log = Log(None)
     m = Manager(Launch(cfg=cfg, paths=paths, binaries=binaries, listener=listener, env=env), log)
     try:
-        from spacetail.tailscale import clean_env
+        from spacetail.tailnet.tailscale import clean_env
 
         child_env = clean_env(m.launch.env)
         assert child_env == {"PATH": "/usr/bin", "HOME": "/h"}
@@ -205,7 +205,7 @@ def test_tailscaled_gets_no_proxy_variable_and_no_secret(tmp_path: Path) -> None
 
 
 def test_a_wait_is_answered_when_the_node_runs(bed: Bed, tmp_path: Path) -> None:
-    from spacetail.control import Request
+    from spacetail.state.control import Request
 
     client, server_end = socket.socketpair()
     try:

@@ -10,8 +10,8 @@ import threading
 
 import pytest
 
-from spacetail.nc import relay_stdio
-from spacetail.tailnet_dns import candidates
+from spacetail.commands.nc import relay_stdio
+from spacetail.tailnet.dns import candidates
 
 
 def read_to_eof(fd: int) -> bytes:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from spacetail import paths as p
 from spacetail.errors import ConfigError
+from spacetail.state import paths as p
 
 
 def test_state_dir_precedence(tmp_path: Path) -> None:

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from spacetail import control, waiting
-from spacetail.paths import Paths
-from spacetail.phases import Phase
 from spacetail.progress import EVERY, SHORTEST, Progress, login_line, pending_line
-from spacetail.status import Node, Problem, Status, reply
+from spacetail.state import control, verdict
+from spacetail.state.paths import Paths
+from spacetail.state.phases import Phase
+from spacetail.state.status import Node, Problem, Status, reply
 from tests.unit.fakes import Clock
 
 ERROR = 'fetch control key: Get "https://controlplane.tailscale.com/key?v=133": connection refused'
@@ -109,7 +109,7 @@ def test_the_wait_is_asked_an_interval_at_a_time_with_a_line_each(
     clock, out = Clock(), io.StringIO()
     start = clock()
     manager = scripted(monkeypatch, clock, running_at=start + 12.0)
-    answer, status = waiting.await_verdict(
+    answer, status = verdict.await_verdict(
         paths, "running", start + 60, Progress(out, clock=clock), clock=clock
     )
     assert answer["ok"] is True and status.phase is Phase.RUNNING
@@ -127,7 +127,7 @@ def test_the_last_answer_comes_at_the_one_deadline(
     clock = Clock()
     start = clock()
     manager = scripted(monkeypatch, clock, running_at=start + 1000)
-    answer, _status = waiting.await_verdict(
+    answer, _status = verdict.await_verdict(
         paths, "running", start + 12.5, Progress(io.StringIO(), clock=clock), margin=margin,
         clock=clock,
     )  # fmt: skip
@@ -142,5 +142,5 @@ def test_without_lines_the_wait_is_one_request(
 ) -> None:
     clock = Clock()
     manager = scripted(monkeypatch, clock, running_at=clock() + 1000)
-    waiting.await_verdict(paths, "running", clock() + 60, Progress(None, clock=clock), clock=clock)
+    verdict.await_verdict(paths, "running", clock() + 60, Progress(None, clock=clock), clock=clock)
     assert manager.timeouts == [60.0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from spacetail import proxyenv
+from spacetail.state import proxyenv
 
 PROXIES = {"http": "http://127.0.0.1:8080", "socks5": "socks5://127.0.0.1:1080"}
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from spacetail.forward import bind_listeners, parse_forwards
-from spacetail.relay import CHUNK, MAX_OPEN, Forwarder, Timing
-from spacetail.socks5 import DialError
+from spacetail.forwards.relay import CHUNK, MAX_OPEN, Forwarder, Timing
+from spacetail.forwards.spec import bind_listeners, parse_forwards
+from spacetail.tailnet.socks5 import DialError
 from tests.loopback import Target, blackhole, echo, free_port, recv_all, wait_until
 
 # The echo targets wait for their client's EOF, which the forwarder keeps for EOF_GRACE: short.

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from spacetail import statedir
 from spacetail.errors import ConfigError
-from spacetail.identity import ProcessIdentity
-from spacetail.paths import Paths
-from spacetail.status import Status
+from spacetail.state import statedir
+from spacetail.state.identity import ProcessIdentity
+from spacetail.state.paths import Paths
+from spacetail.state.status import Status
 
 ROOT_ONLY = pytest.mark.skipif(os.getuid() != 0, reason="needs root to make files of other uids")
 

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from spacetail.identity import ProcessIdentity
-from spacetail.phases import Phase
-from spacetail.scope import Scope
-from spacetail.status import SCHEMA, Forward, LastStop, Node, Problem, Proxies, Status
+from spacetail.config.scope import Scope
+from spacetail.state.identity import ProcessIdentity
+from spacetail.state.phases import Phase
+from spacetail.state.status import SCHEMA, Forward, LastStop, Node, Problem, Proxies, Status
 from tests.status_contract import SCHEMA as SCHEMA_FILE
 from tests.status_contract import state_of, validate
 
@@ -74,7 +74,7 @@ def test_the_keys_scripts_read_stay_flat_and_named_as_before() -> None:
 
 
 def test_scope_and_tags_say_what_the_node_joined_with() -> None:
-    from spacetail.report import describe
+    from spacetail.state.report import describe
 
     joined = connected().replace(scope=Scope.READ, tags=("tag:ci-read",))
     data = validate(json.loads(json.dumps(joined.to_json())))

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from spacetail import config, failures, tailscale
-from spacetail.paths import Paths
+from spacetail.config import loader
+from spacetail.state.paths import Paths
+from spacetail.tailnet import failures, tailscale
 
 TRANSIENT = [
     # tailscaled's Health against a closed login server (real 1.96.4)
@@ -75,7 +76,7 @@ def test_clean_env_drops_proxies_and_secrets() -> None:
 
 
 def test_command_lines_never_hold_a_secret(tmp_path: Path) -> None:
-    cfg = config.load({"TS_AUTHKEY": "tskey-auth-SECRET", "SPACETAIL_TAGS": "tag:ci"})
+    cfg = loader.load({"TS_AUTHKEY": "tskey-auth-SECRET", "SPACETAIL_TAGS": "tag:ci"})
     paths = Paths(tmp_path / "s", tmp_path / "r")
     binaries = tailscale.Binaries(Path("/bin/tailscale"), Path("/bin/tailscaled"))
     argv = tailscale.up_argv(binaries, cfg, paths, tmp_path / "key", 30)
@@ -87,8 +88,8 @@ def test_command_lines_never_hold_a_secret(tmp_path: Path) -> None:
 
 
 def test_oauth_secret_gets_ephemeral_and_preauthorized() -> None:
-    cfg = config.load({"TS_CLIENT_SECRET": "tskey-client-x", "SPACETAIL_TAGS": "tag:ci"})
+    cfg = loader.load({"TS_CLIENT_SECRET": "tskey-client-x", "SPACETAIL_TAGS": "tag:ci"})
     assert tailscale.secret_payload(cfg) == "tskey-client-x?ephemeral=true&preauthorized=true"
-    cfg = config.load({"TS_CLIENT_SECRET": "tskey-client-x?ephemeral=false",
+    cfg = loader.load({"TS_CLIENT_SECRET": "tskey-client-x?ephemeral=false",
                        "SPACETAIL_TAGS": "tag:ci"})  # fmt: skip
     assert tailscale.secret_payload(cfg) == "tskey-client-x?ephemeral=false"  # the user's say

@@ -9,12 +9,12 @@ import socket
 
 import pytest
 
-from spacetail import hostport
+from spacetail.config import hostport
 from spacetail.errors import OperationFailed
 from spacetail.progress import Progress
-from spacetail.ready import PAUSE, TRY_AT_MOST, wait_for_targets
-from spacetail.socks5 import Dialer, DialError
-from spacetail.status import Status
+from spacetail.state.status import Status
+from spacetail.tailnet.ready import PAUSE, TRY_AT_MOST, wait_for_targets
+from spacetail.tailnet.socks5 import Dialer, DialError
 from tests.unit.fakes import Clock
 
 REFUSED = "tailscale could not connect (no such host, refused, or unreachable)"

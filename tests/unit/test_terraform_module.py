@@ -13,14 +13,15 @@ from typing import Any
 
 import pytest
 
-from spacetail import settings
+from spacetail.config import settings
 from tests import terraform_module as tf
 
 pytest.importorskip("hcl2")
 
 SECRETS = {"auth_key": "TS_AUTHKEY", "oauth_client_secret": "TS_CLIENT_SECRET"}
 # The per-scope names of issue 21 that the module and the plugin set; the CLI reads them
-# (falling back to TS_CLIENT_ID / SPACETAIL_TAGS) and spacetail/settings.py declares them, which
+# (falling back to TS_CLIENT_ID / SPACETAIL_TAGS) and
+# spacetail/config/settings.py declares them, which
 # cli_variables() checks.
 PER_SCOPE = ("TS_CLIENT_ID_READ", "TS_CLIENT_ID_WRITE", "SPACETAIL_TAGS_READ",
              "SPACETAIL_TAGS_WRITE")  # fmt: skip

@@ -1,0 +1,392 @@
+"""Credentials, decided once: which way of logging in the settings choose (auth key, OAuth client,
+workload identity), under containerboot's own rules for which settings go together; for which
+scope of Spacelift's OIDC token (scope.py); and where the secret is (a value, or a file that
+only its owner can read or write), read through one guarded reader. Nothing downstream looks at a
+secret's text to decide anything again."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from spacetail.config.scope import (
+    CREDENTIALS,
+    TAGS,
+    Scope,
+    View,
+    decode_claims,
+    scope_claim,
+    scoped_settings,
+)
+from spacetail.errors import ConfigError
+from spacetail.log import holds_secret
+
+AuthKind = Literal["authkey", "oauth", "wif"]
+# Every variable that may hold a credential: never passed to a child process of spacetail's own
+# (tailscaled, the tailscale CLI).
+SECRET_VARIABLES = (
+    "TS_AUTHKEY", "TS_AUTH_KEY", "TS_CLIENT_SECRET", "TS_ID_TOKEN", "SPACELIFT_OIDC_TOKEN",
+    "TS_AUTHKEY_READ", "TS_AUTHKEY_WRITE", "TS_CLIENT_SECRET_READ", "TS_CLIENT_SECRET_WRITE",
+)  # fmt: skip
+# The command `spacetail run` starts needs the tailnet, not the key that joined it: these are
+# dropped from its environment. Spacelift's own token is not spacetail's to take away: Spacelift
+# gives it to every program of the phase (and writes it to the workspace), and a Vault or cloud
+# login in the command may read it.
+TAILNET_CREDENTIALS = tuple(v for v in SECRET_VARIABLES if v != "SPACELIFT_OIDC_TOKEN")
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret value or a file holding one; never printed."""
+
+    source: str  # the variable it came from, for messages
+    value: str | None = field(default=None, repr=False)
+    path: Path | None = None
+    # Spacelift's own token file in the workspace: its mode is Spacelift's business, and a
+    # symlink planted there is not followed.
+    spacelift_file: bool = False
+
+    def read(self) -> str:
+        if self.value is not None:
+            return self.value.strip()
+        assert self.path is not None
+        if self.spacelift_file:
+            return read_secret_file(self.source, self.path, check_mode=False,
+                                    follow_symlinks=False, fix=SPACELIFT_FILE_FIX)  # fmt: skip
+        return read_secret_file(self.source, self.path)
+
+    def __repr__(self) -> str:
+        where = f"file:{self.path}" if self.path else "<redacted>"
+        return f"Secret({self.source}, {where})"
+
+
+# A key is about 100 bytes, an ID token a few KiB: this is far above both, and far below what
+# would hurt to hold in memory (/dev/zero never ends; a sparse file can claim gigabytes).
+MAX_SECRET_BYTES = 64 * 1024
+FILE_FIX = "point file: at the secret"
+SPACELIFT_FILE = "spacelift.oidc"
+SPACELIFT_FILE_FIX = "remove it (Spacelift writes a regular file there), or set TS_ID_TOKEN"
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symlink"))  # fmt: skip
+
+
+def read_secret_file(
+    source: str,
+    path: Path,
+    *,
+    check_mode: bool = True,
+    follow_symlinks: bool = True,
+    fix: str = FILE_FIX,
+) -> str:
+    """The one reader of a file holding a key or token, for `up` and `doctor` alike. Only a
+    regular file, judged before it is opened (a device is never opened) and again on the open
+    descriptor (it may have been swapped); opened without blocking (a FIFO would wait for a
+    writer for ever); at most MAX_SECRET_BYTES; UTF-8. With CHECK_MODE, a file that others may
+    read (they would have the key) or write (they could swap in their own) is refused.
+    Raises ConfigError: one line naming SOURCE and the fix."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    if not follow_symlinks:
+        flags |= os.O_NOFOLLOW
+    try:
+        _judge(source, path, os.stat(path, follow_symlinks=follow_symlinks), fix, check_mode)
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{source}: file {path} does not exist; create it or fix the path after file:"
+        ) from None
+    except PermissionError:
+        raise ConfigError(
+            f"{source}: {path} is not readable by uid {os.getuid()}; fix its owner"
+        ) from None
+    except OSError as exc:
+        raise _unreadable(source, path, exc) from None
+    try:
+        _judge(source, path, os.fstat(fd), fix, check_mode)
+        data = b""
+        while len(data) <= MAX_SECRET_BYTES and (chunk := os.read(fd, MAX_SECRET_BYTES + 1)):
+            data += chunk
+    except OSError as exc:
+        raise _unreadable(source, path, exc) from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_SECRET_BYTES:  # a file that grew, or one whose size says 0 (/proc)
+        raise _too_large(source, path, len(data), fix)
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: {path} is not text (UTF-8); {fix}") from None
+
+
+def _judge(source: str, path: Path, st: os.stat_result, fix: str, check_mode: bool) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a file")
+        raise ConfigError(f"{source}: {path} is not a regular file ({kind}); {fix}")
+    mode = stat.S_IMODE(st.st_mode)
+    if check_mode and mode & 0o044:
+        raise ConfigError(
+            f"{source}: {path} is readable by other users (mode {mode:o}); run: chmod 600 {path}"
+        )
+    if check_mode and mode & 0o022:
+        raise ConfigError(
+            f"{source}: {path} is writable by other users (mode {mode:o}), who could put their "
+            f"own key in it; run: chmod 600 {path}"
+        )
+    if st.st_size > MAX_SECRET_BYTES:
+        raise _too_large(source, path, st.st_size, fix)
+
+
+def _unreadable(source: str, path: Path, exc: OSError) -> ConfigError:
+    return ConfigError(f"{source}: cannot read {path} ({exc.strerror}); check the file")
+
+
+def _too_large(source: str, path: Path, size: int, fix: str) -> ConfigError:
+    return ConfigError(
+        f"{source}: {path} is {size} bytes, too large for a key or token "
+        f"(at most {MAX_SECRET_BYTES}); {fix}"
+    )
+
+
+@dataclass(frozen=True)
+class Auth:
+    kind: AuthKind
+    secret: Secret  # auth key, OAuth client secret, or ID token
+    client_id: str | None = None  # workload identity's, or an OAuth client's (containerboot)
+    audience: str | None = None
+    # The `tailscale up` flag that reads the secret's file: auth-key, client-secret, id-token.
+    file_flag: str = "auth-key"
+
+
+def secret_from(name: str, raw: str) -> Secret:
+    """A value, or `file:PATH` naming a file that read_secret_file accepts: one that others can
+    neither read nor write (read once here, so that a bad file is refused before anything
+    starts)."""
+    if not raw.startswith("file:"):
+        return Secret(name, value=raw)
+    text = raw[len("file:") :]
+    if holds_secret(text):
+        # The key itself after file: (a mistyped value): name the mistake, never the value.
+        raise ConfigError(
+            f"{name}: what follows file: looks like a key, not a path; "
+            f"set {name} to the key itself, or to file:PATH"
+        )
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError:  # ~user of a user that does not exist
+        raise ConfigError(f"{name}: cannot expand {text!r}; give the file's full path") from None
+    secret = Secret(name, path=path)
+    secret.read()
+    return secret
+
+
+def id_token(env: Mapping[str, str]) -> Secret | None:
+    """Workload identity's ID token, where `up` takes it from, in order: TS_ID_TOKEN (a value
+    or file:), SPACELIFT_OIDC_TOKEN, the workspace's spacelift.oidc. None when there is none;
+    ConfigError for a file that cannot be a token."""
+    token = env.get("TS_ID_TOKEN", "").strip()
+    if token:
+        return secret_from("TS_ID_TOKEN", token)
+    spacelift_token = env.get("SPACELIFT_OIDC_TOKEN", "").strip()
+    if spacelift_token:
+        return Secret("SPACELIFT_OIDC_TOKEN", value=spacelift_token)
+    token_file = spacelift_token_file(env)
+    if token_file is None or not os.path.lexists(token_file):
+        return None
+    secret = Secret(SPACELIFT_FILE, path=token_file, spacelift_file=True)
+    secret.read()
+    return secret
+
+
+def spacelift_token_file(env: Mapping[str, str]) -> Path | None:
+    """Where Spacelift writes the run's OIDC token (None outside Spacelift)."""
+    root = env.get("TF_VAR_spacelift_workspace_root", "").strip()
+    return Path(root) / SPACELIFT_FILE if root else None
+
+
+def token_scope(token: Secret) -> Scope | None:
+    """The scope claim of TOKEN (decoded, not verified); ConfigError for a token that is not a
+    JWT, never quoting it."""
+    try:
+        return scope_claim(decode_claims(token.read()))
+    except ValueError as exc:
+        fix = (
+            "set it to an OIDC ID token (a JWT), or file:PATH"
+            if token.source == "TS_ID_TOKEN"
+            else "Spacelift writes a JWT there: check that nothing in the stack overrides it"
+        )
+        raise ConfigError(
+            f"{token.source}: the ID token is {exc}, so the phase's scope cannot be read (the "
+            f"token is not shown); {fix}"
+        ) from None
+
+
+# Which tags each scope would advertise: scope (None: the plain setting) -> (setting, tags).
+TagSettings = Mapping[Scope | None, tuple[str, tuple[str, ...]]]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What one phase logs in with: the credential, the scope it was chosen for, the tags."""
+
+    auth: Auth | None
+    scope: Scope | None = None
+    tags: tuple[str, ...] = ()
+    note: str | None = None  # why the per-scope settings were not used, for `up` to say
+
+
+def auth_from_env(env: Mapping[str, str], tags: TagSettings) -> Choice:
+    """The credential of this phase: the scope of its Spacelift token selects the per-scope
+    settings (config/scope.py), then containerboot's rules say which of them go together. Raises
+    ConfigError: one line naming the settings and the fix."""
+    scoped = any(env.get(s.name_of(b), "").strip() for b in CREDENTIALS for s in Scope) or any(
+        tags[s][1] for s in Scope
+    )
+    token, scope, why = _phase_scope(env, scoped)
+    view = View(env, scope)
+    _refuse_missing_scope(env, view, scope, why)
+    refuse_pairs(view, env)
+    if scope is Scope.READ:
+        _refuse_write_identity(env, view)
+    tag_values = tags[scope][1] if scope is not None and tags[scope][1] else tags[None][1]
+    tag_hint = scope.name_of(TAGS) if scope is not None and scoped else TAGS
+    auth = _auth(view, env, token, tag_values, tag_hint)
+    note = None
+    if why is not None:
+        unused = [*scoped_settings(env), *(tags[s][0] for s in Scope if tags[s][1])]
+        note = f"{why}: using the plain settings, not {', '.join(dict.fromkeys(unused))}"
+    return Choice(auth, scope, tag_values, note)
+
+
+def _phase_scope(
+    env: Mapping[str, str], scoped: bool
+) -> tuple[Secret | None, Scope | None, str | None]:
+    """(the ID token, its scope, why the plain settings are used): read with workload identity,
+    or when a per-scope setting asks for a scope."""
+    if not (scoped or any(View(env, s).get("TS_CLIENT_ID")[1] for s in (None, *Scope))):
+        return None, None, None
+    token = id_token(env)
+    if token is None:
+        why = "there is no Spacelift token (SPACELIFT_OIDC_TOKEN) to tell this phase's scope"
+        return None, None, why if scoped else None
+    scope = token_scope(token)
+    if scope is None and scoped:
+        return token, None, f"the ID token in {token.source} has no scope claim"
+    return token, scope, None
+
+
+def _refuse_missing_scope(
+    env: Mapping[str, str], view: View, scope: Scope | None, note: str | None
+) -> None:
+    """A phase whose scope has no credential of its own, nor a plain one, while the other scope
+    has one: it fails here, before anything starts, and never borrows the other's."""
+    if view.has_credential():
+        return
+    for base in CREDENTIALS:
+        if scope is None:
+            given = [s.name_of(base) for s in Scope if env.get(s.name_of(base), "").strip()]
+            if given:
+                raise ConfigError(
+                    f"{base}: not set, and {' and '.join(given)} need a phase scope, but {note}; "
+                    f"set {base}, or run where Spacelift gives the phase its OIDC token"
+                )
+        elif env.get(scope.other.name_of(base), "").strip():
+            mine, theirs = scope.name_of(base), scope.other.name_of(base)
+            never = " (a read-scope phase never presents the write one)" * (scope is Scope.READ)
+            raise ConfigError(
+                f"{mine}: this phase's Spacelift token has scope {scope.value}, and only "
+                f"{theirs} is set{never}; set {mine}, or {base} for every phase"
+            )
+
+
+def _refuse_write_identity(env: Mapping[str, str], view: View) -> None:
+    """The plain setting a read-scope phase falls back to must not be the write one itself."""
+    for base in CREDENTIALS:
+        name, value = view.get(base)
+        write = Scope.WRITE.name_of(base)
+        if name != Scope.READ.name_of(base) and value and value == env.get(write, "").strip():
+            raise ConfigError(
+                f"{name}: holds the same value as {write}, which a read-scope phase never "
+                f"presents; set {Scope.READ.name_of(base)} to the identity for scope read"
+            )
+
+
+def refuse_pairs(view: View, env: Mapping[str, str]) -> None:
+    """containerboot's rules (cmd/containerboot/settings.go), with the names this phase reads:
+    an ID token or an audience only with a client ID; an ID token never with a client secret or
+    an audience; an audience never with a client secret; an auth key alone."""
+    key, secret, client = (view.get(b) for b in ("TS_AUTHKEY", "TS_CLIENT_SECRET", "TS_CLIENT_ID"))
+    token = ("TS_ID_TOKEN", env.get("TS_ID_TOKEN", "").strip())
+    audience = ("TS_AUDIENCE", env.get("TS_AUDIENCE", "").strip())
+    for given in (token, audience):
+        if given[1] and not client[1]:
+            raise ConfigError(
+                f"{given[0]}: set, but {client[0]} is not; {given[0]} is for workload identity: "
+                f"set {client[0]} (the federated identity's client ID), or unset {given[0]}"
+            )
+    for first, second, why in (
+        (token, secret, "an OAuth client takes no ID token"),
+        (token, audience, "the audience is for requesting a token, and one is given"),
+        (audience, secret, "an OAuth client takes no audience"),
+    ):
+        if first[1] and second[1]:
+            raise ConfigError(
+                f"{second[0]}: set together with {first[0]} ({why}); unset one of them"
+            )
+    if key[1]:
+        other = next((n for n, v in (client, secret, token, audience) if v), None)
+        if other is not None:
+            raise ConfigError(
+                f"{key[0]}: set together with {other}; an auth key is used alone: unset "
+                f"{other}, or unset {key[0]} and use the OAuth client or workload identity"
+            )
+
+
+def _auth(
+    view: View,
+    env: Mapping[str, str],
+    token: Secret | None,
+    tags: tuple[str, ...],
+    tag_hint: str,
+) -> Auth | None:
+    key_name, key = view.get("TS_AUTHKEY")
+    secret_name, secret = view.get("TS_CLIENT_SECRET")
+    id_name, client_id = view.get("TS_CLIENT_ID")
+    if key:
+        found = secret_from(key_name, key)
+        # Decided here, once: an OAuth client secret given as an auth key mints a key.
+        if found.read().startswith("tskey-client-"):
+            if not tags:
+                raise _oauth_without_tags(key_name, tag_hint)
+            return Auth("oauth", found)
+        return Auth("authkey", found)
+    if secret:
+        if not tags:
+            raise _oauth_without_tags(secret_name, tag_hint)
+        found = secret_from(secret_name, secret)
+        return Auth("oauth", found, client_id or None, file_flag="client-secret")
+    if not client_id:
+        return None
+    if not tags:
+        raise ConfigError(
+            f"{id_name}: workload identity needs tags; set {tag_hint}=tag:ci "
+            "(tags the federated identity may assign)"
+        )
+    token = token or id_token(env)
+    if token is None:
+        raise ConfigError(
+            f"{id_name}: set, but there is no ID token; set TS_ID_TOKEN, or run on a "
+            "Spacelift account with OIDC (SPACELIFT_OIDC_TOKEN)"
+        )
+    audience = env.get("TS_AUDIENCE", "").strip() or None
+    return Auth("wif", token, client_id, audience, file_flag="id-token")
+
+
+def _oauth_without_tags(name: str, tag_hint: str) -> ConfigError:
+    return ConfigError(
+        f"{name}: an OAuth client secret needs tags; set {tag_hint}=tag:ci "
+        "(tags the OAuth client may assign)"
+    )
