@@ -39,4 +39,5 @@ module "context" {
   forwards   = var.forwards
   extra_args = var.extra_args
   pip_spec   = var.pip_spec
+  pyz_path   = var.pyz_path
 }

@@ -139,9 +139,15 @@ variable "labels" {
 }
 
 variable "install" {
-  description = "Add the hook lines that install spacetail (in a venv in the workspace) and tailscale when the runner image lacks them; they do nothing on the spacetail runner image."
+  description = "Bring spacetail to the run: mount spacetail.pyz (`pyz_path`) and run it with the image's python3, or with `pip_spec` install that package in a venv; tailscale is installed when the image lacks it. `false` on the spacetail runner image, which has both."
   type        = bool
   default     = true
+}
+
+variable "pyz_path" {
+  description = "Path of the spacetail.pyz to mount (a release's asset, or `tox -e pyz`'s dist/spacetail.pyz); default `spacetail.pyz` beside the module. Its sha256 goes into the hooks, which run nothing else."
+  type        = string
+  default     = null
 }
 
 variable "hostname" {
@@ -163,7 +169,7 @@ variable "extra_args" {
 }
 
 variable "pip_spec" {
-  description = "What the install hook gives pip (`SPACETAIL_PIP_SPEC`): default the release the hooks were made for (`spacetail==<version>`); e.g. `git+https://github.com/<org>/spacetail@v0.1.0`."
+  description = "Opt-in, instead of the pyz: a spacetail package from an index of your own, installed in a venv in the workspace (`SPACETAIL_PIP_SPEC`), e.g. `spacetail==0.1.0` with `PIP_INDEX_URL` set in the stack; no default names a package."
   type        = string
   default     = null
 }

@@ -19,7 +19,7 @@ pytest.importorskip("hcl2")
 MODULE = tf.LEAST_PRIVILEGE
 # Passed on unchanged to ../, which validates them.
 PASSED_ON = ("name", "space_id", "labels", "install", "hostname", "forwards", "extra_args",
-             "pip_spec")  # fmt: skip
+             "pip_spec", "pyz_path")  # fmt: skip
 needs_terraform = pytest.mark.skipif(
     shutil.which("terraform") is None, reason="terraform is not installed"
 )
