@@ -19,14 +19,40 @@ variable "subject_space" {
   }
 }
 
+variable "subject_template" {
+  description = "Your Spacelift account's OIDC subject template; the default is Spacelift's own. Fields: `{spaceId}`, `{callerType}`, `{callerId}` (narrowed by the variables below), `{scope}` (read or write, required), any other (e.g. `{runId}`) matched by `*`."
+  type        = string
+  default     = "space:{spaceId}:{callerType}:{callerId}:run_type:{runType}:scope:{scope}"
+
+  validation {
+    condition     = strcontains(var.subject_template, "{scope}")
+    error_message = "subject_template must contain {scope}: without it a read token could not be told from a write token, and least privilege per phase is lost."
+  }
+  validation {
+    condition     = !strcontains(var.subject_template, "*") && can(regex("^\\S+$", var.subject_template))
+    error_message = "subject_template is the template as Spacelift shows it: one word, fields in braces, no *."
+  }
+}
+
+variable "subject_caller_type" {
+  description = "Which runs the identities trust: `stack`, `module` (module test runs), or `*` for both (the token subject's `{callerType}`)."
+  type        = string
+  default     = "*"
+
+  validation {
+    condition     = contains(["stack", "module", "*"], var.subject_caller_type)
+    error_message = "subject_caller_type is stack, module or *."
+  }
+}
+
 variable "subject_stacks" {
-  description = "Stack ID the identities trust, or a pattern such as `prod-*`: narrows the token subject `...:stack:<stack>:...`."
+  description = "Stack or module ID the identities trust, or a pattern such as `prod-*`: narrows the token subject's `{callerId}`."
   type        = string
   default     = "*"
 
   validation {
     condition     = can(regex("^[A-Za-z0-9_*-]+$", var.subject_stacks))
-    error_message = "subject_stacks is a stack ID or a pattern of letters, digits, -, _ and *."
+    error_message = "subject_stacks is a stack or module ID, or a pattern of letters, digits, -, _ and *."
   }
 }
 
