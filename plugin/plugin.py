@@ -1,16 +1,23 @@
 """spacetail as a Spacelift plugin: a tailnet inside every phase of the runs of the stacks it is
 attached to, as the non-root Spacelift user, with nothing left running.
 
-Regenerate the manifest after a change (the tests check it is current):
+The manifest carries spacetail itself: a built spacetail.pyz, as a base64 text mounted file (a
+plugin's mounted files are text). Build the pyz, then generate the manifest from it (`tox -e pyz`
+does both, into dist/):
 
-    spaceforge generate plugin/plugin.py -o plugin/plugin.yaml
+    python tools/build_pyz.py --out dist
+    SPACETAIL_PYZ=dist/spacetail.pyz spaceforge generate plugin/plugin.py -o dist/plugin.yaml
+
+The release publishes that plugin.yaml beside the spacetail.pyz it embeds; the manifest is not
+kept in the repository, since it changes with every change of spacetail.
 
 Everything the plugin does is in its context's raw hook lines, which run in the phase's own
 shell so that the proxy variables `spacetail up --env` exports reach terraform; it has no hook
 methods (those would run as separate scripts). The hook lines are read from
-terraform/hooks.json, the one source that the README and the Terraform module use too. They
-install spacetail (into a virtualenv in the workspace) and tailscale when the runner image
-lacks them, so the plugin works on Spacelift's stock image and on the spacetail runner image.
+terraform/hooks.json, the one source the Terraform module uses too: the first unpacks the
+mounted pyz to /mnt/workspace/spacetail/spacetail.pyz, the next checks its sha256 against the
+one computed here, and only then does the image's python3 run it (tailscale is installed when
+the image lacks it). No package registry is asked at run time.
 
 Its context carries no label: which stacks get it is chosen where the plugin is installed (the
 label Spacelift asks for then), so two installs (two tailnets) never attach to the same stacks
@@ -19,19 +26,41 @@ unless told to. The class docstring is the usage text Spacelift shows (Markdown)
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import os
 from pathlib import Path
 from typing import ClassVar
 
-from spaceforge import Context, Parameter, SpaceforgePlugin, Variable
+from spaceforge import Context, MountedFile, Parameter, SpaceforgePlugin, Variable
 
 # Only read while generating the manifest, from the repository.
-_HOOKS = json.loads(
-    (Path(__file__).resolve().parent.parent / "terraform" / "hooks.json").read_text("utf-8")
-)
-BEFORE = [*_HOOKS["install"], *_HOOKS["up"]]
-AFTER = list(_HOOKS["down"])
+_REPO = Path(__file__).resolve().parent.parent
+_HOOKS = json.loads((_REPO / "terraform" / "hooks.json").read_text("utf-8"))
 PHASES = tuple(_HOOKS["phases"])
+# Where the manifest mounts the pyz's base64 text; the first hook line decodes it.
+PYZ_TEXT = "/mnt/workspace/plugins/spacetail/spacetail.pyz.b64"
+
+
+def _pyz() -> bytes:
+    path = Path(os.environ.get("SPACETAIL_PYZ") or _REPO / "dist" / "spacetail.pyz")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise SystemExit(
+            f"plugin.py: no spacetail.pyz to embed ({exc}): build it first "
+            "(python tools/build_pyz.py --out dist, or tox -e pyz), or set SPACETAIL_PYZ"
+        ) from None
+
+
+PYZ = _pyz()
+PYZ_SHA256 = hashlib.sha256(PYZ).hexdigest()
+BEFORE = [
+    *_HOOKS["pyz_unpack"],
+    *(line.replace("@SPACETAIL_PYZ_SHA256@", PYZ_SHA256) for line in _HOOKS["pyz_before"]),
+]
+AFTER = list(_HOOKS["pyz_after"])
 
 
 def _param(pid: str, name: str, description: str, *, sensitive: bool = False) -> Parameter:
@@ -69,8 +98,6 @@ SETTINGS = (
      False),
     ("id_token", "TS_ID_TOKEN", "Workload identity ID token",
      "An ID token for workload identity; leave empty to use Spacelift's OIDC token.", True),
-    ("audience", "TS_AUDIENCE", "Workload identity audience",
-     "The audience the federated identity expects, if any.", False),
     ("tags", "SPACETAIL_TAGS", "Tags",
      "Comma-separated tags the node advertises, e.g. tag:ci (required with OAuth and "
      "workload identity).", False),
@@ -85,10 +112,6 @@ SETTINGS = (
      "separated, for clients that ignore proxy variables (psql, mysql, ssh).", False),
     ("extra_args", "TS_EXTRA_ARGS", "Extra tailscale up arguments",
      "More `tailscale up` flags, e.g. --exit-node=... (never a secret).", False),
-    ("pip_spec", "SPACETAIL_PIP_SPEC", "spacetail pip spec",
-     "What pip installs when the runner image has no spacetail; empty: the exact spacetail "
-     "release the hooks were made for.",
-     False),
 )  # fmt: skip
 
 
@@ -117,8 +140,12 @@ class SpacetailPlugin(SpaceforgePlugin):  # type: ignore[misc]  # untyped base c
     approved apply with the write tags. Tailscale enforces it; no secret is stored.
 
     Optional: **Forwards** (local ports for psql, mysql, ssh), **Hostname**, **Extra tailscale
-    up arguments** (never a secret), **spacetail pip spec** (what the stock image installs;
-    the default is the exact spacetail release this plugin was made for).
+    up arguments** (never a secret).
+
+    spacetail comes with the plugin: its manifest carries spacetail.pyz, which each phase
+    unpacks to `/mnt/workspace/spacetail/spacetail.pyz`, checks against the sha256 the
+    manifest was made with (a mismatch stops the phase before anything runs) and runs with
+    the image's `python3`. Nothing is downloaded from a package registry.
     """
 
     __plugin_name__ = "spacetail"
@@ -134,7 +161,14 @@ class SpacetailPlugin(SpaceforgePlugin):  # type: ignore[misc]  # untyped base c
     __contexts__: ClassVar[list[Context]] = [
         Context(
             name_prefix="spacetail",
-            description="spacetail's hooks for every phase and the plugin's settings",
+            description="spacetail.pyz, its hooks for every phase and the plugin's settings",
+            mounted_files=[
+                MountedFile(
+                    path=PYZ_TEXT,
+                    content=base64.encodebytes(PYZ).decode("ascii"),
+                    sensitive=False,
+                )
+            ],
             env=[
                 Variable(key=var, value_from_parameter=pid, sensitive=secret)
                 for pid, var, _name, _description, secret in SETTINGS

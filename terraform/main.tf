@@ -1,9 +1,4 @@
 locals {
-  # The one source of the hook lines: the README's hooks and the Spacelift plugin equal it too.
-  hooks  = jsondecode(file("${path.module}/hooks.json"))
-  before = concat(var.install ? local.hooks.install : [], local.hooks.up)
-  after  = local.hooks.down
-
   # Which secret variable exists follows `credential` (not ephemeral): Terraform refuses a
   # count derived from an ephemeral value, and the secrets themselves are ephemeral.
   secrets = {
@@ -16,7 +11,6 @@ locals {
       TS_CLIENT_ID         = var.client_id
       TS_CLIENT_ID_READ    = var.client_id_read
       TS_CLIENT_ID_WRITE   = var.client_id_write
-      TS_AUDIENCE          = var.audience
       SPACETAIL_TAGS       = join(",", var.tags)
       SPACETAIL_TAGS_READ  = join(",", var.tags_read)
       SPACETAIL_TAGS_WRITE = join(",", var.tags_write)
@@ -66,4 +60,24 @@ resource "spacelift_environment_variable" "setting" {
   value       = each.value
   write_only  = false
   description = "spacetail setting"
+}
+
+# spacetail.pyz as a file of the context, at /mnt/workspace/spacetail/spacetail.pyz in every
+# run; the before hooks run it only if its sha256 is the one computed here. Sent through the
+# write-only argument: the state keeps the sum (the version), not 500 kB of base64.
+resource "spacelift_mounted_file" "pyz" {
+  count              = local.pyz ? 1 : 0
+  context_id         = spacelift_context.this.id
+  relative_path      = local.hooks.pyz
+  content_wo         = filebase64(local.pyz_path)
+  content_wo_version = local.pyz_sha256
+  write_only         = false
+  description        = "spacetail.pyz (sha256 ${local.pyz_sha256}), run by the context's hooks"
+
+  lifecycle {
+    precondition {
+      condition     = local.pyz_sha256 != ""
+      error_message = "No spacetail.pyz at pyz_path (default: beside the module): download spacetail.pyz from the release, or build it with tox -e pyz, and set pyz_path to it."
+    }
+  }
 }

@@ -17,3 +17,8 @@ output "after_hooks" {
   description = "The hook lines run after every phase."
   value       = local.after
 }
+
+output "pyz_sha256" {
+  description = "sha256 of the mounted spacetail.pyz, which the before hooks check; empty when the context mounts none (`install = false`, or `pip_spec`)."
+  value       = local.pyz_sha256
+}

@@ -43,9 +43,24 @@ variable "labels" {
 }
 
 variable "install" {
-  description = "Add the hook lines that install spacetail (in a venv in the workspace) and tailscale when the runner image lacks them; they do nothing on the spacetail runner image."
+  description = "Bring spacetail to the run: mount spacetail.pyz (`pyz_path`) and run it with the image's python3, or with `pip_spec` install that package in a venv; tailscale is installed when the image lacks it. `false` on the spacetail runner image, which has both."
   type        = bool
   default     = true
+}
+
+variable "pyz_path" {
+  description = "Path of the spacetail.pyz to mount (a release's asset, or `tox -e pyz`'s dist/spacetail.pyz); default `spacetail.pyz` beside the module. Its sha256 goes into the hooks, which run nothing else."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.pyz_path == null || (var.install && var.pip_spec == null)
+    error_message = "pyz_path is used only with install = true and no pip_spec (the runner image and a pip_spec bring spacetail themselves)."
+  }
+  validation {
+    condition     = var.pyz_path == null || endswith(coalesce(var.pyz_path, "x"), ".pyz")
+    error_message = "pyz_path is the path of a spacetail.pyz file."
+  }
 }
 
 variable "credential" {
@@ -134,17 +149,6 @@ variable "client_id_write" {
   }
 }
 
-variable "audience" {
-  description = "Audience for the ID token (`TS_AUDIENCE`), if the federated identity needs one."
-  type        = string
-  default     = null
-
-  validation {
-    condition     = var.audience == null || can(regex("^\\S+$", var.audience))
-    error_message = "audience is one word, no spaces."
-  }
-}
-
 variable "tags" {
   description = "Tags the node advertises (`SPACETAIL_TAGS`), e.g. `[\"tag:ci\"]`; OAuth and workload identity need tags (these, or the per-scope ones)."
   type        = list(string)
@@ -216,12 +220,16 @@ variable "extra_args" {
 }
 
 variable "pip_spec" {
-  description = "What the install hook gives pip (`SPACETAIL_PIP_SPEC`): default the release the hooks were made for (`spacetail==<version>`); e.g. `git+https://github.com/<org>/spacetail@v0.1.0`."
+  description = "Opt-in, instead of the pyz: a spacetail package from an index of your own, installed in a venv in the workspace (`SPACETAIL_PIP_SPEC`), e.g. `spacetail==0.1.0` with `PIP_INDEX_URL` set in the stack; no default names a package."
   type        = string
   default     = null
 
   validation {
     condition     = var.pip_spec == null || can(regex("^\\S+$", var.pip_spec))
     error_message = "pip_spec is one pip requirement, no spaces."
+  }
+  validation {
+    condition     = var.pip_spec == null || var.install
+    error_message = "pip_spec is used only with install = true."
   }
 }

@@ -10,7 +10,6 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
-PLUGIN_MANIFEST = REPO / "plugin" / "plugin.yaml"
 PHASES = ("init", "plan", "apply", "destroy", "perform")
 # The placeholder the README uses for where spacetail comes from.
 ORG_URL = "https://github.com/<org>/spacetail"
@@ -51,15 +50,24 @@ def quick_start() -> list[str]:
     return [line for line in block.group(1).splitlines() if line.strip()]
 
 
+def plugin_manifest() -> dict[str, Any]:
+    """The plugin's manifest, generated with the pyz built from this checkout (tests/pyz.py)."""
+    from tests import pyz
+
+    data = yaml_load(pyz.plugin_manifest().read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
 def plugin_context() -> dict[str, Any]:
-    data = yaml_load(PLUGIN_MANIFEST.read_text(encoding="utf-8"))
+    data = plugin_manifest()
     (context,) = data["contexts"]
     assert isinstance(context, dict)
     return context
 
 
 def plugin_parameters() -> dict[str, dict[str, Any]]:
-    data = yaml_load(PLUGIN_MANIFEST.read_text(encoding="utf-8"))
+    data = plugin_manifest()
     return {p["id"]: p for p in data["parameters"]}
 
 

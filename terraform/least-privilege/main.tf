@@ -1,9 +1,7 @@
 locals {
-  # Spacelift's OIDC token: iss is the account's URL, aud its hostname, and sub
-  # space:<space>:stack:<stack>:run_type:<type>:scope:<read|write> (Spacelift's OIDC
-  # documentation). A Tailscale subject pattern matches `*` against any characters.
-  issuer  = "https://${var.spacelift_host}"
-  subject = "space:${var.subject_space}:stack:${var.subject_stacks}:run_type:*"
+  # Spacelift's OIDC token: iss is the account's URL, aud its hostname; sub is made from the
+  # account's subject template (subject.tf).
+  issuer = "https://${var.spacelift_host}"
 }
 
 # One identity per scope: a read-scope token (a proposed run, or the plan of a tracked run
@@ -17,7 +15,7 @@ resource "tailscale_federated_identity" "scope" {
   tags        = each.value.tags
   issuer      = local.issuer
   audience    = var.spacelift_host
-  subject     = "${local.subject}:scope:${each.key}"
+  subject     = local.subjects[each.key]
 }
 
 # The Spacelift side: a context with the hooks, the two client IDs and the two tag lists, and
@@ -39,4 +37,5 @@ module "context" {
   forwards   = var.forwards
   extra_args = var.extra_args
   pip_spec   = var.pip_spec
+  pyz_path   = var.pyz_path
 }

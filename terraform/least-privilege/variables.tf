@@ -19,14 +19,40 @@ variable "subject_space" {
   }
 }
 
+variable "subject_template" {
+  description = "Your Spacelift account's OIDC subject template; the default is Spacelift's own. Fields: `{spaceId}`, `{callerType}`, `{callerId}` (narrowed by the variables below), `{scope}` (read or write, required), any other (e.g. `{runId}`) matched by `*`."
+  type        = string
+  default     = "space:{spaceId}:{callerType}:{callerId}:run_type:{runType}:scope:{scope}"
+
+  validation {
+    condition     = strcontains(var.subject_template, "{scope}")
+    error_message = "subject_template must contain {scope}: without it a read token could not be told from a write token, and least privilege per phase is lost."
+  }
+  validation {
+    condition     = !strcontains(var.subject_template, "*") && can(regex("^\\S+$", var.subject_template))
+    error_message = "subject_template is the template as Spacelift shows it: one word, fields in braces, no *."
+  }
+}
+
+variable "subject_caller_type" {
+  description = "Which runs the identities trust: `stack`, `module` (module test runs), or `*` for both (the token subject's `{callerType}`)."
+  type        = string
+  default     = "*"
+
+  validation {
+    condition     = contains(["stack", "module", "*"], var.subject_caller_type)
+    error_message = "subject_caller_type is stack, module or *."
+  }
+}
+
 variable "subject_stacks" {
-  description = "Stack ID the identities trust, or a pattern such as `prod-*`: narrows the token subject `...:stack:<stack>:...`."
+  description = "Stack or module ID the identities trust, or a pattern such as `prod-*`: narrows the token subject's `{callerId}`."
   type        = string
   default     = "*"
 
   validation {
     condition     = can(regex("^[A-Za-z0-9_*-]+$", var.subject_stacks))
-    error_message = "subject_stacks is a stack ID or a pattern of letters, digits, -, _ and *."
+    error_message = "subject_stacks is a stack or module ID, or a pattern of letters, digits, -, _ and *."
   }
 }
 
@@ -139,9 +165,15 @@ variable "labels" {
 }
 
 variable "install" {
-  description = "Add the hook lines that install spacetail (in a venv in the workspace) and tailscale when the runner image lacks them; they do nothing on the spacetail runner image."
+  description = "Bring spacetail to the run: mount spacetail.pyz (`pyz_path`) and run it with the image's python3, or with `pip_spec` install that package in a venv; tailscale is installed when the image lacks it. `false` on the spacetail runner image, which has both."
   type        = bool
   default     = true
+}
+
+variable "pyz_path" {
+  description = "Path of the spacetail.pyz to mount (a release's asset, or `tox -e pyz`'s dist/spacetail.pyz); default `spacetail.pyz` beside the module. Its sha256 goes into the hooks, which run nothing else."
+  type        = string
+  default     = null
 }
 
 variable "hostname" {
@@ -163,7 +195,7 @@ variable "extra_args" {
 }
 
 variable "pip_spec" {
-  description = "What the install hook gives pip (`SPACETAIL_PIP_SPEC`): default the release the hooks were made for (`spacetail==<version>`); e.g. `git+https://github.com/<org>/spacetail@v0.1.0`."
+  description = "Opt-in, instead of the pyz: a spacetail package from an index of your own, installed in a venv in the workspace (`SPACETAIL_PIP_SPEC`), e.g. `spacetail==0.1.0` with `PIP_INDEX_URL` set in the stack; no default names a package."
   type        = string
   default     = null
 }

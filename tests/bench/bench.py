@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import hashlib
 import json
 import os
 import platform
@@ -611,6 +612,68 @@ def forwards(b: Bench, trials: int, real: Path, idle: float, mb: int) -> list[Ro
 # --- the machine -----------------------------------------------------------------------------
 
 
+def first_hook(base: Path, trials: int) -> Row:
+    """Issue 26: a fresh workspace's time from the first hook to `spacetail --version`
+    answering, the stock image's two ways: the mounted pyz (the hooks' sha256 check, then
+    python3 runs it) against a venv and pip (from wheels built once, offline)."""
+    from tools import build_pyz
+
+    python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+    pyz = build_pyz.build(base / "pyz", build_pyz.REPO / "requirements" / "pyz.lock")
+    digest = hashlib.sha256(pyz.read_bytes()).hexdigest()
+    wheels = base / "wheels"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "-w", str(wheels), str(REPO)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    if built.returncode != 0:
+        raise BenchError(f"pip wheel failed: {built.stderr}")
+    hooks = json.loads((REPO / "terraform" / "hooks.json").read_text("utf-8"))
+    counter = iter(range(10**6))
+
+    def workspace() -> Path:
+        ws = base / f"ws-{next(counter)}"
+        ws.mkdir()
+        return ws
+
+    def hook_env(ws: Path) -> dict[str, str]:
+        return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(ws),
+                "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INDEX": "1",
+                "PIP_FIND_LINKS": str(wheels)}  # fmt: skip
+
+    pyz_times: list[float] = []
+    venv_times: list[float] = []
+
+    def with_pyz() -> None:
+        ws = workspace()
+        mounted = ws / "spacetail" / "spacetail.pyz"  # what Spacelift mounts: not timed
+        mounted.parent.mkdir()
+        shutil.copyfile(pyz, mounted)
+        check = hooks["pyz_before"][0].replace("@SPACETAIL_PYZ_SHA256@", digest)
+        script = f"{check} && {python} {mounted} --version"
+        script = script.replace("/mnt/workspace/spacetail/spacetail.pyz", str(mounted))
+        elapsed, _ = run(["sh", "-c", script], hook_env(ws))
+        pyz_times.append(elapsed)
+
+    def with_venv() -> None:
+        ws = workspace()
+        venv = ws / ".spacetail-venv"
+        script = (f"{python} -m venv {venv} && {venv}/bin/pip install --quiet spacetail "
+                  f"&& {venv}/bin/spacetail --version")  # fmt: skip
+        elapsed, _ = run(["sh", "-c", script], hook_env(ws))
+        venv_times.append(elapsed)
+
+    alternate(trials, with_pyz, with_venv)
+    return Row(
+        "first hook to `spacetail --version`, fresh workspace (pyz: sha256 check + python3)",
+        pyz_times,
+        venv_times,
+        bare_name="venv + pip install, local wheels",
+        budget="< venv + pip",
+        check=lambda r: r.bare_median is not None and r.st_median < r.bare_median,
+    )
+
+
 def machine(userland: helpers.Userland, real: Path | None) -> list[str]:
     cpu = "unknown"
     with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -663,6 +726,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="size of the transfer through a forward (256 MB)")  # fmt: skip
     p.add_argument("--only-forward", action="store_true",
                    help="run only the forwarder rows (they need the real tailscaled)")  # fmt: skip
+    p.add_argument("--only-delivery", action="store_true",
+                   help="run only the first-hook row: pyz against venv + pip")  # fmt: skip
     args = p.parse_args(argv)
     if args.trials < 1:
         p.error("--trials must be at least 1")
@@ -723,9 +788,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         def section(name: str) -> None:
             print(f"... {name} ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
 
-        if not args.only_forward:
+        if not args.only_forward and not args.only_delivery:
             rows += everyday_rows(bench, args, real, section)
-        if real is not None:
+        if not args.only_forward:
+            section("first hook to spacetail --version: pyz against venv + pip")
+            rows.append(first_hook(base, args.trials))
+        if real is not None and not args.only_delivery:
             section("forwarders through the real tailscaled")
             rows += forwards(bench, args.trials, real, args.idle, args.forward_mb)
         print()

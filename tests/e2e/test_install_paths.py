@@ -1,10 +1,13 @@
-"""The ways of installing spacetail in Spacelift, run as users paste them: the README's
-stock-image hooks and the Spacelift plugin's hooks (from the generated plugin.yaml), taken
-literally, across plan and apply in separate containers, on Debian's externally managed
-(PEP 668) python3 with no spacetail and no tailscale in the image.
+"""The ways of bringing spacetail into Spacelift runs, with the hook lines of
+terraform/hooks.json taken literally, across plan and apply in separate containers, on Debian's
+externally managed (PEP 668) python3 with no spacetail and no tailscale in the image: the
+Terraform module's default (spacetail.pyz, built in the session, where its mounted file would
+be, its sha256 in the hooks as the module writes it), the Spacelift plugin's manifest (which
+carries the pyz), and the opt-in SPACETAIL_PIP_SPEC.
 
-Nothing here reaches the internet: pip gets spacetail and its dependencies as wheels built
-from this repository (PIP_NO_INDEX and PIP_FIND_LINKS, pip's own variables), and
+Nothing here reaches the internet: the pyz path asks no registry at all; for SPACETAIL_PIP_SPEC
+pip gets spacetail and its dependencies as wheels built from this repository (PIP_NO_INDEX and
+PIP_FIND_LINKS, pip's own variables), and
 `spacetail install-tailscale` gets tailscale from the loopback mirror (SPACETAIL_TAILSCALE_MIRROR,
 which install-tailscale reads). The mirror's package holds the fake tailscale (tests/fakes/bin),
 as two-line wrappers, so its sum is not the pinned one: the run gives it in
@@ -26,9 +29,9 @@ from pathlib import Path
 import pytest
 
 from spacetail.install import installer, package, pins
-from tests import helpers, install_docs, terraform_module
+from tests import helpers, install_docs, pyz, terraform_module
 from tests.e2e.conftest import Service
-from tests.e2e.spacelift import PhaseResult, SpaceliftRun
+from tests.e2e.spacelift import WORKSPACE, PhaseResult, SpaceliftRun
 from tests.e2e.test_spacelift_runs import assert_finished_cleanly, fetch
 from tests.mirror import Mirror
 
@@ -38,6 +41,7 @@ STOCK_PATH = "/usr/local/bin:/usr/bin:/bin"  # the image's own tools; no spaceta
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 VENV = ".spacetail-venv"
 DEADLINE = 90.0  # a phase that builds a virtualenv and installs wheels
+PYZ = "spacetail/spacetail.pyz"  # the module's mounted file, under /mnt/workspace
 TERRAFORM_RAN = "TERRAFORM-RAN"
 PACKAGE = package.package_name(pins.DEFAULT_VERSION, installer.tailscale_arch())
 
@@ -88,9 +92,7 @@ def tailscale_mirror(mirror: Mirror, userland: helpers.Userland) -> Mirror:
 
 
 @pytest.fixture
-def stock_run(
-    spacelift_run: SpaceliftRun, wheelhouse: Path, tailscale_mirror: Mirror
-) -> SpaceliftRun:
+def stock_run(spacelift_run: SpaceliftRun, tailscale_mirror: Mirror) -> SpaceliftRun:
     """A run on a stock image: Debian's python3, nothing of ours on PATH."""
     _require(
         (SYSTEM_PYTHON.parent.parent / "lib").is_dir()
@@ -105,16 +107,11 @@ def stock_run(
     )
     run = spacelift_run
     run.deadline = DEADLINE
-    wheels = run.workspace / ".wheels"
-    shutil.copytree(wheelhouse, wheels)
-    for path in [wheels, *wheels.iterdir()]:
-        os.chown(path, helpers.SPACELIFT_UID, helpers.SPACELIFT_UID)
     run.env.update(
         {
             "PATH": STOCK_PATH,
-            "PIP_NO_INDEX": "1",
-            "PIP_FIND_LINKS": "/mnt/workspace/.wheels",
-            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            # A registry the pyz path must never ask: pip would fail on it.
+            "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
             "SPACETAIL_TAILSCALE_MIRROR": tailscale_mirror.base_url,
             "SPACETAIL_TAILSCALE_SHA256": hashlib.sha256(
                 tailscale_mirror.files[f"/stable/{PACKAGE}"]
@@ -122,6 +119,44 @@ def stock_run(
         }
     )
     return run
+
+
+@pytest.fixture
+def pip_run(stock_run: SpaceliftRun, wheelhouse: Path) -> SpaceliftRun:
+    """The stock run with SPACETAIL_PIP_SPEC and an index of its own (local wheels)."""
+    run = stock_run
+    wheels = run.workspace / ".wheels"
+    shutil.copytree(wheelhouse, wheels)
+    for path in [wheels, *wheels.iterdir()]:
+        os.chown(path, helpers.SPACELIFT_UID, helpers.SPACELIFT_UID)
+    run.env.pop("PIP_INDEX_URL")
+    run.env.update(
+        {
+            "PIP_NO_INDEX": "1",
+            "PIP_FIND_LINKS": "/mnt/workspace/.wheels",
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "SPACETAIL_PIP_SPEC": "spacetail",
+        }
+    )
+    return run
+
+
+def mount_pyz(run: SpaceliftRun, data: bytes | None = None) -> None:
+    """What the module's spacelift_mounted_file puts in the workspace (read-only)."""
+    target = run.workspace / PYZ
+    target.parent.mkdir(exist_ok=True)
+    target.write_bytes(pyz.built().read_bytes() if data is None else data)
+    target.chmod(0o444)
+
+
+def module_hooks() -> dict[str, list[str]]:
+    """The context's hooks as the module makes them: hooks.json's pyz lines, with the sum."""
+    source = terraform_module.hooks()
+    before = [line.replace("@SPACETAIL_PYZ_SHA256@", pyz.sha256()) for line in source["pyz_before"]]
+    return {
+        **{f"before_{phase}": before for phase in terraform_module.PHASES},
+        **{f"after_{phase}": source["pyz_after"] for phase in terraform_module.PHASES},
+    }
 
 
 def plan_and_apply(
@@ -132,35 +167,82 @@ def plan_and_apply(
     return plan, apply
 
 
-def assert_installed_once(run: SpaceliftRun, mirror: Mirror, plan: PhaseResult,
-                          apply: PhaseResult) -> None:  # fmt: skip
+def assert_tailscale_installed_once(mirror: Mirror, plan: PhaseResult,
+                                    apply: PhaseResult) -> None:  # fmt: skip
     assert plan.hostname != apply.hostname
     for phase in (plan, apply):
         assert phase.status == 0, phase.describe()
         assert "FETCHED-OK" in phase.log, phase.describe()
         assert_finished_cleanly(phase)
-    venv_python = run.workspace / VENV / "bin" / "python3"
-    assert (run.workspace / VENV / "bin" / "spacetail").is_file()
-    assert os.path.realpath(venv_python) == os.path.realpath(SYSTEM_PYTHON)
     # The first phase downloaded tailscale; the second, in a fresh container, found it.
     assert "sha256 verified (--sha256)" in plan.log, plan.describe()
     assert "already installed" in apply.log, apply.describe()
     assert mirror.package_requests(PACKAGE) == 1
+
+
+def assert_ran_the_pyz(run: SpaceliftRun, plan: PhaseResult, apply: PhaseResult) -> None:
+    """No venv, nothing installed from a registry, nothing of the check left in the env."""
+    assert not (run.workspace / VENV).exists()
+    saved = run.saved_env()
+    assert "spacetail_pyz_sha256" not in saved, saved
+    for phase in (plan, apply):
+        assert "not running it" not in phase.log, phase.describe()
+
+
+def assert_installed_once(run: SpaceliftRun, mirror: Mirror, plan: PhaseResult,
+                          apply: PhaseResult) -> None:  # fmt: skip
+    assert_tailscale_installed_once(mirror, plan, apply)
+    venv_python = run.workspace / VENV / "bin" / "python3"
+    assert (run.workspace / VENV / "bin" / "spacetail").is_file()
+    assert os.path.realpath(venv_python) == os.path.realpath(SYSTEM_PYTHON)
     # The venv's bin was added to PATH once, at its end, and carried to the next phase.
     saved = run.saved_env()
     assert saved.count(f"/mnt/workspace/{VENV}/bin") == 1, saved
     assert f":/mnt/workspace/{VENV}/bin" in saved
 
 
-def test_readme_stock_image_hooks_across_plan_and_apply(
+def test_module_pyz_hooks_across_plan_and_apply(
     stock_run: SpaceliftRun, tailscale_mirror: Mirror, tailnet_service: Service
 ) -> None:
-    hooks = install_docs.section_hooks("Without a custom image")
-    assert hooks["before_plan"] == (
-        terraform_module.hooks()["install"] + terraform_module.hooks()["up"]
-    )
-    plan, apply = plan_and_apply(stock_run, hooks, fetch(tailnet_service))
-    assert_installed_once(stock_run, tailscale_mirror, plan, apply)
+    """The module's default: the mounted pyz, checked, run by the image's python3."""
+    mount_pyz(stock_run)
+    plan, apply = plan_and_apply(stock_run, module_hooks(), fetch(tailnet_service))
+    assert_tailscale_installed_once(tailscale_mirror, plan, apply)
+    assert_ran_the_pyz(stock_run, plan, apply)
+
+
+@pytest.mark.parametrize("change", ["changed", "missing"])
+def test_a_pyz_that_is_not_the_one_stops_the_phase_before_anything_runs(
+    stock_run: SpaceliftRun, tailscale_mirror: Mirror, change: str
+) -> None:
+    built = pyz.built().read_bytes()
+    actual = "none (no such file)"
+    if change == "changed":
+        changed = built[:-1] + bytes([built[-1] ^ 1])
+        mount_pyz(stock_run, changed)
+        actual = hashlib.sha256(changed).hexdigest()
+    hooks = module_hooks()
+    plan = stock_run.phase("planning", f"echo {TERRAFORM_RAN}", before=hooks["before_plan"],
+                           after=hooks["after_plan"])  # fmt: skip
+    assert plan.status not in (0, None), plan.describe()
+    assert TERRAFORM_RAN not in plan.log, plan.describe()
+    (line,) = [line for line in plan.log.splitlines() if "not running it" in line]
+    assert f"has sha256 {actual}, expected {pyz.sha256()}" in line, plan.describe()
+    assert tailscale_mirror.package_requests(PACKAGE) == 0
+    assert_finished_cleanly(plan)
+
+
+def test_pip_spec_hooks_across_plan_and_apply(
+    pip_run: SpaceliftRun, tailscale_mirror: Mirror, tailnet_service: Service
+) -> None:
+    """Opt-in: SPACETAIL_PIP_SPEC, a package of an index of one's own, in a venv."""
+    source = terraform_module.hooks()
+    hooks = {
+        **{f"before_{p}": source["pip"] + source["up"] for p in terraform_module.PHASES},
+        **{f"after_{p}": source["down"] for p in terraform_module.PHASES},
+    }
+    plan, apply = plan_and_apply(pip_run, hooks, fetch(tailnet_service))
+    assert_installed_once(pip_run, tailscale_mirror, plan, apply)
 
 
 def _plugin_run(run: SpaceliftRun, values: dict[str, str]) -> SpaceliftRun:
@@ -168,6 +250,12 @@ def _plugin_run(run: SpaceliftRun, values: dict[str, str]) -> SpaceliftRun:
     for name in ("TS_AUTHKEY", "TS_AUTH_KEY"):
         run.env.pop(name, None)
     run.env.update(install_docs.plugin_env(values))
+    # The manifest's mounted file: the pyz as base64 text, where the plugin mounts it.
+    (mounted,) = [m for m in install_docs.plugin_context()["mounted_files"]
+                  if m["path"].endswith(".pyz.b64")]  # fmt: skip
+    target = run.workspace / Path(mounted["path"]).relative_to(WORKSPACE)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(mounted["content"])
     return run
 
 
@@ -180,7 +268,9 @@ def test_plugin_hooks_across_plan_and_apply(
     run = _plugin_run(stock_run, {"auth_key": f"tskey-auth-ok-{test_id}", "tags": "tag:ci"})
     hooks = install_docs.plugin_context()["hooks"]
     plan, apply = plan_and_apply(run, hooks, fetch(tailnet_service))
-    assert_installed_once(run, tailscale_mirror, plan, apply)
+    assert_tailscale_installed_once(tailscale_mirror, plan, apply)
+    assert_ran_the_pyz(run, plan, apply)
+    assert (run.workspace / PYZ).read_bytes() == pyz.built().read_bytes()
     for phase in (plan, apply):
         assert "connected to the tailnet" in phase.log, phase.describe()
         assert f"tskey-auth-ok-{test_id}" not in phase.log

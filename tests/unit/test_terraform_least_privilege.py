@@ -19,7 +19,7 @@ pytest.importorskip("hcl2")
 MODULE = tf.LEAST_PRIVILEGE
 # Passed on unchanged to ../, which validates them.
 PASSED_ON = ("name", "space_id", "labels", "install", "hostname", "forwards", "extra_args",
-             "pip_spec")  # fmt: skip
+             "pip_spec", "pyz_path")  # fmt: skip
 needs_terraform = pytest.mark.skipif(
     shutil.which("terraform") is None, reason="terraform is not installed"
 )
@@ -47,9 +47,6 @@ def locals_() -> dict[str, Any]:
 
 def test_one_identity_per_scope_trusting_the_spacelift_account() -> None:
     assert locals_()["issuer"] == "https://${var.spacelift_host}"
-    assert locals_()["subject"] == (
-        "space:${var.subject_space}:stack:${var.subject_stacks}:run_type:*"
-    )
     (policy,) = tf.load("policy.tf", MODULE)["locals"]
     scopes = policy["scopes"]
     assert set(scopes) == {"read", "write"}
@@ -58,7 +55,7 @@ def test_one_identity_per_scope_trusting_the_spacelift_account() -> None:
     body = identity()
     assert body["for_each"] == "${local.scopes}"
     # The subjects end :scope:read and :scope:write, each identity with its scope's tags.
-    assert body["subject"] == "${local.subject}:scope:${each.key}"
+    assert body["subject"] == "${local.subjects[each.key]}"
     assert body["tags"] == "${each.value.tags}"
     assert body["issuer"] == "${local.issuer}"
     assert body["audience"] == "${var.spacelift_host}"
@@ -150,4 +147,54 @@ def test_the_policy_snippet_gives_each_scope_its_own_destinations() -> None:
 def test_a_mistake_fails_the_plan(change: dict[str, str], error: str) -> None:
     files = [MODULE / "policy.tf", MODULE / "variables.tf"]
     result = tf.console(files, {**GOOD, **change}, "jsonencode(local.policy)")
+    assert error in result.errors, result.errors
+
+
+SPACELIFT_DEFAULT = "space:{spaceId}:{callerType}:{callerId}:run_type:{runType}:scope:{scope}"
+
+
+@needs_terraform
+@pytest.mark.parametrize(
+    ("change", "read"),
+    [
+        ({}, "space:*:*:*:run_type:*:scope:read"),
+        ({"subject_space": "root", "subject_caller_type": "stack", "subject_stacks": "prod-*"},
+         "space:root:stack:prod-*:run_type:*:scope:read"),
+        ({"subject_space": "legacy-01H", "subject_caller_type": "module",
+          "subject_stacks": "terraform-aws-vpc"},
+         "space:legacy-01H:module:terraform-aws-vpc:run_type:*:scope:read"),
+        ({"subject_template": "acct:{spaceId}/{callerType}/{callerId}@{scope}#{runId}",
+          "subject_stacks": "db-*"}, "acct:*/*/db-*@read#*"),
+    ],
+    ids=["spacelift-default", "stacks", "modules", "custom-template"],
+)  # fmt: skip
+def test_the_subjects_are_the_tokens_as_spacelift_forms_them(
+    change: dict[str, str], read: str
+) -> None:
+    """Spacelift fills the account's subject template (default: its own); stacks and modules
+    (`{callerType}`) alike; each identity trusts its scope only."""
+    files = [MODULE / "subject.tf", MODULE / "variables.tf"]
+    result = tf.console(files, {**GOOD, **change}, "jsonencode(local.subjects)")
+    assert result.errors == ""
+    subjects = json.loads(json.loads(result.value))
+    assert subjects == {"read": read, "write": read.replace("read", "write")}
+    default = tf.blocks("variable", MODULE)["subject_template"]["default"]
+    assert default == SPACELIFT_DEFAULT
+
+
+@needs_terraform
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (
+            {"subject_template": "space:{spaceId}:{callerId}"},
+            "subject_template must contain {scope}",
+        ),
+        ({"subject_template": "space:*:{scope}"}, "subject_template is the template as Spacelift"),
+        ({"subject_caller_type": "task"}, "subject_caller_type is stack, module or *"),
+    ],
+)
+def test_a_subject_mistake_fails_the_plan(change: dict[str, str], error: str) -> None:
+    files = [MODULE / "subject.tf", MODULE / "variables.tf"]
+    result = tf.console(files, {**GOOD, **change}, "jsonencode(local.subjects)")
     assert error in result.errors, result.errors

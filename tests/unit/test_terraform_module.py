@@ -7,6 +7,7 @@ the CLI's; its examples use it as documented and its README's tables say what th
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from spacetail.config import settings
+from tests import pyz
 from tests import terraform_module as tf
 
 pytest.importorskip("hcl2")
@@ -27,7 +29,12 @@ PER_SCOPE = ("TS_CLIENT_ID_READ", "TS_CLIENT_ID_WRITE", "SPACETAIL_TAGS_READ",
              "SPACETAIL_TAGS_WRITE")  # fmt: skip
 # Read by the install hook line (terraform/hooks.json), not by spacetail itself.
 HOOK_VARIABLES = ("SPACETAIL_PIP_SPEC",)
+needs_terraform = pytest.mark.skipif(
+    shutil.which("terraform") is None, reason="terraform is not installed"
+)
+AUTH_KEY = {"credential": "auth_key", "auth_key": "tskey-auth-k"}
 EXAMPLES = tf.MODULE / "examples"
+PYZ_IN_RUN = "/mnt/workspace/spacetail/spacetail.pyz"
 
 
 def cli_variables() -> set[str]:
@@ -48,18 +55,40 @@ def resources(kind: str, module: Path = tf.MODULE) -> dict[str, dict[str, Any]]:
 
 
 def test_context_has_the_hooks_of_hooks_json_for_every_phase() -> None:
-    locals_ = {k: v for block in tf.load("main.tf")["locals"] for k, v in block.items()}
+    locals_ = {k: v for block in tf.load("hooks.tf")["locals"] for k, v in block.items()}
     assert locals_["hooks"] == '${jsondecode(file("${path.module}/hooks.json"))}'
-    assert locals_["before"] == (
-        "${concat(var.install ? local.hooks.install : [], local.hooks.up)}"
-    )
-    assert locals_["after"] == "${local.hooks.down}"
+    assert locals_["pyz"] == "${var.install && var.pip_spec == null}"
     context = resources("spacelift_context")["this"]
     assert tf.hooks()["phases"] == list(tf.PHASES)
     for phase in tf.PHASES:
         assert context[f"before_{phase}"] == "${local.before}", phase
         assert context[f"after_{phase}"] == "${local.after}", phase
     assert context["labels"] == "${var.labels}"
+
+
+def test_the_pyz_is_a_mounted_file_whose_sum_the_hooks_check() -> None:
+    """Sent through content_wo (not in the state), its sha256 the version: a new file is a
+    new version; mounted where the hook lines run it, only in the pyz way."""
+    mounted = resources("spacelift_mounted_file")["pyz"]
+    assert mounted["count"] == "${local.pyz ? 1 : 0}"
+    assert mounted["relative_path"] == "${local.hooks.pyz}"
+    assert mounted["content_wo"] == "${filebase64(local.pyz_path)}"
+    assert mounted["content_wo_version"] == "${local.pyz_sha256}"
+    assert "content" not in mounted
+    relative = json.loads(tf.HOOKS.read_text("utf-8"))["pyz"]
+    assert f"/mnt/workspace/{relative}" == PYZ_IN_RUN
+    for line in (*tf.hooks()["pyz_before"][1:], *tf.hooks()["pyz_after"]):
+        assert f"python3 {PYZ_IN_RUN} " in line, line
+    (check,) = [line for line in tf.hooks()["pyz_before"] if "sha256sum" in line]
+    assert check == tf.hooks()["pyz_before"][0], "the sum is checked before anything runs"
+    assert check.count("@SPACETAIL_PYZ_SHA256@") == 2
+
+
+def test_no_hook_line_names_a_registry_package() -> None:
+    """The pip lines are opt-in, for a package of your own index: no default names one."""
+    text = tf.HOOKS.read_text("utf-8")
+    assert "spacetail==" not in text
+    assert "${SPACETAIL_PIP_SPEC:?" in " ".join(tf.hooks()["pip"])
 
 
 def test_secrets_are_ephemeral_and_write_only() -> None:
@@ -147,6 +176,50 @@ def test_every_variable_is_used() -> None:
         assert f"var.{name}" in code, name
 
 
+def _hook_console(variables: dict[str, str], pyz: Path | None, expression: str) -> tf.Console:
+    files = [tf.MODULE / "hooks.tf", tf.MODULE / "variables.tf", tf.HOOKS]
+    return tf.console([*files, *([pyz] if pyz else [])], variables, expression)
+
+
+@needs_terraform
+def test_the_hooks_carry_the_sum_of_the_pyz_beside_the_module() -> None:
+    """The default pyz_path is spacetail.pyz beside the module (the release's module archive
+    holds one); the sum in the check line is filesha256 of that file."""
+    result = _hook_console(AUTH_KEY, pyz.built(), "jsonencode([local.before, local.after])")
+    assert result.errors == ""
+    before, after = json.loads(json.loads(result.value))
+    source = tf.hooks()
+    assert before[1:] == source["pyz_before"][1:]
+    assert before[0] == source["pyz_before"][0].replace("@SPACETAIL_PYZ_SHA256@", pyz.sha256())
+    assert after == source["pyz_after"]
+
+
+@needs_terraform
+@pytest.mark.parametrize(
+    ("variables", "lines"),
+    [({"install": "false"}, ("up",)), ({"pip_spec": "spacetail==0.1.0"}, ("pip", "up"))],
+    ids=["runner-image", "pip-spec"],
+)
+def test_the_other_ways_mount_nothing(variables: dict[str, str], lines: tuple[str, ...]) -> None:
+    result = _hook_console({**AUTH_KEY, **variables}, None,
+                           'jsonencode([local.pyz, local.before, local.after])')  # fmt: skip
+    assert result.errors == ""
+    mounted, before, after = json.loads(json.loads(result.value))
+    assert mounted is False
+    assert before == [line for key in lines for line in tf.hooks()[key]]
+    assert after == tf.hooks()["down"]
+
+
+@needs_terraform
+def test_without_a_pyz_the_sum_is_empty_and_the_mount_says_why() -> None:
+    result = _hook_console(AUTH_KEY, None, "local.pyz_sha256")
+    assert (result.errors, result.value) == ("", '""')
+    mounted = resources("spacelift_mounted_file")["pyz"]
+    (precondition,) = mounted["lifecycle"][0]["precondition"]
+    assert precondition["condition"] == '${local.pyz_sha256 != ""}'
+    assert "tox -e pyz" in precondition["error_message"]
+
+
 @pytest.mark.parametrize("example", ["auth-key", "oauth-client", "workload-identity"])
 def test_examples_call_the_module_as_documented(example: str) -> None:
     data = tf.load(f"examples/{example}/main.tf")
@@ -163,12 +236,6 @@ def test_examples_call_the_module_as_documented(example: str) -> None:
                 assert var.get("ephemeral") is True, (example, name)
     (terraform,) = data["terraform"]
     assert terraform["required_version"] == ">= 1.11"
-
-
-needs_terraform = pytest.mark.skipif(
-    shutil.which("terraform") is None, reason="terraform is not installed"
-)
-AUTH_KEY = {"credential": "auth_key", "auth_key": "tskey-auth-k"}
 
 
 @needs_terraform
@@ -197,6 +264,13 @@ AUTH_KEY = {"credential": "auth_key", "auth_key": "tskey-auth-k"}
         ({**AUTH_KEY, "extra_args": "--authkey=tskey-auth-other"},
          "extra_args holds a Tailscale key"),
         ({**AUTH_KEY, "credential_version": "1.5"}, "credential_version is a whole number"),
+        ({**AUTH_KEY, "install": "false", "pip_spec": "spacetail==0.1.0"},
+         "pip_spec is used only with install = true"),
+        ({**AUTH_KEY, "install": "false", "pyz_path": "spacetail.pyz"},
+         "pyz_path is used only with install = true and no pip_spec"),
+        ({**AUTH_KEY, "pip_spec": "x==1", "pyz_path": "spacetail.pyz"},
+         "pyz_path is used only with install = true and no pip_spec"),
+        ({**AUTH_KEY, "pyz_path": "spacetail.zip"}, "pyz_path is the path of a spacetail.pyz"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )  # fmt: skip

@@ -105,13 +105,17 @@ def needs(job: dict[str, Any]) -> set[str]:
     return {value} if isinstance(value, str) else set(value)
 
 
-def test_release_runs_only_for_a_commit_whose_ci_passed() -> None:
+def test_release_runs_only_for_a_tag_on_main_whose_ci_passed_on_main() -> None:
     jobs = load("release.yml")["jobs"]
     gate = jobs["gate"]
-    assert gate["permissions"] == {"actions": "read"}
+    assert gate["permissions"] == {"actions": "read", "contents": "read"}
     (check,) = gate["steps"]
-    assert 'gh run list --workflow ci.yml --commit "$GITHUB_SHA" --status success' in check["run"]
-    assert "exit 1" in check["run"]
+    script = check["run"]
+    # A successful CI run of a push to main: not a pull request's, not another branch's.
+    assert "gh run list --workflow ci.yml --branch main --event push" in script
+    assert '--commit "$GITHUB_SHA"' in script and "--status success" in script
+    assert "compare/main...${GITHUB_SHA}" in script and "identical | behind" in script
+    assert script.count("exit 1") == 2
     # Every other job waits for the gate, directly or through another job.
     for name in jobs:
         seen, todo = set(), needs(jobs[name])
@@ -120,6 +124,37 @@ def test_release_runs_only_for_a_commit_whose_ci_passed() -> None:
             seen.add(job)
             todo |= needs(jobs[job]) - seen
         assert name == "gate" or "gate" in seen, name
+
+
+def test_release_publishes_whole_or_not_at_all() -> None:
+    """Built and checked first (assets, and the image without a push), then a draft release,
+    then the image pushed, then PyPI (irreversible, last), then the draft made public."""
+    jobs = load("release.yml")["jobs"]
+    assert needs(jobs["build"]) == {"gate"}
+    assert jobs["image-check"]["with"] == {"mode": "check"}
+    assert needs(jobs["draft"]) == {"build", "image-check"}
+    assert jobs["image"]["with"] == {"mode": "publish"}
+    assert needs(jobs["image"]) == {"draft"}
+    assert needs(jobs["publish"]) == {"image"}
+    assert needs(jobs["github-release"]) == {"publish", "image"}
+    draft = " ".join(str(s.get("run", "")) for s in jobs["draft"]["steps"])
+    assert 'gh release create "$GITHUB_REF_NAME" --draft' in draft
+    for asset in ("spacetail.pyz", "spacetail.pyz.sha256", "plugin.yaml", "spacetail-terraform-"):
+        assert asset in draft, asset
+    public = " ".join(str(s.get("run", "")) for s in jobs["github-release"]["steps"])
+    assert 'gh release edit "$GITHUB_REF_NAME" --draft=false' in public
+    build = " ".join(str(s.get("run", "")) for s in jobs["build"]["steps"])
+    assert "cmp dist/spacetail.pyz again/spacetail.pyz" in build
+    assert "spaceforge generate plugin/plugin.py -o dist/plugin.yaml" in build
+    assert "sha256sum -c spacetail.pyz.sha256" in build
+    # image.yml pushes nothing in check mode.
+    image = load("image.yml")
+    triggers = next(v for k, v in image.items() if k in ("on", True))
+    assert triggers["workflow_call"]["inputs"]["mode"]["default"] == "publish"
+    mode = next(s for s in steps("image.yml") if s.get("id") == "mode")
+    assert '[ "$MODE" != check ]' in mode["run"]
+    build_push = next(s for s in steps("image.yml") if s.get("id") == "build")
+    assert build_push["with"]["push"] == "${{ steps.mode.outputs.push == 'true' }}"
 
 
 def test_release_publishes_the_package_the_image_and_a_github_release() -> None:
@@ -135,13 +170,42 @@ def test_release_publishes_the_package_the_image_and_a_github_release() -> None:
     # YAML 1.1 reads the bare key `on` as true.
     triggers = next(v for k, v in load("image.yml").items() if k in ("on", True))
     assert "workflow_call" in triggers
-    release = jobs["github-release"]
-    assert needs(release) == {"publish", "image"}
-    assert release["permissions"] == {"contents": "write"}
-    text = " ".join(str(s.get("run", "")) for s in release["steps"])
+    assert jobs["draft"]["permissions"] == {"contents": "write"}
+    text = " ".join(str(s.get("run", "")) for s in jobs["draft"]["steps"])
     assert "gh release create" in text
-    assert "plugin/plugin.yaml" in text
     assert "CHANGELOG.md" in text and "--notes-file notes.md" in text
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_tool_installed_by_pip_is_pinned(name: str) -> None:
+    """A new release of a build or test tool cannot change a build without a commit."""
+    for step in steps(name):
+        for line in str(step.get("run", "")).splitlines():
+            if "pip install" not in line:
+                continue
+            words = line.split("pip install", 1)[1].split(";")[0].split()
+            packages = [w.strip('"') for w in words if not w.startswith("-")]
+            assert packages, line
+            # An exact version, or the version being released (install-from-pypi).
+            exact = r"[\w.-]+==([\w.]+|\$\{version\})"
+            assert all(re.fullmatch(exact, p) for p in packages), line
+
+
+def test_the_bump_tests_what_it_proposes_and_says_only_that() -> None:
+    (job,) = load("bump-tailscale.yml")["jobs"].values()
+    names = [str(s.get("name", s.get("uses", ""))) for s in job["steps"]]
+    test = next(i for i, n in enumerate(names) if n.startswith("Test the bump"))
+    opened = next(
+        i for i, n in enumerate(names) if "create-pull-request" in n or "pull request" in n
+    )
+    assert test < opened
+    run = job["steps"][test]["run"]
+    assert "tox -e lint,type,tests" in run and "tox -e realnet" in run
+    assert job["steps"][test]["if"] == "steps.bump.outputs.changed == 'true'"
+    body = job["steps"][opened]["with"]["body"]
+    assert "`tox -e lint,type,tests` and `tox -e realnet`" in body
+    assert "The image workflow builds and tests it" not in body
+    assert "CI does not start" in body
 
 
 def test_the_changelog_has_the_packages_version() -> None:

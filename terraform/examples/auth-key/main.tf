@@ -25,4 +25,6 @@ module "spacetail" {
   # Raise to send a new key: a write-only value is never compared with what Spacelift holds.
   credential_version = 1
   labels             = ["autoattach:tailnet-prod"]
+  # spacetail.pyz from the release (or `tox -e pyz`'s dist/spacetail.pyz), saved beside this file.
+  pyz_path = "${path.module}/spacetail.pyz"
 }

@@ -26,6 +26,8 @@ module "spacetail" {
   read_ip            = ["tcp:5432"]
   write_ip           = ["tcp:5432"]
   labels             = ["autoattach:tailnet-prod"]
+  # spacetail.pyz from the release (or `tox -e pyz`'s dist/spacetail.pyz), saved beside this file.
+  pyz_path = "${path.module}/spacetail.pyz"
 }
 
 output "tailnet_policy" {

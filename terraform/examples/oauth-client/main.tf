@@ -24,4 +24,6 @@ module "spacetail" {
   oauth_client_secret = var.tailscale_oauth_client_secret
   tags                = ["tag:ci"]
   labels              = ["autoattach:tailnet-prod"]
+  # spacetail.pyz from the release (or `tox -e pyz`'s dist/spacetail.pyz), saved beside this file.
+  pyz_path = "${path.module}/spacetail.pyz"
 }

@@ -19,4 +19,6 @@ module "spacetail" {
   client_id  = "kXyZ123CNTRL"
   tags       = ["tag:ci"]
   labels     = ["autoattach:tailnet-prod"]
+  # spacetail.pyz from the release (or `tox -e pyz`'s dist/spacetail.pyz), saved beside this file.
+  pyz_path = "${path.module}/spacetail.pyz"
 }
