@@ -1,7 +1,7 @@
-"""The ways of installing spacetail in Spacelift, run as users paste them: the README's
-stock-image hooks and the Spacelift plugin's hooks (from the generated plugin.yaml), taken
-literally, across plan and apply in separate containers, on Debian's externally managed
-(PEP 668) python3 with no spacetail and no tailscale in the image.
+"""The ways of installing spacetail in Spacelift, run as users paste them: the stock-image
+hooks of docs/other-install-paths.md and the Spacelift plugin's hooks (from the generated
+plugin.yaml), taken literally, across plan and apply in separate containers, on Debian's
+externally managed (PEP 668) python3 with no spacetail and no tailscale in the image.
 
 Nothing here reaches the internet: pip gets spacetail and its dependencies as wheels built
 from this repository (PIP_NO_INDEX and PIP_FIND_LINKS, pip's own variables), and
@@ -155,7 +155,7 @@ def assert_installed_once(run: SpaceliftRun, mirror: Mirror, plan: PhaseResult,
 def test_readme_stock_image_hooks_across_plan_and_apply(
     stock_run: SpaceliftRun, tailscale_mirror: Mirror, tailnet_service: Service
 ) -> None:
-    hooks = install_docs.section_hooks("Without a custom image")
+    hooks = install_docs.section_hooks("Without a custom image", "docs/other-install-paths.md")
     assert hooks["before_plan"] == (
         terraform_module.hooks()["install"] + terraform_module.hooks()["up"]
     )

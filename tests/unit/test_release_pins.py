@@ -1,7 +1,7 @@
 """Installs that do not move: every place that holds the hook lines (terraform/hooks.json, which
-the module reads; the README; the plugin's manifest; the e2e runs, which take the README's and
-the plugin's) installs `spacetail==<the package's version>` by default, and the plugin, the
-image and the package name the same version."""
+the module reads; docs/other-install-paths.md; the plugin's manifest; the e2e runs, which take
+that page's and the plugin's) installs `spacetail==<the package's version>` by default, and
+the plugin, the image and the package name the same version."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def test_the_hooks_install_the_packages_own_version_by_default() -> None:
     assert pip_defaults(install_line) == [DEFAULT]
     places = {
         "terraform/hooks.json": 1,
-        "README.md": 1,
+        "docs/other-install-paths.md": 1,
         "plugin/plugin.yaml": len(terraform_module.PHASES),
     }
     for name, count in places.items():
