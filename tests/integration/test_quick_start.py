@@ -20,6 +20,10 @@ def test_quick_start_from_a_clean_clone(tmp_path: Path) -> None:
         if os.environ.get("CI") == "true":
             pytest.fail("git and a git checkout are needed for the quick-start test")
         pytest.skip("not a git checkout, or no git")
+    # A newcomer's shell: no virtualenv active, nothing of this checkout on the import path.
+    newcomer_env = {
+        k: v for k, v in os.environ.items() if not k.startswith("VIRTUAL_ENV") and k != "PYTHONPATH"
+    }
     work = tmp_path / "newcomer"
     work.mkdir()
     subprocess.run(
@@ -36,7 +40,7 @@ def test_quick_start_from_a_clean_clone(tmp_path: Path) -> None:
         text=True,
         timeout=300,
         check=False,
-        env={k: v for k, v in os.environ.items() if not k.startswith("VIRTUAL_ENV")},
+        env=newcomer_env,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().splitlines()[-1] == f"spacetail {__version__}"
@@ -50,5 +54,6 @@ def test_quick_start_from_a_clean_clone(tmp_path: Path) -> None:
         text=True,
         timeout=60,
         check=True,
+        env=newcomer_env,
     )
     assert str(venv) in listing.stdout
