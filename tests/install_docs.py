@@ -1,5 +1,6 @@
-"""What the README and the plugin tell a user to paste, read as the tests need it: the quick
-start's shell lines, the hooks of each way of running in Spacelift, the plugin's context."""
+"""What the README, the pages of docs/ and the plugin tell a user to paste, read as the tests
+need it: the "Try it" install lines, the hooks of each way of running in Spacelift, the plugin's
+context."""
 
 from __future__ import annotations
 
@@ -10,23 +11,34 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
+DOCS = REPO / "docs"
 PHASES = ("init", "plan", "apply", "destroy", "perform")
-# The placeholder the README uses for where spacetail comes from.
-ORG_URL = "https://github.com/<org>/spacetail"
 
 
-def blocks(language: str) -> list[str]:
-    """The README's fenced code blocks of LANGUAGE, in order."""
-    text = README.read_text(encoding="utf-8")
-    return re.findall(rf"^```{language}\n(.*?)^```$", text, re.M | re.S)
+def pages() -> list[Path]:
+    """What a user reads: README.md, then the pages of docs/."""
+    return [README, *sorted(DOCS.glob("*.md"))]
 
 
-def section(title: str) -> str:
-    """The README's text under the heading TITLE (any level), up to the next heading."""
-    text = README.read_text(encoding="utf-8")
-    match = re.search(rf"^#+ {re.escape(title)}\n(.*?)(?=^#+ |\Z)", text, re.M | re.S)
-    assert match, f"no section {title!r} in README.md"
-    return match.group(1)
+def page(name: str) -> Path:
+    """A page by its name in the repository: "README.md" or "docs/commands.md"."""
+    path = REPO / name
+    assert path in pages(), f"{name} is not README.md or a page of docs/"
+    return path
+
+
+def section(title: str, where: str | None = None) -> str:
+    """The text under the heading TITLE (any level) of the page WHERE ("README.md",
+    "docs/commands.md"), up to the next heading. Without WHERE, the one page that has it."""
+    found = []
+    for path in [page(where)] if where else pages():
+        text = path.read_text(encoding="utf-8")
+        match = re.search(rf"^#+ {re.escape(title)}\n(.*?)(?=^#+ |\Z)", text, re.M | re.S)
+        if match:
+            found.append((path.relative_to(REPO), match.group(1)))
+    assert found, f"no section {title!r} in {where or 'README.md or docs/'}"
+    assert len(found) == 1, f"section {title!r} is in {[str(p) for p, _ in found]}: say which"
+    return found[0][1]
 
 
 def yaml_load(text: str) -> Any:
@@ -34,19 +46,20 @@ def yaml_load(text: str) -> Any:
     return yaml.safe_load(text)
 
 
-def section_hooks(title: str) -> dict[str, list[str]]:
-    """`stack_defaults` hooks of the first yaml block in the README section TITLE."""
-    block = re.search(r"^```yaml\n(.*?)^```$", section(title), re.M | re.S)
-    assert block, f"no yaml block in README section {title!r}"
+def section_hooks(title: str, where: str | None = None) -> dict[str, list[str]]:
+    """`stack_defaults` hooks of the first yaml block in the section TITLE (of the page WHERE)."""
+    block = re.search(r"^```yaml\n(.*?)^```$", section(title, where), re.M | re.S)
+    assert block, f"no yaml block in the section {title!r}"
     hooks = yaml_load(block.group(1))["stack_defaults"]
     assert isinstance(hooks, dict)
     return hooks
 
 
 def quick_start() -> list[str]:
-    """The quick start's install lines (the first sh block of its section)."""
-    block = re.search(r"^```sh\n(.*?)^```$", section("Quick start"), re.M | re.S)
-    assert block, "no sh block in the README's quick start"
+    """The README's install lines, run in a clone of this repository (the first sh block of
+    "Try it")."""
+    block = re.search(r"^```sh\n(.*?)^```$", section("Try it", "README.md"), re.M | re.S)
+    assert block, "no sh block in the README's Try it"
     return [line for line in block.group(1).splitlines() if line.strip()]
 
 
@@ -84,21 +97,40 @@ def plugin_env(values: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def code_blocks() -> list[tuple[str, str]]:
-    """Every fenced code block of the README: (language, text), in order."""
-    text = README.read_text(encoding="utf-8")
-    return re.findall(r"^```(\w*)\n(.*?)^```$", text, re.M | re.S)
+# A fenced block, also one indented under a list item.
+_FENCED = re.compile(r"^ *```(\w*)\n(.*?)^ *```$", re.M | re.S)
 
 
-def inline_code() -> list[str]:
-    """The README's inline code spans, outside its code blocks."""
-    text = re.sub(r"^```.*?^```$", "", README.read_text(encoding="utf-8"), flags=re.M | re.S)
-    return re.findall(r"`([^`\n]+)`", text)
+def instruction_pages() -> list[Path]:
+    """The pages that tell a user what to type: all but docs/faults.md, a record of what
+    spacetail printed when things went wrong (its messages, and mistyped commands on purpose)."""
+    return [path for path in pages() if path != DOCS / "faults.md"]
+
+
+def code_blocks(paths: list[Path] | None = None) -> list[tuple[str, str]]:
+    """Every fenced code block of PATHS (the README and docs/): (language, text), in order."""
+    found = []
+    for path in pages() if paths is None else paths:
+        found += _FENCED.findall(path.read_text(encoding="utf-8"))
+    return found
+
+
+def inline_code(paths: list[Path] | None = None) -> list[str]:
+    """The inline code spans of PATHS (the README and docs/), outside their code blocks."""
+    spans = []
+    for path in pages() if paths is None else paths:
+        text = _FENCED.sub("", path.read_text(encoding="utf-8"))
+        spans += re.findall(r"`([^`\n]+)`", text)
+    return spans
 
 
 # A call of spacetail where a shell would run it: at the start of a command (after `$(`, `;`,
-# `&&`, `||`, `|`, `{`, or an opening quote of a ProxyCommand), optionally by a path.
-_CALL = re.compile(r"""(?:^|(?<=[\s(;&|{'"]))(?:[\w.~-]*/)*spacetail(?=\s+[-\w])""")
+# `&&`, `||`, `|`, `{`, or an opening quote of a ProxyCommand), optionally by a path; or the
+# pyz run by python3.
+_CALL = re.compile(
+    r"""(?:(?:^|(?<=[\s(;&|{'"]))(?:[\w.~-]*/)*spacetail"""
+    r"""|(?<=python3 )(?:[\w.~-]*/)*spacetail\.pyz)(?=\s+[-\w])"""
+)
 # Where that command ends: a shell operator, a closing quote or brace, a redirection.
 _END = re.compile(r"""[;&|)'"}>`]""")
 _OPTIONAL = re.compile(r"\$\{(\w+):\+([^}]*)\}")  # ${NAME:+WORDS}

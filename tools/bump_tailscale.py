@@ -5,7 +5,8 @@ its checksums hold, and the runner image's base to the digest its tag has now.
 Asks Tailscale's package server (`BASE_URL/?mode=json`) for the newest stable version; if it is
 newer than the pin, downloads the static package of every architecture the runner image is
 built for with its published `.sha256`, checks them, and only then rewrites the version and the
-sums in each place that names them (spacetail/install/pins.py, container/Dockerfile, README.md).
+sums in each place that names them (spacetail/install/pins.py, container/Dockerfile,
+docs/tailscale-version.md).
 If the pin is current, checks the pinned sums against the published ones. Then asks the base
 image's registry for the digest of its tag and moves container/Dockerfile's BASE_IMAGE to it.
 Anything that fails (the server cannot be reached, a listing without the packages, a checksum
@@ -67,7 +68,7 @@ class Pin:
 PINS = (
     Pin("spacetail/install/pins.py", r'^DEFAULT_VERSION = "(\d+\.\d+\.\d+)"$'),
     Pin("container/Dockerfile", r"^ARG TAILSCALE_VERSION=(\d+\.\d+\.\d+)$"),
-    Pin("README.md", r"pins tailscale \*\*(\d+\.\d+\.\d+)\*\*"),
+    Pin("docs/tailscale-version.md", r"pins tailscale \*\*(\d+\.\d+\.\d+)\*\*"),
 )
 
 

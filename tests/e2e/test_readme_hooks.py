@@ -1,5 +1,6 @@
-"""The README's hook lines, taken from README.md itself, cannot pass silently: a phase whose
-image lacks spacetail, or whose hook has a mistyped flag, fails before its command runs.
+"""The documented hook lines, taken from docs/other-install-paths.md itself, cannot pass
+silently: a phase whose image lacks spacetail, or whose hook has a mistyped flag, fails before
+its command runs.
 
 `eval "$(cmd)"` succeeds when cmd is missing (command not found prints nothing on stdout, and
 `eval ""` succeeds); the README's `|| echo false` turns that into a failing eval. Each test
@@ -20,8 +21,9 @@ BARE_DOWN = 'eval "$(spacetail down --env)"'
 
 
 def readme_hooks() -> dict[str, str]:
-    """The runner-image hooks of README.md ("3. The hooks"): phase hook -> its one line."""
-    hooks = install_docs.section_hooks("3. The hooks")
+    """The runner-image hooks ("3. The hooks" of docs/other-install-paths.md): phase hook -> its
+    one line."""
+    hooks = install_docs.section_hooks("3. The hooks", "docs/other-install-paths.md")
     assert all(len(lines) == 1 for lines in hooks.values()), hooks
     return {name: lines[0] for name, lines in hooks.items()}
 
@@ -35,11 +37,13 @@ def test_every_hook_line_of_the_readme_is_guarded() -> None:
         'eval "$(spacetail down --env || echo false)"',
     }
     assert {hooks[f"before_{p}"] for p in phases} == {hooks["before_init"]}
-    # The stock-image section and the quick start use the same lines.
-    stock = install_docs.section_hooks("Without a custom image")
+    # The own-index section and the README's "Try it" use the same lines.
+    stock = install_docs.section_hooks(
+        "From a package index of your own", "docs/other-install-paths.md"
+    )
     assert all(lines[-1] == hooks["before_init"] for k, lines in stock.items() if "before" in k)
     assert all(lines == [hooks["after_init"]] for k, lines in stock.items() if "after" in k)
-    assert hooks["before_init"] in install_docs.section("Quick start")
+    assert hooks["before_init"] in install_docs.section("Try it", "README.md")
 
 
 def _without_spacetail(run: SpaceliftRun) -> None:

@@ -1,7 +1,7 @@
 """Whole Spacelift runs, emulated: every phase in a fresh container whose worker waits for every
 process to exit, hooks chained as Spacelift chains them, the environment saved between phases.
 
-The hooks are the README's, read from README.md: before a phase
+The hooks are the documented ones, read from docs/other-install-paths.md: before a phase
 `eval "$(spacetail up --env || echo false)"`, after it the same with `down`. No test sleeps to
 synchronize: a container is killed when its log shows a line, and the worker reports when the
 phase shell exited and when all was quiet.

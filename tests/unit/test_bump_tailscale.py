@@ -21,7 +21,7 @@ from tests.mirror import Mirror, sha256_line
 
 REPO = helpers.REPO
 TOOL = REPO / "tools" / "bump_tailscale.py"
-PINNED_FILES = ("spacetail/install/pins.py", "container/Dockerfile", "README.md")
+PINNED_FILES = ("spacetail/install/pins.py", "container/Dockerfile", "docs/tailscale-version.md")
 NEW = "1.104.1"
 ARCHES = ("amd64", "arm64")
 IMAGE = "spacelift/runner-terraform"
