@@ -37,7 +37,6 @@ def test_every_relative_link_points_at_a_file() -> None:
     for page in install_docs.pages():
         for target in relative_links(page.read_text(encoding="utf-8")):
             resolved = (page.parent / target).resolve()
-            name = resolved.relative_to(install_docs.REPO).as_posix()
             checked += 1
             if not resolved.exists():
                 broken.append(f"{page.relative_to(install_docs.REPO)}: {target}")
