@@ -239,3 +239,12 @@ def test_dependabot_keeps_actions_and_python_dependencies_fresh() -> None:
     for update in ecosystems.values():
         assert update["schedule"]["interval"] == "weekly"
         assert update["cooldown"]["default-days"] >= 1
+
+
+def test_the_weekly_bump_commits_exactly_the_files_its_tool_rewrites() -> None:
+    """A pin moved to a new file and not added to the pull request would be left behind."""
+    from tools.bump_tailscale import PINS
+
+    (step,) = [s for s in steps("bump-tailscale.yml") if "add-paths" in s.get("with", {})]
+    committed = set(step["with"]["add-paths"].split())
+    assert committed == {pin.path for pin in PINS}
