@@ -52,15 +52,16 @@ def wait_beyond_running(
     env: Mapping[str, str],
     progress: Progress,
     out: TextIO | None = None,
+    check: Callable[[], None] | None = None,
 ) -> None:
     """The peers, then the targets, of a node the manager says is Running; a line on OUT for
-    each kind that answered."""
+    each kind that answered. CHECK, before each try, raises when the manager has ended."""
     if peers:
-        wait_for_peers(status, peers, deadline, env, progress)
+        wait_for_peers(status, peers, deadline, env, progress, check=check)
         if out is not None:
             say(out, f"peers answer: {', '.join(peers)}")
     if targets:
-        wait_for_targets(status, targets, deadline, progress)
+        wait_for_targets(status, targets, deadline, progress, check=check)
         if out is not None:
             names = ", ".join(hostport.format(h, p) for h, p in targets)
             say(out, f"targets answer: {names}")
@@ -183,6 +184,8 @@ def wait_for_peers(
     deadline: float,
     env: Mapping[str, str],
     progress: Progress,
+    *,
+    check: Callable[[], None] | None = None,
 ) -> None:
     """Until each peer answers `tailscale ping` (a relayed answer counts), through the one-shot
     runner the doctor uses: no pty, a hard timeout, and no secret in its environment."""
@@ -199,7 +202,8 @@ def wait_for_peers(
 
         return once
 
-    missing = each_answers("peers", {p: pinged(p) for p in peers}, deadline, progress)
+    tries = {p: pinged(p) for p in peers}
+    missing = each_answers("peers", tries, deadline, progress, check=check)
     if missing:
         details = "; ".join(f"{peer}: {why}" for peer, why in missing.items())
         raise OperationFailed(f"peer(s) did not answer in time: {details}")
@@ -215,34 +219,69 @@ def wait_for_targets(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     start: Start = _in_a_thread,
+    check: Callable[[], None] | None = None,
+    guard: Callable[[], str | None] | None = None,
 ) -> None:
     """Until a TCP connection through the tailnet to each of TARGETS succeeds (STATUS is the
-    manager's, Running); OperationFailed at DEADLINE naming those that never answered."""
+    manager's, Running); OperationFailed at DEADLINE naming those that never answered. GUARD
+    says why the proxy cannot be trusted now (None when it can), asked before and after each
+    dial: by default, unless the dialer is a test's, its port must be held by the manager's
+    tailscaled."""
     if dialer is None:
         from spacetail.tailnet.dial import tailnet_from_status
 
         dialer = tailnet_from_status(status)[0]
+        guard = guard or proxy_guard(status, dialer.proxy)
     chosen = dialer
 
     def dialled(name: str, host: str, port: int) -> Try:
         def once(left: float) -> str | None:
             mine = copy.copy(chosen)  # tries run side by side: each its own timeout
             mine.timeout = min(TRY_AT_MOST, left)
+            distrust = guard() if guard else None
+            if distrust:
+                return distrust
             try:
                 mine.dial(host, port).close()
             except OSError as exc:  # a DialError: tailscale's reason, or the resolver's
                 return (str(exc) or type(exc).__name__).removeprefix(f"cannot reach {name}: ")
-            return None
+            # The port may have changed hands while it was dialled: an answer counts only if
+            # tailscaled still holds it.
+            return guard() if guard else None
 
         return once
 
     names = {hostport.format(h, p): (h, p) for h, p in targets}
     tries = {name: dialled(name, h, p) for name, (h, p) in names.items()}
     missing = each_answers(
-        "targets", tries, deadline, progress, clock=clock, sleep=sleep, start=start
+        "targets", tries, deadline, progress, clock=clock, sleep=sleep, start=start, check=check
     )
     if missing:
         raise OperationFailed(_failure(missing))
+
+
+def proxy_guard(status: Status, proxy: tuple[str, int]) -> Callable[[], str | None]:
+    """Why tailscale's SOCKS5 proxy at PROXY cannot be trusted now, or None: its listening socket
+    must be held by the manager's tailscaled (the status's pid, or a later child of the manager
+    after a restart). Once tailscaled is gone its port on loopback is anyone's to bind, and
+    whoever binds it can answer every CONNECT."""
+    from spacetail.state import sockets
+
+    def why_not() -> str | None:
+        host, port = proxy
+        pids = [status.tailscaled_pid] if status.tailscaled_pid else []
+        if sockets.listener_owned(host, port, pids):
+            return None
+        if status.manager_pid and sockets.listener_owned(
+            host, port, sockets.children(status.manager_pid)
+        ):
+            return None
+        return (
+            f"tailscale's SOCKS5 proxy port {hostport.format(host, port)} is not held by the "
+            f"manager's tailscaled (pid {status.tailscaled_pid}), so it was not trusted"
+        )
+
+    return why_not
 
 
 def _failure(missing: Mapping[str, str]) -> str:

@@ -600,4 +600,16 @@ MUTANTS: tuple[Mutant, ...] = (
             "tests/faults/test_waiting_faults.py::test_ten_silent_targets_still_get_a_line_every_5s",
         ),
     ),
+    Mutant(
+        "wait-blind-to-its-manager",
+        "up and wait --target fail at once with the manager's ending when it ends while they wait",
+        "spacetail/state/lookup.py",
+        "ending",
+        "if ident is not None and ident.alive() and not _zombie(ident.pid):",
+        "if True:  # the manager is never looked at again",
+        (
+            "tests/faults/test_waiting_faults.py::"
+            "test_a_manager_dying_while_up_waits_ends_up_at_once",
+        ),
+    ),
 )
