@@ -129,11 +129,18 @@ def listener_owned(host: str, port: int, pids: Iterable[int]) -> bool:
 def peer_uid(peer: tuple[str, int], here: tuple[str, int]) -> int | None:
     """The uid of the process at the other end of an accepted loopback connection: the uid
     column of the row whose local address is PEER (the client's address and port) and whose
-    remote one is HERE (ours). None when there is none (the client has gone already). One pass
-    over one table, comparing text, stopping at the row: cheap enough for every accept."""
+    remote one is HERE (ours). None when there is none (the client has gone already). One read
+    of one table and one search of its bytes: cheap enough for every accept."""
     family, local = _field(*peer)
     _family, remote = _field(*here)
-    for row in _rows((family,)):
-        if len(row) > 7 and row[1] == local and row[2] == remote:
-            return int(row[7])
-    return None
+    try:
+        with open(TABLES[family], "rb") as table:
+            data = table.read()
+    except OSError:
+        return None
+    at = data.find(f" {local} {remote} ".encode())
+    if at < 0:
+        return None
+    row = data[at : data.find(b"\n", at)].split()
+    # local, remote, st, tx_queue:rx_queue, tr:tm->when, retrnsmt, uid
+    return int(row[6]) if len(row) > 6 else None
