@@ -26,6 +26,7 @@ from spacetail.state.identity import (
     refuse_foreign_proc,
     terminate,
 )
+from spacetail.state.lookup import still_running
 from spacetail.state.paths import Paths, remove_file
 from spacetail.state.phases import Phase
 from spacetail.state.status import Problem, Status
@@ -96,8 +97,10 @@ def up(
 
                 wait_beyond_running(
                     reply, peers=cfg.peers, targets=cfg.wait_for, deadline=deadline, env=env,
-                    progress=progress, out=out,
+                    progress=progress, out=out, check=still_running(paths, reply),
                 )  # fmt: skip
+            # Right before saying connected (and the exports): never for a manager that is gone.
+            still_running(paths, reply)()
     except SpacetailError:
         if joined.started_here:  # outside _interrupts: a second signal waits
             _stop_started(paths, joined, out, stops_itself=reply is None)

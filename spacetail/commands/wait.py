@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from spacetail.errors import OperationFailed
 from spacetail.progress import Progress
 from spacetail.state import control, statedir
-from spacetail.state.lookup import read_last_stop
+from spacetail.state.lookup import read_last_stop, still_running
 from spacetail.state.paths import Paths
 from spacetail.state.statedir import Probe
 from spacetail.state.status import Status
@@ -65,5 +65,5 @@ def wait(
         )
 
         wait_beyond_running(reply, peers=peers, targets=targets, deadline=deadline, env=env,
-                            progress=progress)  # fmt: skip
+                            progress=progress, check=still_running(paths, reply))  # fmt: skip
     return reply

@@ -40,6 +40,7 @@ class Stats:
     open: int = 0
     total: int = 0
     refused: int = 0
+    refused_other_uid: int = 0  # another local user's connections, closed at once
     bytes_sent: int = 0  # client -> target
     bytes_received: int = 0  # target -> client
     buffered: int = 0  # read from one side, not yet taken by the other (<= 2 chunks a conn)
@@ -52,6 +53,7 @@ class Stats:
             "open": self.open,
             "total": self.total,
             "refused": self.refused,
+            "refused_other_uid": self.refused_other_uid,
             "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received,
             "buffered": self.buffered,

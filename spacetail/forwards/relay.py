@@ -29,6 +29,8 @@ or at once when its forward is full and a new client arrives.
 from __future__ import annotations
 
 import errno
+import ipaddress
+import os
 import queue
 import resource
 import socket
@@ -41,6 +43,7 @@ from typing import TYPE_CHECKING, Protocol
 from spacetail.forwards.connection import CHUNK, Connection, Stats
 from spacetail.forwards.fdbudget import Budget
 from spacetail.forwards.spec import ForwardSpec
+from spacetail.state import sockets
 from spacetail.state.status import Forward
 
 if TYPE_CHECKING:
@@ -100,6 +103,7 @@ class Forwarder:
         self.timing = timing
         self.clock = clock
         self._splice = splice
+        self.uid = os.getuid()  # whose forwards these are: root's connections are let in too
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._dialed: queue.SimpleQueue[tuple[Connection, socket.socket | OSError]] = (
@@ -262,12 +266,32 @@ class _Loop:
                     self._pause(fwd, exc)
                     return
                 continue  # ECONNABORTED and friends: that client is gone, not the listener
+            if self._stranger(client, _addr):
+                client.close()
+                with self.o._lock:
+                    fwd.stats.refused_other_uid += 1
+                continue
             if not self._room(fwd):
                 client.close()
                 continue
             conn = Connection(fwd.spec, fwd.stats, client)
             self.dialing[conn] = self.o.clock() + self.o.timing.dial_timeout
             self.o._start_dial(conn)
+
+    def _stranger(self, client: socket.socket, peer: tuple[str, int]) -> bool:
+        """Whether CLIENT is another local user's (not this uid, not root): the uid of its socket
+        in /proc/net/tcp*, read once per accept. A loopback client whose socket is not there
+        (gone already) is refused too; a client of another host has no row and is let in (its
+        forward listens beyond loopback on purpose)."""
+        try:
+            uid = sockets.peer_uid(peer[:2], client.getsockname()[:2])
+        except (OSError, ValueError):
+            return True
+        if uid is None:
+            ip = ipaddress.ip_address(peer[0].split("%", 1)[0])
+            mapped = getattr(ip, "ipv4_mapped", None)
+            return (mapped or ip).is_loopback
+        return uid not in (self.o.uid, 0)
 
     def _pause(self, fwd: _Forward, exc: OSError) -> None:
         """The listener stays readable while the backlog waits: accepting again at once would

@@ -280,7 +280,7 @@ def _fetch(job: _Job, staging: Path) -> tuple[Path, int]:
         )
     out = staging / "out"
     out.mkdir()
-    hashes = unpack(archive, version, arch, out)
+    hashes = unpack(archive, version, arch, out, job.deadline)
     marker = {"version": version, "arch": arch, "package_sha256": actual, "sha256": hashes}
     (out / _MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
     # Readable by other users: a root-run install may serve the unprivileged runner.

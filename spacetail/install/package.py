@@ -33,6 +33,13 @@ MAX_EXECUTABLE_BYTES = 192 * 1024 * 1024
 # The real package holds a folder, the two executables and a systemd folder of two files. Each
 # member read costs time and a TarInfo, so a package of many (empty) members is refused early.
 MAX_MEMBERS = 64
+# What the members may add up to, by the sizes their headers declare, summed before any member's
+# bytes are read: unpacking reads (and inflates) every byte up to the second executable, so this
+# bounds its time as MAX_PACKAGE_BYTES bounds the download's. A gzip of zeros inflates about
+# 1000-fold, so a package under MAX_PACKAGE_BYTES could otherwise keep a hook unpacking for
+# minutes. The real package adds up to about 80 MB (two executables near 40 MB each, two small
+# systemd files); 512 MiB is six times that, and room for both executables at their own cap.
+MAX_UNPACKED_BYTES = 512 * 1024 * 1024
 _CHUNK = 1024 * 1024
 _SHA256_RE = __import__("re").compile(r"[0-9a-f]{64}")
 
@@ -180,9 +187,14 @@ def _unsafe_name(name: str) -> bool:
     return name.startswith("/") or "\\" in name or ".." in parts
 
 
-def _members(tar: tarfile.TarFile, pkg: str) -> Iterator[tarfile.TarInfo]:
+def _members(
+    tar: tarfile.TarFile, pkg: str, deadline: Deadline | None
+) -> Iterator[tarfile.TarInfo]:
     """The archive's members one at a time, none kept: TarFile.next() remembers each member it
-    reads (for getmembers), which costs memory for every member of a hostile archive."""
+    reads (for getmembers), which costs memory for every member of a hostile archive. Their
+    declared sizes are summed as their headers come, before their bytes are read; each member's
+    bytes are read through within DEADLINE before the next header."""
+    total = 0
     for count in itertools.count(1):
         member = tar.next()
         if member is None:
@@ -193,7 +205,30 @@ def _members(tar: tarfile.TarFile, pkg: str) -> Iterator[tarfile.TarInfo]:
                 f"{pkg} holds more than {MAX_MEMBERS} members, which no tailscale package does; "
                 "nothing was installed"
             )
+        total += max(0, member.size)
+        if total > MAX_UNPACKED_BYTES:
+            raise OperationFailed(
+                f"{pkg} unpacks to more than {MAX_UNPACKED_BYTES // 2**20} MiB ({member.name!r} "
+                f"alone is {member.size} bytes), which no tailscale package does; "
+                "nothing was installed"
+            )
         yield member
+        _read_through(tar, pkg, member, deadline)
+
+
+def _read_through(
+    tar: tarfile.TarFile, pkg: str, member: tarfile.TarInfo, deadline: Deadline | None
+) -> None:
+    """Inflate MEMBER's bytes a chunk at a time, checking DEADLINE after each, so that the next
+    header's read (which skips them) never inflates more than a chunk unchecked."""
+    if deadline is None or not member.isreg() or member.size <= 0:
+        return
+    source = tar.extractfile(member)
+    if source is None:
+        return
+    with source:
+        while source.read(_CHUNK):
+            deadline.check(f"unpacking {pkg}")
 
 
 def _check_member(pkg: str, member: tarfile.TarInfo) -> None:
@@ -208,8 +243,10 @@ def _check_member(pkg: str, member: tarfile.TarInfo) -> None:
         )
 
 
-def _copy_out(tar: tarfile.TarFile, pkg: str, member: tarfile.TarInfo, target: Path) -> str:
-    """Write MEMBER's bytes to TARGET (mode 0755); return their sha256."""
+def _copy_out(
+    tar: tarfile.TarFile, pkg: str, member: tarfile.TarInfo, target: Path, deadline: Deadline | None
+) -> str:
+    """Write MEMBER's bytes to TARGET (mode 0755), within DEADLINE; return their sha256."""
     source = tar.extractfile(member)
     if source is None:
         raise OperationFailed(f"{pkg}: cannot read {member.name!r}")
@@ -218,21 +255,27 @@ def _copy_out(tar: tarfile.TarFile, pkg: str, member: tarfile.TarInfo, target: P
     digest = hashlib.sha256()
     with source, target.open("xb") as out:
         while chunk := source.read(_CHUNK):
+            if deadline is not None:
+                deadline.check(f"unpacking {pkg}")
             digest.update(chunk)
             out.write(chunk)
     target.chmod(0o755)
     return digest.hexdigest()
 
 
-def unpack(archive: Path, version: str, arch: str, staging: Path) -> dict[str, str]:
-    """Copy the two executables out of ``archive`` into ``staging``; return their sha256."""
+def unpack(
+    archive: Path, version: str, arch: str, staging: Path, deadline: Deadline | None = None
+) -> dict[str, str]:
+    """Copy the two executables out of ``archive`` into ``staging``, within ``deadline`` (the
+    install's, which the download began); return their sha256. Every member's header is read,
+    and their sizes bounded, before anything is written."""
     pkg = package_name(version, arch)
     prefix = f"tailscale_{version}_{arch}/"
     wanted = {prefix + name: name for name in EXECUTABLES}
     found: dict[str, tarfile.TarInfo] = {}
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            for member in _members(tar, pkg):
+            for member in _members(tar, pkg, deadline):
                 if _unsafe_name(member.name):
                     raise OperationFailed(
                         f"{pkg} holds an unsafe path {member.name!r}; nothing was installed"
@@ -251,6 +294,8 @@ def unpack(archive: Path, version: str, arch: str, staging: Path) -> dict[str, s
                 raise OperationFailed(
                     f"{pkg} does not hold {', '.join(missing)}; nothing was installed"
                 )
-            return {name: _copy_out(tar, pkg, m, staging / name) for name, m in found.items()}
+            return {
+                name: _copy_out(tar, pkg, m, staging / name, deadline) for name, m in found.items()
+            }
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise OperationFailed(f"{pkg} cannot be unpacked: {exc}; nothing was installed") from None

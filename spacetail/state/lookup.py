@@ -5,8 +5,11 @@ every other command."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+from spacetail.console import indent
+from spacetail.errors import OperationFailed
 from spacetail.state import statedir
 from spacetail.state.paths import Paths
 from spacetail.state.status import LastStop, Status
@@ -46,6 +49,49 @@ def read_last_stop(paths: Paths) -> tuple[LastStop | None, bool]:
         return LastStop.from_json(last), False
     except ValueError:
         return None, True
+
+
+def ending(paths: Paths, status: Status) -> str | None:
+    """None while the manager that gave STATUS still runs; else how it ended, in its last stop's
+    words when it left them (a manager killed leaves none). For `up` and `wait`, between their
+    tries of peers and targets, and before `up` says connected."""
+    ident = status.manager
+    if ident is not None and ident.alive() and not _zombie(ident.pid):
+        return None
+    pid = status.manager_pid
+    last, _garbage = read_last_stop(paths)
+    if last is not None and last.manager_pid == pid:
+        why = f"it stopped at {last.at}: {last.reason}"
+        if last.advice:
+            why += f"\n  what to do: {last.advice}"
+    else:
+        from spacetail.log import tail
+
+        why = "it left no word of why (killed?)"
+        detail = tail(paths.manager_log, 3)
+        if detail:
+            why += f"; its log ends with:\n{indent(detail, 4)}"
+    return f"the manager (pid {pid}) is not running any more: {why}"
+
+
+def still_running(paths: Paths, status: Status) -> Callable[[], None]:
+    """A check that raises OperationFailed with the manager's ending (`ending`) once the manager
+    that gave STATUS has ended."""
+
+    def check() -> None:
+        why = ending(paths, status)
+        if why is not None:
+            raise OperationFailed(why)
+
+    return check
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def read_log(paths: Paths, *, tailscaled: bool, lines: int) -> tuple[Path, str]:

@@ -56,6 +56,7 @@ class Forward(Record):
     open: int = 0
     total: int = 0
     refused: int = 0  # over the cap of open connections
+    refused_other_uid: int = 0  # from another local user, closed at once
     bytes_sent: int = 0
     bytes_received: int = 0
     buffered: int = 0  # read from one side, not yet taken by the other

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.faultkit import figure, logs, poll, stopped_after, up_ok
+from tests.faultkit import OTHER_UID, figure, logs, poll, stopped_after, up_ok
 from tests.helpers import SPACELIFT_UID, Userland, st, status
 from tests.loopback import Target, blackhole, echo, free_port
 
@@ -168,4 +168,48 @@ def test_a_blackholed_target_does_not_delay_another_forward_of_the_manager(
         finally:
             for c in conns:
                 c.close()
+    target.close()
+
+
+# Another uid's client: it connects, says hello, and prints what came back before EOF.
+KNOCK = """
+import socket, sys
+with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10) as c:
+    try:
+        c.sendall(b"hi")
+        print(repr(c.recv(2)))
+    except ConnectionResetError:
+        print("reset")
+"""
+
+
+def test_a_forward_takes_only_its_own_users_connections(
+    userland: Userland, fake_env: dict[str, str]
+) -> None:
+    """Issue 28 item 8: another local uid reached the tailnet through this node's forwards. Now
+    a forward reads the client's uid from /proc/net/tcp at each accept: uid 1984's connection is
+    closed at once and counted in `status`; the owner's (and root's) are carried. 100 of root's
+    connections, one after another, measure what the lookup costs."""
+    target = Target(echo)
+    local = free_port()
+    with stopped_after(userland, fake_env):
+        up_ok(userland, fake_env, "--forward", f"{local}=127.0.0.1:{target.port}")
+        knock = subprocess.run(
+            ["/usr/bin/python3", "-c", KNOCK, str(local)], capture_output=True, text=True,
+            timeout=20, check=False, cwd="/", user=OTHER_UID, group=OTHER_UID, extra_groups=[],
+        )  # fmt: skip
+        assert knock.returncode == 0, knock.stderr
+        assert knock.stdout.strip() in ("b''", "reset"), knock.stdout  # nothing carried
+        forward = status(userland, fake_env)["forwards"][0]
+        assert forward["refused_other_uid"] == 1 and forward["total"] == 0, forward
+        started = time.monotonic()
+        for _ in range(100):  # root here: let in, as the owner is
+            with socket.create_connection(("127.0.0.1", local), timeout=10) as c:
+                c.sendall(b"hi")
+                assert c.recv(2) == b"hi"
+        took = time.monotonic() - started
+        rows = len(Path("/proc/net/tcp").read_text().splitlines())
+        figure(f"100_round_trips_through_a_forward_with_{rows}_tcp_rows", took)
+        forward = status(userland, fake_env)["forwards"][0]
+        assert forward["total"] == 100 and forward["refused_other_uid"] == 1, forward
     target.close()

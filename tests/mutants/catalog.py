@@ -571,9 +571,9 @@ MUTANTS: tuple[Mutant, ...] = (
         "wait-for-not-retried",
         "up --wait-for returns once every target answers, retried within --timeout",
         "spacetail/tailnet/ready.py",
-        "each_answers",
-        "sleep(min(PAUSE, left))",
-        "return {name: last[name] for name in pending}  # one round, never again",
+        "_Asking.settle",
+        "self.due_at[name] = self.clock() + PAUSE",
+        "self.due_at[name] = math.inf  # one try, never again",
         ("tests/integration/test_wait_for.py::test_up_returns_once_every_target_answers",),
     ),
     Mutant(
@@ -586,6 +586,30 @@ MUTANTS: tuple[Mutant, ...] = (
         (
             "tests/integration/test_wait_for.py::"
             "test_a_target_that_never_answers_fails_up_naming_it_and_leaves_nothing",
+        ),
+    ),
+    Mutant(
+        "targets-asked-in-turn",
+        "while up waits for targets, a silent one delays neither another nor the line every 5 s",
+        "spacetail/tailnet/ready.py",
+        "_Asking.launch",
+        "self.start(functools.partial(self._ask, name, deadline - now))",
+        "self._ask(name, deadline - now)  # in turn, in the waiting thread",
+        (
+            "tests/unit/test_targets.py::test_silent_targets_never_hold_up_another_nor_the_line",
+            "tests/faults/test_waiting_faults.py::test_ten_silent_targets_still_get_a_line_every_5s",
+        ),
+    ),
+    Mutant(
+        "wait-blind-to-its-manager",
+        "up and wait --target fail at once with the manager's ending when it ends while they wait",
+        "spacetail/state/lookup.py",
+        "ending",
+        "if ident is not None and ident.alive() and not _zombie(ident.pid):",
+        "if True:  # the manager is never looked at again",
+        (
+            "tests/faults/test_waiting_faults.py::"
+            "test_a_manager_dying_while_up_waits_ends_up_at_once",
         ),
     ),
 )

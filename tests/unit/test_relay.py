@@ -82,7 +82,7 @@ def test_round_trip_and_counters() -> None:
         [snap] = fwd.snapshot()
         assert snap.to_json() == {
             "listen": f"127.0.0.1:{port}", "target": f"127.0.0.1:{target.port}",
-            "open": 0, "total": 1, "refused": 0, "bytes_sent": len(payload),
+            "open": 0, "total": 1, "refused": 0, "refused_other_uid": 0, "bytes_sent": len(payload),
             "bytes_received": len(payload), "buffered": 0, "last_error": None,
             "accept_paused": False, "accept_pauses": 0, "max_open": MAX_OPEN,
             "fd_limit": fwd.budget.fd_limit, "fd_limit_raised_from": None,
