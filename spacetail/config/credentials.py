@@ -156,7 +156,6 @@ class Auth:
     kind: AuthKind
     secret: Secret  # auth key, OAuth client secret, or ID token
     client_id: str | None = None  # workload identity's, or an OAuth client's (containerboot)
-    audience: str | None = None
     # The `tailscale up` flag that reads the secret's file: auth-key, client-secret, id-token.
     file_flag: str = "auth-key"
 
@@ -381,8 +380,14 @@ def _auth(
             f"{id_name}: set, but there is no ID token; set TS_ID_TOKEN, or run on a "
             "Spacelift account with OIDC (SPACELIFT_OIDC_TOKEN)"
         )
-    audience = env.get("TS_AUDIENCE", "").strip() or None
-    return Auth("wif", token, client_id, audience, file_flag="id-token")
+    if env.get("TS_AUDIENCE", "").strip():
+        # containerboot refuses TS_ID_TOKEN with TS_AUDIENCE; tailscale reads --audience only
+        # to request a token when it is given none, and spacetail always gives it one.
+        raise ConfigError(
+            f"TS_AUDIENCE: set together with the ID token in {token.source} (the audience is "
+            "for requesting a token, and one is given, so it would do nothing); unset TS_AUDIENCE"
+        )
+    return Auth("wif", token, client_id, file_flag="id-token")
 
 
 def _oauth_without_tags(name: str, tag_hint: str) -> ConfigError:

@@ -54,8 +54,6 @@ ACCEPTED = [
      ["--client-id=k1", "--client-secret=file:{s}"]),
     ({"TS_CLIENT_ID": "k1", "TS_ID_TOKEN": READ, **TAGS}, "wif",
      ["--client-id=k1", "--id-token=file:{s}"]),
-    ({"TS_CLIENT_ID": "k1", "TS_AUDIENCE": "aud", "SPACELIFT_OIDC_TOKEN": READ, **TAGS}, "wif",
-     ["--client-id=k1", "--id-token=file:{s}", "--audience=aud"]),
     ({"TS_CLIENT_ID": "k1", "SPACELIFT_OIDC_TOKEN": READ, **TAGS}, "wif",
      ["--client-id=k1", "--id-token=file:{s}"]),
 ]  # fmt: skip
@@ -88,6 +86,9 @@ REFUSED = [
     ({"TS_AUTHKEY": "tskey-auth-k", "TS_CLIENT_ID": "k1", "TS_ID_TOKEN": READ, **TAGS},
      "TS_AUTHKEY", "TS_CLIENT_ID"),
     ({"TS_AUTHKEY": "tskey-auth-k", "TS_ID_TOKEN": READ}, "TS_ID_TOKEN", "TS_CLIENT_ID"),
+    # tailscale reads --audience only when it has no ID token, and spacetail always gives one
+    ({"TS_CLIENT_ID": "k1", "TS_AUDIENCE": "aud", "SPACELIFT_OIDC_TOKEN": READ, **TAGS},
+     "TS_AUDIENCE", "SPACELIFT_OIDC_TOKEN"),
 ]  # fmt: skip
 
 
