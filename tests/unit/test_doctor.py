@@ -516,6 +516,19 @@ def test_the_first_check_is_the_credential_with_ups_words(
     assert "kSECRET" not in findings.render_text(checks) and KEY not in findings.render_json(checks)
 
 
+def test_the_credential_check_names_what_up_would_use_and_its_note(tmp_path: Path) -> None:
+    write = jwt({**CLAIMS, "scope": "write"})
+    d, _, _ = make(tmp_path, running_status(), TS_CLIENT_ID="cr", TS_CLIENT_ID_READ="cr",
+                   SPACETAIL_TAGS="tag:ci", SPACELIFT_OIDC_TOKEN=write)  # fmt: skip
+    check = d.run()[0]
+    assert check.status is Verdict.WARN
+    assert texts(check, Verdict.OK) == (
+        "`spacetail up` would log in with workload identity, its ID token from "
+        "SPACELIFT_OIDC_TOKEN for client cr, scope write, tags tag:ci"
+    )
+    assert texts(check, Verdict.WARN).startswith("scope write, yet TS_CLIENT_ID holds the same")
+
+
 def test_the_doctor_never_suggests_ts_audience(tmp_path: Path) -> None:
     d, _, _ = make(tmp_path, running_status(), TS_CLIENT_ID="k123",
                    SPACELIFT_OIDC_TOKEN=jwt(CLAIMS))  # fmt: skip
