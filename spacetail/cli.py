@@ -198,6 +198,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run.run(_config(args), _paths(args), os.environ, command, up=up, down=down)
 
 
+def run_after_up(payload: dict[str, Any]) -> int:
+    """`spacetail run` once up has returned, in the clean process that replaced it
+    (commands/run.py): the command, then down."""
+    from spacetail.commands import run
+    from spacetail.commands.down import down
+
+    try:
+        return run.after_up(payload, down=down)
+    except SpacetailError as exc:
+        _say(f"error: {exc}")
+        return exc.exit_code
+
+
 def cmd_manager(args: argparse.Namespace) -> int:
     from spacetail.commands import foreground
 
