@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 
 from spacetail import __version__
@@ -98,7 +99,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
     cfg = _config(args, need_auth=False, spelled=WAIT)
     progress = Progress(sys.stderr if cfg.progress else None)
     reply = wait.wait(_paths(args), cfg.timeout, os.environ, peers=cfg.peers,
-                         targets=cfg.wait_for, progress=progress)  # fmt: skip
+                         targets=cfg.wait_for, progress=progress, started=args.started)  # fmt: skip
     ips = ", ".join(reply.node.tailscale_ips)
     _say(f"the tailnet is usable ({reply.node.hostname}, {ips})")
     return 0
@@ -196,6 +197,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not command:
         raise ConfigError("run: no command given; use spacetail run -- COMMAND [ARGS...]")
     return run.run(_config(args), _paths(args), os.environ, command, up=up, down=down)
+
+
+def run_after_up(payload: dict[str, Any]) -> int:
+    """`spacetail run` once up has returned, in the clean process that replaced it
+    (commands/run.py): the command, then down."""
+    from spacetail.commands import run
+    from spacetail.commands.down import down
+
+    try:
+        return run.after_up(payload, down=down)
+    except SpacetailError as exc:
+        _say(f"error: {exc}")
+        return exc.exit_code
 
 
 def cmd_manager(args: argparse.Namespace) -> int:
@@ -392,6 +406,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    started = time.monotonic()  # `wait`'s deadline counts from here, before the parsing
     if argv is None:
         argv = sys.argv[1:]
     parser = build_parser(argv)
@@ -401,6 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.code and "--env" in argv:
             print("false", flush=True)  # a mistyped hook line must fail its eval too
         return int(exc.code or 0)
+    args.started = started
     try:
         result: int = args.handler(args)
         return result

@@ -29,8 +29,11 @@ def wait(
     peers: tuple[str, ...] = (),
     targets: tuple[tuple[str, int], ...] = (),
     progress: Progress | None = None,
+    started: float | None = None,
 ) -> Status:
-    deadline = time.monotonic() + timeout
+    """STARTED: when the caller's clock started (before it parsed its arguments: 10,000
+    targets take argparse seconds), on time.monotonic()."""
+    deadline = (time.monotonic() if started is None else started) + timeout
     progress = progress or Progress(None)
     statedir.check(paths)
     try:

@@ -156,7 +156,6 @@ class Auth:
     kind: AuthKind
     secret: Secret  # auth key, OAuth client secret, or ID token
     client_id: str | None = None  # workload identity's, or an OAuth client's (containerboot)
-    audience: str | None = None
     # The `tailscale up` flag that reads the secret's file: auth-key, client-secret, id-token.
     file_flag: str = "auth-key"
 
@@ -235,7 +234,9 @@ class Choice:
     auth: Auth | None
     scope: Scope | None = None
     tags: tuple[str, ...] = ()
-    note: str | None = None  # why the per-scope settings were not used, for `up` to say
+    # Why the per-scope settings were not used, or that a write phase presents the read
+    # identity: for `up` to say.
+    note: str | None = None
 
 
 def auth_from_env(env: Mapping[str, str], tags: TagSettings) -> Choice:
@@ -249,12 +250,18 @@ def auth_from_env(env: Mapping[str, str], tags: TagSettings) -> Choice:
     view = View(env, scope)
     _refuse_missing_scope(env, view, scope, why)
     refuse_pairs(view, env)
+    tag_name, tag_values = tags[scope] if scope is not None and tags[scope][1] else tags[None]
+    note = None
     if scope is Scope.READ:
         _refuse_write_identity(env, view)
-    tag_values = tags[scope][1] if scope is not None and tags[scope][1] else tags[None][1]
+        _refuse_write_tags(tags, tag_name, tag_values)
+    elif scope is Scope.WRITE and (same := _same_identity(env, view, Scope.READ)):
+        note = (
+            f"scope write, yet {same[0]} holds the same value as {same[1]}: this write phase "
+            f"presents the read identity; set {Scope.WRITE.name_of(same[2])} to the write one"
+        )
     tag_hint = scope.name_of(TAGS) if scope is not None and scoped else TAGS
     auth = _auth(view, env, token, tag_values, tag_hint)
-    note = None
     if why is not None:
         unused = [*scoped_settings(env), *(tags[s][0] for s in Scope if tags[s][1])]
         note = f"{why}: using the plain settings, not {', '.join(dict.fromkeys(unused))}"
@@ -302,16 +309,65 @@ def _refuse_missing_scope(
             )
 
 
-def _refuse_write_identity(env: Mapping[str, str], view: View) -> None:
-    """The plain setting a read-scope phase falls back to must not be the write one itself."""
+def _presented(base: str, name: str, raw: str, *, strict: bool) -> str | None:
+    """What the setting NAME (of BASE) gives tailscale: a file's contents, without the options
+    tailscale reads after `?` (`?ephemeral=false`). With STRICT a file that cannot be read
+    raises (the phase would fail on it anyway); else it is None: nothing to compare."""
+    try:
+        value = secret_from(name, raw).read() if base != "TS_CLIENT_ID" else raw
+    except ConfigError:
+        if strict:
+            raise
+        return None
+    return value.partition("?")[0].strip() or None
+
+
+def _same_identity(env: Mapping[str, str], view: View, other: Scope) -> tuple[str, str, str] | None:
+    """(the setting this phase presents, the setting of scope OTHER with the same value, the
+    base of the one presented) when one credential this phase would present is one of OTHER's,
+    compared by value: an OAuth client secret given as an auth key, a file holding the key, the
+    key with options appended are the same identity. None when none is."""
+    theirs: dict[str, str] = {}
     for base in CREDENTIALS:
-        name, value = view.get(base)
-        write = Scope.WRITE.name_of(base)
-        if name != Scope.READ.name_of(base) and value and value == env.get(write, "").strip():
-            raise ConfigError(
-                f"{name}: holds the same value as {write}, which a read-scope phase never "
-                f"presents; set {Scope.READ.name_of(base)} to the identity for scope read"
-            )
+        name = other.name_of(base)
+        raw = env.get(name, "").strip()
+        value = _presented(base, name, raw, strict=False) if raw else None
+        if value is not None:
+            theirs.setdefault(value, name)
+    for base in CREDENTIALS:
+        name, raw = view.get(base)
+        if name == other.name_of(base) or not raw:
+            continue
+        value = _presented(base, name, raw, strict=True)
+        if value is not None and value in theirs:
+            return name, theirs[value], base
+    return None
+
+
+def _refuse_write_identity(env: Mapping[str, str], view: View) -> None:
+    """What a read-scope phase would present must not be a write credential, by value."""
+    same = _same_identity(env, view, Scope.WRITE)
+    if same is not None:
+        name, write, base = same
+        raise ConfigError(
+            f"{name}: holds the same value as {write} (compared as tailscale would get them, "
+            f"file contents and ?options included; neither is shown), which a read-scope phase "
+            f"never presents; set {Scope.READ.name_of(base)} to the identity for scope read"
+        )
+
+
+def _refuse_write_tags(tags: TagSettings, name: str, presented: tuple[str, ...]) -> None:
+    """A read-scope phase never advertises a tag that only the write scope's tags have (the
+    write tags, less the read scope's own), whichever setting it came from."""
+    write_name, write = tags[Scope.WRITE]
+    only_write = set(write) - set(tags[Scope.READ][1])
+    bad = [tag for tag in presented if tag in only_write]
+    if bad:
+        raise ConfigError(
+            f"{name}: {', '.join(bad)} is among the write scope's tags ({write_name}), which a "
+            f"read-scope phase never advertises; set {Scope.READ.name_of(TAGS)} to the tags for "
+            "scope read"
+        )
 
 
 def refuse_pairs(view: View, env: Mapping[str, str]) -> None:
@@ -381,8 +437,14 @@ def _auth(
             f"{id_name}: set, but there is no ID token; set TS_ID_TOKEN, or run on a "
             "Spacelift account with OIDC (SPACELIFT_OIDC_TOKEN)"
         )
-    audience = env.get("TS_AUDIENCE", "").strip() or None
-    return Auth("wif", token, client_id, audience, file_flag="id-token")
+    if env.get("TS_AUDIENCE", "").strip():
+        # containerboot refuses TS_ID_TOKEN with TS_AUDIENCE; tailscale reads --audience only
+        # to request a token when it is given none, and spacetail always gives it one.
+        raise ConfigError(
+            f"TS_AUDIENCE: set together with the ID token in {token.source} (the audience is "
+            "for requesting a token, and one is given, so it would do nothing); unset TS_AUDIENCE"
+        )
+    return Auth("wif", token, client_id, file_flag="id-token")
 
 
 def _oauth_without_tags(name: str, tag_hint: str) -> ConfigError:

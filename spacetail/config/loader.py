@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spacetail.config import hostport
-from spacetail.config.credentials import Auth, auth_from_env
+from spacetail.config.credentials import Auth, Choice, auth_from_env
 from spacetail.config.scope import Scope
 from spacetail.config.settings import CREDENTIAL_UP_FLAGS, UP_FLAGS, Setting
 from spacetail.errors import ConfigError
@@ -311,16 +311,7 @@ def load(
     """Build the configuration; FLAGS (from the command line) win over ENV; SPELLED are the
     command's own spellings of settings' flags. Raises ConfigError."""
     v = _Values(env, flags or {}, spelled)
-    tags: dict[Scope | None, tuple[str, tuple[str, ...]]] = {}
-    for scope, key in ((None, "tags"), (Scope.READ, "tags-read"), (Scope.WRITE, "tags-write")):
-        name, raw = v.get(key)
-        tags[scope] = (name, parse_tags(name, raw))
-    choice = auth_from_env(env, tags)
-    if choice.auth is None and need_auth:
-        raise ConfigError(
-            "TS_AUTHKEY: no credentials; set TS_AUTHKEY (an auth key), TS_CLIENT_SECRET with "
-            "SPACETAIL_TAGS (OAuth), or TS_CLIENT_ID (workload identity)"
-        )
+    choice = _choice(v, need_auth=need_auth)
     return Config(
         auth=choice.auth,
         tags=choice.tags,
@@ -331,6 +322,27 @@ def load(
         **_node_settings(v, choice.scope),
         **_local_settings(v),
     )
+
+
+def choose_credential(
+    env: Mapping[str, str], flags: Mapping[str, str | None] | None = None
+) -> Choice:
+    """The credential decision `up` makes, alone, with its words: `doctor`'s first check."""
+    return _choice(_Values(env, flags or {}, ()), need_auth=True)
+
+
+def _choice(v: _Values, *, need_auth: bool) -> Choice:
+    tags: dict[Scope | None, tuple[str, tuple[str, ...]]] = {}
+    for scope, key in ((None, "tags"), (Scope.READ, "tags-read"), (Scope.WRITE, "tags-write")):
+        name, raw = v.get(key)
+        tags[scope] = (name, parse_tags(name, raw))
+    choice = auth_from_env(v.env, tags)
+    if choice.auth is None and need_auth:
+        raise ConfigError(
+            "TS_AUTHKEY: no credentials; set TS_AUTHKEY (an auth key), TS_CLIENT_SECRET with "
+            "SPACETAIL_TAGS (OAuth), or TS_CLIENT_ID (workload identity)"
+        )
+    return choice
 
 
 def _node_settings(v: _Values, scope: Scope | None) -> dict[str, Any]:

@@ -144,8 +144,9 @@ CREDENTIALS: tuple[tuple[str, str], ...] = (
     ("TS_CLIENT_ID", "workload identity federation client id (with TS_CLIENT_SECRET: the OAuth "
      "client's id); needs SPACETAIL_TAGS"),
     ("TS_ID_TOKEN", "the ID token for TS_CLIENT_ID, or file:PATH (default: Spacelift's OIDC)"),
-    ("TS_AUDIENCE", "the audience for the ID token, if the federated identity needs one; not "
-     "with TS_ID_TOKEN or TS_CLIENT_SECRET"),
+    ("TS_AUDIENCE", "refused with an ID token (TS_ID_TOKEN, SPACELIFT_OIDC_TOKEN, "
+     "spacelift.oidc), as containerboot refuses it: tailscale uses it only to request a token "
+     "itself, and spacetail always gives it one"),
     # Per scope of the phase's Spacelift token: used instead of the plain one when set; a read
     # phase never uses a *_WRITE one.
     ("TS_CLIENT_ID_READ", "TS_CLIENT_ID of a phase whose Spacelift token has scope read"),

@@ -87,7 +87,8 @@ class Doctor:
 
     # The order is the path a request takes, from the hook to the service.
     def run(self) -> list[Check]:
-        checks = [self.binaries(), self.state_folder(), self.manager(), self.tailscale_state()]
+        checks = [self.credentials(), self.binaries(), self.state_folder(), self.manager()]
+        checks.append(self.tailscale_state())
         checks += [self.proxy_variables(), self.netcheck()]
         for target in self.targets:
             checks.append(self.target(target))
@@ -125,6 +126,32 @@ class Doctor:
         return [*argv, *args]
 
     # --- the checks ---------------------------------------------------------------------------
+
+    def credentials(self) -> Check:
+        """The credential `up` would log in with, chosen by the same code with the same words
+        (config/credentials.py): its refusal is the first thing `up` fails on."""
+        from spacetail.config.loader import choose_credential
+
+        check = Check("credentials")
+        try:
+            choice = choose_credential(self.env)
+        except ConfigError as exc:
+            message, _, fix = str(exc).partition("; ")
+            return check.add(Verdict.FAIL, message, fix or None)
+        auth = choice.auth
+        assert auth is not None  # choose_credential refuses none
+        scope = choice.scope.value if choice.scope else None
+        check.details = {"kind": auth.kind, "source": auth.secret.source, "scope": scope,
+                         "tags": list(choice.tags)}  # fmt: skip
+        what = {"authkey": "an auth key", "oauth": "an OAuth client secret",
+                "wif": "workload identity, its ID token"}[auth.kind]  # fmt: skip
+        client = f" for client {auth.client_id}" if auth.client_id else ""
+        text = f"`spacetail up` would log in with {what} from {auth.secret.source}{client}"
+        text += f", scope {scope}" if scope else ""
+        check.add(Verdict.OK, text + (f", tags {','.join(choice.tags)}" if choice.tags else ""))
+        if choice.note:
+            check.add(Verdict.WARN, choice.note)
+        return check
 
     def binaries(self) -> Check:
         from spacetail.install.locate import find_binaries

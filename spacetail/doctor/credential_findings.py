@@ -66,8 +66,8 @@ def _describe_claims(check: Check, source: str, claims: Mapping[str, Any], now: 
             check.add(Verdict.OK, f"it expires at {when} (in {left / 60:.0f} min)")
     pattern = re.sub(r":run_type:[^:]+:scope:[^:]+$", ":run_type:*:scope:*", sub)
     check.add(Verdict.OK, f"in Tailscale, the federated identity of this client needs issuer "
-              f"{iss} and subject {pattern} (or exactly {sub}); the token's audience is "
-              f"{aud}: set TS_AUDIENCE only if Tailscale expects another")  # fmt: skip
+              f"{iss}, subject {pattern} (or exactly {sub}) and audience {aud}: the token is "
+              "presented as it is, so TS_AUDIENCE cannot change it")  # fmt: skip
 
 
 def write_credential_check(env: Mapping[str, str]) -> Check | None:

@@ -151,22 +151,28 @@ def check_existing_dir(path: Path, setting: str = "SPACETAIL_DIR") -> bool:
 
 
 def _create_private(path: Path, setting: str) -> None:
-    """Create what is missing of PATH one level at a time, 0700, checking each folder before
-    going deeper: nothing is created inside a folder another user could change."""
+    """Create what is missing of PATH one level at a time, 0700. Before the first folder is
+    made, everything above it is checked as written and as resolved (a symlink of our own may
+    lead into a folder another user controls): nothing is created inside a folder another user
+    could change, nor through a link into one."""
+    checked = False
     for folder in [*reversed(path.parents), path]:
         try:
             os.lstat(folder)
+            continue
         except FileNotFoundError:
-            try:
-                os.mkdir(folder, 0o700)
-            except FileExistsError:
-                pass
-            except OSError as exc:
-                raise _unusable(path, setting, exc) from exc
+            pass
         except OSError as exc:
             raise _unreachable(path, setting, exc) from exc
-        if folder != path:
-            _check_above(folder, path, setting)
+        if not checked:  # below it, only folders made here, 0700, ours
+            check_ancestors(folder, setting, target=path)
+            checked = True
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise _unusable(path, setting, exc) from exc
 
 
 def check_private_dir(path: Path, setting: str = "SPACETAIL_DIR") -> None:
@@ -201,17 +207,20 @@ def _dir_setting(setting: str) -> str:
     return setting if setting in ("SPACETAIL_DIR", "--dir") else "SPACETAIL_DIR"
 
 
-def check_ancestors(path: Path, setting: str, *, missing_ok: bool = False) -> None:
+def check_ancestors(
+    path: Path, setting: str, *, missing_ok: bool = False, target: Path | None = None
+) -> None:
     """Every folder above PATH, as written and as resolved, is one no other user can change:
     owned by root or by us, and not writable by others unless sticky (like /tmp, whose entries
     then belong to their creator); a symlink on the way belongs to root or to us. Otherwise
     another user could swap a folder on the way for one holding their own files. With
-    MISSING_OK, folders that do not exist (yet) are skipped."""
+    MISSING_OK, folders that do not exist (yet) are skipped. TARGET is what messages name as
+    the folder on the way to (PATH itself by default)."""
     literal = list(reversed(path.parents))
     resolved = list(reversed(Path(os.path.realpath(path.parent)).parents))
     resolved.append(Path(os.path.realpath(path.parent)))
     for folder in literal + resolved:
-        _check_above(folder, path, setting, missing_ok=missing_ok)
+        _check_above(folder, target or path, setting, missing_ok=missing_ok)
 
 
 def _check_above(folder: Path, path: Path, setting: str, *, missing_ok: bool = False) -> None:

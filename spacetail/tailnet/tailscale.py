@@ -90,12 +90,10 @@ def up_argv(
     auth = cfg.auth
     if auth is not None and secret_file is not None:
         # As containerboot passes them: the client ID (workload identity's, or the OAuth
-        # client's beside its secret), the secret's file, the audience.
+        # client's beside its secret), the secret's file.
         if auth.client_id:
             argv.append(f"--client-id={auth.client_id}")
         argv.append(f"--{auth.file_flag}=file:{secret_file}")
-        if auth.audience:
-            argv.append(f"--audience={auth.audience}")
     argv.extend(cfg.extra_args)
     return argv
 

@@ -25,6 +25,7 @@ FAULTS = "tests/faults/test_faults.py"
 PROMISES_FAULTS = "tests/faults/test_promises_under_attack.py"
 FORWARD_FAULTS = "tests/faults/test_forward_faults.py"
 TRUST = "tests/faults/test_trust.py"
+ATTACKS_THREE = "tests/faults/test_attacks_three.py"
 SHELL_EXIT = 'self.stop(f"the phase\'s shell (pid {self.watch_pid}) exited")'
 
 MUTANTS: tuple[Mutant, ...] = (
@@ -610,6 +611,27 @@ MUTANTS: tuple[Mutant, ...] = (
         (
             "tests/faults/test_waiting_faults.py::"
             "test_a_manager_dying_while_up_waits_ends_up_at_once",
+        ),
+    ),
+    Mutant(
+        "run-keeps-the-credentials-above-the-command",
+        "no process of spacetail's in the command's ancestry holds a credential",
+        "spacetail/commands/run.py",
+        "_exec_clean",
+        "json.dumps(payload)], env)",
+        "json.dumps(payload)], {**os.environ, **env})",
+        (f"{ATTACKS_THREE}::test_no_process_of_spacetail_above_the_command_holds_a_credential",),
+    ),
+    Mutant(
+        "read-phase-compares-by-name",
+        "a read phase never presents the write identity, compared by value",
+        "spacetail/config/credentials.py",
+        "_presented",
+        'return value.partition("?")[0].strip() or None',
+        "return raw",
+        (
+            f"{ATTACKS_THREE}::test_a_read_phase_never_presents_the_write_identity_by_value",
+            "tests/unit/test_credentials.py::test_a_read_phase_compares_what_it_presents_by_value",
         ),
     ),
 )

@@ -99,9 +99,8 @@ def test_workload_identity_prefers_ts_id_token_then_spacelift(tmp_path: Path) ->
     assert cfg.auth is not None and cfg.auth.secret.read() == tok2
     (tmp_path / "spacelift.oidc").write_text(tok3)
     cfg = load({"TS_CLIENT_ID": "cid", "TF_VAR_spacelift_workspace_root": str(tmp_path),
-                "TS_AUDIENCE": "aud", "SPACETAIL_TAGS": "tag:ci"})  # fmt: skip
+                "SPACETAIL_TAGS": "tag:ci"})  # fmt: skip
     assert cfg.auth is not None and cfg.auth.secret.read() == tok3
-    assert cfg.auth.audience == "aud"
     with pytest.raises(ConfigError, match=r"^TS_CLIENT_ID: .*no ID token"):
         load({"TS_CLIENT_ID": "cid", "SPACETAIL_TAGS": "tag:ci"})
 
