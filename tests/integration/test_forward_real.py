@@ -18,7 +18,7 @@ from spacetail.forwards.relay import Forwarder, Timing
 from spacetail.forwards.spec import ForwardSpec, bind_listeners, parse_forwards
 from spacetail.tailnet.socks5 import GENERAL_FAILURE, Dialer, DialError
 from tests import helpers, realservers
-from tests.helpers import MARKER, Userland
+from tests.helpers import MARKER, SPACELIFT_UID, Userland
 from tests.loopback import (
     REPLY,
     REQUEST,
@@ -46,6 +46,9 @@ def forwarder(
 ) -> Iterator[Forwarder]:
     fwd = Forwarder(specs, bind_listeners(specs), Dialer(("127.0.0.1", proxy_port)),
                     log=lambda _line: None, timing=timing or Timing())  # fmt: skip
+    # The manager runs as the Spacelift user, and so do the clients below: a forward takes
+    # only its own uid's connections (and root's).
+    fwd.uid = SPACELIFT_UID
     fwd.start()
     try:
         yield fwd

@@ -37,3 +37,33 @@ def test_the_uid_at_the_other_end_of_an_accepted_connection(host: str) -> None:
             assert sockets.peer_uid(peer[:2], conn.getsockname()[:2]) == os.getuid()
             gone = (peer[0], 1)  # no such client
             assert sockets.peer_uid(gone, conn.getsockname()[:2]) is None
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_the_kernel_and_the_table_agree_on_another_users_connection(host: str) -> None:
+    """sock_diag answers for the one socket; the table is the fallback: both name uid 1983 for
+    a client of that uid, and neither knows a client that is not there."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.create_server((host, 0), family=family) as server:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                os.close(read)
+                os.setgid(1983)
+                os.setuid(1983)
+                client = socket.create_connection(server.getsockname()[:2])
+                os.write(write, b"x")
+                os.read(client.fileno(), 1)  # until the parent closes its end
+            finally:
+                os._exit(0)
+        os.close(write)
+        conn, peer = server.accept()
+        with conn:
+            here = conn.getsockname()[:2]
+            assert os.read(read, 1) == b"x"
+            assert sockets._diag_uid(peer[:2], here) == 1983
+            assert sockets._table_uid(peer[:2], here) == 1983
+            assert sockets._diag_uid((peer[0], 1), here) is None
+        os.close(read)
+        os.waitpid(pid, 0)
