@@ -26,6 +26,7 @@ from spacetail.state.identity import (
     refuse_foreign_proc,
     terminate,
 )
+from spacetail.state.kinds import FailureClass
 from spacetail.state.paths import Paths, remove_file
 from spacetail.state.phases import Phase
 from spacetail.state.status import Problem, Status
@@ -248,14 +249,16 @@ def _await_manager(
     else:
         if answer.get("ok") is True:
             return reply
-    reason = reply.login.reason or (
-        f"not Running within {cfg.timeout:g}s (state {reply.backend_state})"
-    )
-    from spacetail.tailnet.failures import advice, excerpt
+    reason, kind = reply.login.reason, reply.login.kind
+    if reason is None:
+        reason = f"not Running within {cfg.timeout:g}s (state {reply.backend_state})"
+        kind = FailureClass.TIMEOUT_STARTING
+    from spacetail.tailnet.failures import advice_for, excerpt
 
     setting = reply.login.setting
     head = f"{setting}: {reason}" if setting else f"could not connect to the tailnet: {reason}"
-    message = f"{head}\n  what to do: {reply.login.advice or advice(reason)}"
+    advice = reply.login.advice or advice_for(kind or FailureClass.UNKNOWN)
+    message = f"{head}\n  what to do: {advice}"
     lines = excerpt(paths.tailscaled_log, reply.tailscaled_log_offset)
     if lines:
         shown = indent("\n".join(lines), 4)
@@ -283,6 +286,7 @@ def _last_words(paths: Paths, joined: Joined) -> Status | None:
         return None
     verdict = Problem(
         reason=last.login_reason or last.reason,
+        kind=last.kind,
         advice=last.advice,
         setting=last.setting,
         exit_code=last.exit_code,
@@ -296,7 +300,8 @@ def _no_answer(paths: Paths, exc: Exception) -> Status:
     detail = tail(paths.manager_log, 3)
     if detail:
         reason += f"; its log ends with:\n{indent(detail, 4)}"
-    return Status(state_dir=str(paths.root), login=Problem(reason=reason))
+    problem = Problem(reason=reason, kind=FailureClass.MANAGER_GONE)
+    return Status(state_dir=str(paths.root), login=problem)
 
 
 def _stop_started(paths: Paths, joined: Joined, out: TextIO, *, stops_itself: bool) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from spacetail.config.scope import Scope
 from spacetail.state.identity import ProcessIdentity
+from spacetail.state.kinds import FailureClass
 from spacetail.state.phases import Phase
 from spacetail.state.status import SCHEMA, Forward, LastStop, Node, Problem, Proxies, Status
 from tests.status_contract import SCHEMA as SCHEMA_FILE
@@ -42,6 +43,8 @@ def test_every_key_is_in_the_schema_and_the_schema_has_no_other() -> None:
     assert forward_keys == set(Forward(listen="a", target="b").to_json())
     last = schema["$defs"]["last_stop"]["oneOf"][1]["properties"]
     assert set(last) == set(LastStop(at="t", reason="r").to_json())
+    kinds = set(schema["$defs"]["kind"]["enum"]) - {None}
+    assert kinds == {k.value for k in FailureClass}
 
 
 @pytest.mark.parametrize(
