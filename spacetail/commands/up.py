@@ -89,7 +89,7 @@ def up(
     try:
         with _interrupts(interruptible):
             reply = _await_manager(cfg, paths, joined, wait=wait, deadline=deadline,
-                                   progress=progress)  # fmt: skip
+                                   progress=progress, env=env)  # fmt: skip
             if wait and (cfg.peers or cfg.wait_for):
                 from spacetail.tailnet.ready import (
                     wait_beyond_running,  # its imports only when asked
@@ -236,7 +236,14 @@ def _start_manager(
 
 
 def _await_manager(
-    cfg: Config, paths: Paths, joined: Joined, *, wait: bool, deadline: float, progress: Progress
+    cfg: Config,
+    paths: Paths,
+    joined: Joined,
+    *,
+    wait: bool,
+    deadline: float,
+    progress: Progress,
+    env: Mapping[str, str],
 ) -> Status:
     until = "running" if wait else "api"
     # A manager this `up` started fails its login at this very deadline and says so; one it
@@ -267,7 +274,11 @@ def _await_manager(
         message += "\n  everything this `up` started has been stopped"
     else:
         message += "\n  the manager that was already running goes on (`spacetail down` stops it)"
-    failed = OperationFailed(message)
+    from spacetail.config.known_secrets import known_secrets
+    from spacetail.log import Redactor
+
+    # tailscaled's lines are read here, not through the manager: the same redaction as its.
+    failed = OperationFailed(Redactor(known_secrets(cfg, env))(message))
     failed.exit_code = reply.login.exit_code or 1  # 2: a setting of the user's
     raise failed
 

@@ -44,7 +44,7 @@ from spacetail.state.identity import ProcessIdentity
 from spacetail.state.phases import Phase
 from spacetail.state.proxyenv import clean_saved_envs
 from spacetail.state.report import last_stop
-from spacetail.state.status import Node, Proxies, Status, reply
+from spacetail.state.status import Node, Problem, Proxies, Status, reply
 from spacetail.tailnet.failures import Failure, FailureClass
 from spacetail.tailnet.tailscale import LocalAPI, clean_env, logout_argv
 
@@ -308,7 +308,9 @@ class Manager(Loop):
         to tailscaled (which may be frozen) while a client waits."""
         td, phase = self.sup.current, self.life.phase
         node = self.node.replace(
-            backend_state=self.login.backend_state, hostname=self.node.hostname or self.cfg.hostname
+            backend_state=self.login.backend_state,
+            hostname=self.node.hostname or self.cfg.hostname,
+            health=tuple(map(self.log.redact, self.node.health)),  # tailscale may quote a key
         )
         return Status(
             running=True,
@@ -317,7 +319,7 @@ class Manager(Loop):
             phase=phase,
             connected=node.backend_state == "Running" and phase is Phase.RUNNING,
             node=node,
-            login=self.life.report(self.login.problem),
+            login=self._problem(),
             proxies=Proxies(http=self.cfg.proxies["http"], socks5=self.cfg.proxies["socks5"]),
             manager_pid=os.getpid(),
             manager=self.identity,
@@ -327,7 +329,7 @@ class Manager(Loop):
             login_attempts=self.login.attempts,
             login_deadline_left=self.login.time_left(),
             restarts=self.sup.restarts,
-            last_exit=self.sup.last_exit,
+            last_exit=self.log.redact.optional(self.sup.last_exit),
             tailscaled_log_offset=self.sup.log_offset,
             watch_pid=self.launch.watch_pid,
             uptime=round(self.clock() - self.started, 3),
@@ -336,6 +338,13 @@ class Manager(Loop):
             scope=self.cfg.scope,
             tags=self.cfg.tags,
         )
+
+    def _problem(self) -> Problem:
+        """The login's last problem or verdict, redacted as the log is: tailscale's words may
+        quote the key, the login server's URL with its password, a proxy's."""
+        said = self.life.report(self.login.problem)
+        r = self.log.redact
+        return said.replace(reason=r.optional(said.reason), advice=r.optional(said.advice))
 
     def _on_wait(self, request: Request) -> None:
         timeout = request.message.get("timeout", 60)
@@ -368,8 +377,8 @@ class Manager(Loop):
         status = self.status()
         ending = self.life.ending
         if ending is not None and not status.login.reason:
-            problem = status.login.replace(reason=f"the manager is stopping: {ending.text}",
-                                           kind=ending.kind)  # fmt: skip
+            why = self.log.redact(f"the manager is stopping: {ending.text}")
+            problem = status.login.replace(reason=why, kind=ending.kind)
             status = status.replace(login=problem)
         ok = phase is Phase.RUNNING or (api_wait and api and phase is not Phase.FAILED)
         return reply(status, ok=ok, timed_out=False)
@@ -422,8 +431,9 @@ class Manager(Loop):
             self.note(f"removed our proxy lines from {path}")
         ending = self.life.ending or Ending(Cause.INTERNAL_ERROR, "stopped")
         if not self.down_requests:  # stopped on its own: say why, after it is gone
-            login = self.life.report(self.login.problem)
-            words = last_stop(ending, login, never_ran, self.sup.log_offset)
+            r = self.log.redact
+            words = last_stop(ending, self._problem(), never_ran, self.sup.log_offset)
+            words = words.replace(reason=r(words.reason), advice=r.optional(words.advice))
             write = functools.partial(
                 statedir.write_private_json, self.paths.last_stop, words.to_json()
             )
@@ -449,7 +459,10 @@ def serve(launch: Launch) -> int:
     """Run a manager in this process until it stops; holds the manager lock all along."""
     from filelock import Timeout
 
-    log = Log(launch.paths.manager_log)
+    from spacetail.config.known_secrets import known_secrets
+    from spacetail.log import Redactor
+
+    log = Log(launch.paths.manager_log, Redactor(known_secrets(launch.cfg, launch.env)))
     try:
         lock = statedir.take_lock(launch.paths.manager_lock, timeout=5)
     except (Timeout, OSError) as exc:
