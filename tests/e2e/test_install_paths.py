@@ -28,8 +28,8 @@ import pytest
 from spacetail.install import installer, package, pins
 from tests import helpers, install_docs, terraform_module
 from tests.e2e.conftest import Service
+from tests.e2e.phases import assert_finished_cleanly, fetch
 from tests.e2e.spacelift import PhaseResult, SpaceliftRun
-from tests.e2e.test_spacelift_runs import assert_finished_cleanly, fetch
 from tests.mirror import Mirror
 
 pytestmark = pytest.mark.userns

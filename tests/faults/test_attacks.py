@@ -7,31 +7,20 @@ spacetail runs as the Spacelift user (uid 1983); the attacker is another real ui
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import stat
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests import helpers, spacelift_oidc
-from tests.faultkit import as_attacker, ask, marked, poll, stopped_after, up_ok
+from tests.faultkit import as_attacker, ask, marked, stopped_after, up_ok
 from tests.helpers import MARKER, SPACELIFT_UID, Userland, st, status, wait_gone
+from tests.waiting import poll
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def shared_tmp(shared_base: Path, test_id: str) -> Iterator[Path]:
-    """A folder like /tmp (root's, mode 1777): anyone may create entries, each its owner's."""
-    path = shared_base / f"tmp-{test_id[-8:]}"
-    path.mkdir()
-    path.chmod(0o1777)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def refused(userland: Userland, env: dict[str, str], setting: str, *needles: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests import terraform_module as tf
-from tests.unit.test_terraform_module import PER_SCOPE, cli_variables
+from tests.terraform_module import PER_SCOPE, cli_variables
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "plugin" / "plugin.py"
