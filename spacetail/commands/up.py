@@ -26,7 +26,6 @@ from spacetail.state.identity import (
     refuse_foreign_proc,
     terminate,
 )
-from spacetail.state.kinds import FailureClass
 from spacetail.state.paths import Paths, remove_file
 from spacetail.state.phases import Phase
 from spacetail.state.status import Problem, Status
@@ -256,11 +255,13 @@ def _await_manager(
     else:
         if answer.get("ok") is True:
             return reply
-    reason, kind = reply.login.reason, reply.login.kind
+    from spacetail.state.kinds import FailureClass, kind_of
+    from spacetail.tailnet.failures import advice_for, excerpt
+
+    reason, kind = reply.login.reason, kind_of(reply.login.kind)
     if reason is None:
         reason = f"not Running within {cfg.timeout:g}s (state {reply.backend_state})"
         kind = FailureClass.TIMEOUT_STARTING
-    from spacetail.tailnet.failures import advice_for, excerpt
 
     setting = reply.login.setting
     head = f"{setting}: {reason}" if setting else f"could not connect to the tailnet: {reason}"
@@ -311,7 +312,9 @@ def _no_answer(paths: Paths, exc: Exception) -> Status:
     detail = tail(paths.manager_log, 3)
     if detail:
         reason += f"; its log ends with:\n{indent(detail, 4)}"
-    problem = Problem(reason=reason, kind=FailureClass.MANAGER_GONE)
+    from spacetail.state.kinds import FailureClass  # (not on up's path until it fails)
+
+    problem = Problem(reason=reason, kind=FailureClass.MANAGER_GONE.value)
     return Status(state_dir=str(paths.root), login=problem)
 
 

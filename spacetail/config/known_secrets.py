@@ -18,12 +18,20 @@ from spacetail.state.proxyenv import PROXY_VARIABLES
 
 
 def known_secrets(cfg: Config, env: Mapping[str, str]) -> tuple[str, ...]:
-    found: list[str] = []
+    """What a manager (and its `up`) knows: ENV's, and the credential CFG logs in with."""
+    found = list(env_secrets(env, cfg.login_server))
     if cfg.auth is not None:
         with contextlib.suppress(ConfigError, OSError):  # a file gone: nothing of it to hide
             found.append(cfg.auth.secret.read())
-    found += [env.get(name, "").strip() for name in SECRET_VARIABLES]
-    urls = [env.get(name, "") for name in PROXY_VARIABLES] + [cfg.login_server or ""]
+    return tuple(found)
+
+
+def env_secrets(env: Mapping[str, str], login_server: str | None = None) -> tuple[str, ...]:
+    """What ENV alone gives away, for a command that loads no configuration (`logs`): the
+    credential variables' values, the proxies' passwords, TS_LOGIN_SERVER's userinfo."""
+    found = [env.get(name, "").strip() for name in SECRET_VARIABLES]
+    urls = [env.get(name, "") for name in PROXY_VARIABLES]
+    urls += [login_server or env.get("TS_LOGIN_SERVER", "").strip()]
     for url in urls:
         hidden = secret(url)
         if hidden:

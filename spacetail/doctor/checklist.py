@@ -44,6 +44,7 @@ from spacetail.doctor.findings import (
     version_tuple,
 )
 from spacetail.errors import ConfigError
+from spacetail.state.kinds import kind_of
 from spacetail.state.proxyenv import NAMES as PROXY_CHECKED
 from spacetail.state.status import Status as ManagerStatus
 from spacetail.tailnet.failures import Failure, FailureClass, diagnose, meaningful_line
@@ -411,5 +412,5 @@ def _verdict(status: ManagerStatus, otherwise: str = "") -> Failure:
     """The manager's verdict as it told it: its words and its kind (never its words read
     again as if tailscale had said them)."""
     login = status.login
-    kind = login.kind or FailureClass.UNKNOWN
+    kind = kind_of(login.kind) or FailureClass.UNKNOWN
     return Failure(kind, login.reason or otherwise, login.setting)

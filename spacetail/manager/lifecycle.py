@@ -61,8 +61,8 @@ class Lifecycle:
         manager stops after it: `up` reads it then), else PROBLEM, the last transient one."""
         v = self.verdict
         if v is not None:
-            return Problem(reason=v.line, kind=v.kind, advice=v.advice, setting=v.setting,
+            return Problem(reason=v.line, kind=v.kind.value, advice=v.advice, setting=v.setting,
                            exit_code=v.exit_code)  # fmt: skip
         if problem is None:
             return Problem()
-        return Problem(reason=problem.line, kind=problem.kind)
+        return Problem(reason=problem.line, kind=problem.kind.value)

@@ -378,7 +378,8 @@ class Manager(Loop):
         ending = self.life.ending
         if ending is not None and not status.login.reason:
             why = self.log.redact(f"the manager is stopping: {ending.text}")
-            problem = status.login.replace(reason=why, kind=ending.kind)
+            kind = ending.kind.value if ending.kind else None
+            problem = status.login.replace(reason=why, kind=kind)
             status = status.replace(login=problem)
         ok = phase is Phase.RUNNING or (api_wait and api and phase is not Phase.FAILED)
         return reply(status, ok=ok, timed_out=False)

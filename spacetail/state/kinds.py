@@ -3,8 +3,9 @@ from which `up`, `status` and `doctor` choose their advice without reading the s
 
 Two families: what tailscale said (tailnet/failures.py reads its words into one of these), and
 what the manager itself saw of tailscaled and of its own life (a LocalAPI that stopped
-answering, a tailscaled that would not stay up, the maximum lifetime, the shell's exit). Light
-on purpose: the status carries it, and `spacetail status` imports nothing more for it."""
+answering, a tailscaled that would not stay up, the maximum lifetime, the shell's exit). The
+status carries the kind's value, a string (`spacetail status` does not even import this
+module); `kind_of` reads it back."""
 
 from __future__ import annotations
 
@@ -34,3 +35,13 @@ class FailureClass(enum.Enum):
     DOWN = "down"  # `spacetail down` asked
     MANAGER_GONE = "manager-gone"  # it stopped answering before it gave a verdict
     INTERNAL = "internal-error"  # a bug in spacetail
+
+
+def kind_of(value: str | None) -> FailureClass | None:
+    """The kind a status or last-stop.json names (its value, a string there: a newer manager
+    may name one this spacetail does not know, and the status must still be read); None when
+    it names none, or none known."""
+    try:
+        return FailureClass(value) if value else None
+    except ValueError:
+        return None

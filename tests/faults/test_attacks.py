@@ -322,7 +322,7 @@ def test_secrets_tailscale_quotes_are_redacted_at_every_exit(
     """A tailscale whose transient error quotes the key, an ID token and a proxy's password,
     against a login server whose URL holds a password (quoted by its errors and its Prefs log
     line): none of them reaches `up`'s progress lines or its error with tailscaled's excerpt,
-    `status`, `status --json`, `wait`, `logs` or last-stop.json."""
+    `status`, `status --json`, `wait`, `logs` (tailscaled's too) or last-stop.json."""
     from tests.faultkit import state_dir
 
     key = fake_env["TS_AUTHKEY"]
@@ -361,6 +361,8 @@ def test_secrets_tailscale_quotes_are_redacted_at_every_exit(
     said["status (stopped)"] = st(userland, env, "status").stdout
     said["wait (stopped)"] = st(userland, env, "wait", "--timeout", "1").stderr
     said["logs"] = st(userland, env, "logs", "-n", "400").stdout
+    said["logs --tailscaled"] = st(userland, env, "logs", "--tailscaled", "-n", "400").stdout
+    assert "Prefs: ControlURL=http://spacetail:[redacted]@" in said["logs --tailscaled"]
     said["last-stop.json"] = (state_dir(env) / "last-stop.json").read_text()
     assert "[redacted]" in said["up"] and "waiting for the tailnet" in said["up"], said["up"]
     assert "[redacted]" in said["status --json (logging in)"]

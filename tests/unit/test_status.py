@@ -131,3 +131,12 @@ def test_records_are_keyword_only_immutable_and_compare_by_value() -> None:
         node.backend_state = "Stopped"  # type: ignore[misc]
     assert node == Node(backend_state="Running") and hash(node) == hash(node.replace())
     assert node != Node(backend_state="Stopped") and node != Problem()
+
+
+def test_a_kind_this_spacetail_does_not_know_is_still_read() -> None:
+    """A newer manager may name a kind of its own: the status is read, the kind unknown here."""
+    from spacetail.state.kinds import FailureClass, kind_of
+
+    status = Status.from_json({**Status().to_json(), "reason": "r", "kind": "from-the-future"})
+    assert status.login.kind == "from-the-future" and kind_of(status.login.kind) is None
+    assert kind_of("key-rejected") is FailureClass.KEY_REJECTED and kind_of(None) is None
