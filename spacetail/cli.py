@@ -182,7 +182,11 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if not text:
         _say(f"no log at {path}")
         return 1
-    print(text)
+    from spacetail.config.known_secrets import env_secrets
+    from spacetail.log import Redactor
+
+    # tailscaled's own lines quote the login server's URL whole (its Prefs), a password too.
+    print(Redactor(env_secrets(os.environ))(text))
     return 0
 
 

@@ -1,4 +1,6 @@
-"""The manager's log file: timestamped lines with every secret redacted."""
+"""The manager's log file: timestamped lines with every secret redacted, and the redaction
+itself (`Redactor`): the shapes of keys and tokens, and the very secrets this process knows
+(config/known_secrets.py), applied to every text that leaves the manager."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from spacetail.state.paths import open_regular, remove_file
 
 TYPE_CHECKING = False  # keeps typing out of `spacetail status`
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import TextIO
 
 _SECRETS = (
@@ -29,6 +32,36 @@ def redact(text: str) -> str:
     return re.sub(_SECRETS, lambda m: m.group(0)[:11] + "…[redacted]", text)
 
 
+HIDDEN = "[redacted]"
+# Shorter secrets are not searched for in free text: a 3-letter password would garble every
+# word that holds it (config/proxyurl.py masks them where the value itself is printed).
+MIN_FREE_TEXT = 4
+
+
+class Redactor:
+    """redact() and, first, every secret SECRETS names, wherever it appears whole: the one
+    redaction of every text that leaves the manager (its log, the status, wait's and up's
+    words, last-stop.json, tailscaled's lines)."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        known = {s for s in secrets if len(s) >= MIN_FREE_TEXT}
+        ordered = sorted(known, key=len, reverse=True)  # a secret inside another: longest first
+        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    def __call__(self, text: str) -> str:
+        if self._pattern is not None:
+            text = self._pattern.sub(_hide, text)
+        return redact(text)
+
+    def optional(self, text: str | None) -> str | None:
+        return None if text is None else self(text)
+
+
+def _hide(m: re.Match[str]) -> str:
+    found = m.group(0)
+    return found[:11] + "…" + HIDDEN if found.startswith("tskey-") else HIDDEN
+
+
 def open_append(path: Path) -> int:
     """A descriptor appending to PATH (created 0600). Anything but a regular file planted at
     PATH (a symlink, a FIFO that would block the open or every write, a socket) is removed and
@@ -44,8 +77,9 @@ def open_append(path: Path) -> int:
 class Log:
     """Append-only, line-buffered; writes never raise (a full disk must not kill the manager)."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, redactor: Redactor | None = None) -> None:
         self.path = path
+        self.redact = redactor or Redactor()
         self._file: TextIO | None = None
         if path:
             # backslashreplace: a path that is not UTF-8 (surrogate-escaped) is written as \\xff
@@ -59,7 +93,7 @@ class Log:
         now = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}"
         try:
-            self._file.write(f"{stamp} {level} {redact(message)}\n")
+            self._file.write(f"{stamp} {level} {self.redact(message)}\n")
         except (OSError, ValueError):
             pass
 
@@ -68,10 +102,6 @@ class Log:
 
     def error(self, message: str) -> None:
         self._write("error", message)
-
-    @staticmethod
-    def redact(text: str) -> str:
-        return redact(text)
 
     def close(self) -> None:
         if self._file is not None:

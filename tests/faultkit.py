@@ -13,38 +13,21 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from spacetail.errors import OperationFailed
 from spacetail.state import control
 from tests import helpers
 from tests.helpers import MARKER, SPACELIFT_UID, Userland, st, status, wait_gone
-
-T = TypeVar("T")
-
+from tests.waiting import poll
 
 OTHER_UID = 1984
 
 
 def figure(name: str, value: float, unit: str = "s") -> None:
     print(f"\nFIGURE {name} {value:.3f}{unit}")
-
-
-def poll(check: Callable[[], T | None], timeout: float, what: str | Callable[[], str]) -> T:
-    """Call CHECK until it returns something other than None/False; fail after TIMEOUT (WHAT,
-    or what it returns then, says what was awaited)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value is not None and value is not False:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(
-                f"not within {timeout:g}s: {what if isinstance(what, str) else what()}"
-            )
-        time.sleep(0.02)
 
 
 def alive(pid: int) -> bool:

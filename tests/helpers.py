@@ -236,3 +236,12 @@ def kill_all(leftovers: list[tuple[int, str]]) -> str:
         except ProcessLookupError:
             pass
     return "\n".join(f"  {pid}: {cmd}" for pid, cmd in leftovers)
+
+
+def find_tool(name: str) -> str | None:
+    """An executable beside this Python (a venv's bin), else on PATH."""
+    # A venv's bin folder is not on PATH when its python is run directly.
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(name)

@@ -159,3 +159,11 @@ def spacetail_calls(text: str) -> list[str]:
                 end = _END.search(rest)
                 calls.append((rest[: end.start()] if end else rest).strip())
     return calls
+
+
+def readme_hooks() -> dict[str, str]:
+    """The runner-image hooks ("3. The hooks" of docs/other-install-paths.md): phase hook -> its
+    one line."""
+    hooks = section_hooks("3. The hooks", "docs/other-install-paths.md")
+    assert all(len(lines) == 1 for lines in hooks.values()), hooks
+    return {name: lines[0] for name, lines in hooks.items()}

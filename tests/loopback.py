@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 from tests.helpers import free_port
 
-__all__ = ["Target", "answer_later", "blackhole", "echo", "free_port", "recv_all", "wait_until"]
+__all__ = ["Target", "answer_later", "blackhole", "echo", "free_port", "recv_all"]
 
 REQUEST = b"GET / HTTP/1.0\r\nHost: x\r\n\r\n"
 REPLY = b"HTTP/1.0 200 OK\r\n\r\nlate but here"
@@ -75,13 +75,6 @@ def echo(conn: socket.socket) -> None:
     while data := conn.recv(65536):
         conn.sendall(data)
     conn.shutdown(socket.SHUT_WR)
-
-
-def wait_until(cond: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
 
 
 def recv_all(sock: socket.socket) -> bytes:

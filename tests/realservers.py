@@ -18,7 +18,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,6 +30,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import MARKER, SPACELIFT_UID, free_port, wait_gone
+from tests.waiting import wait_listening
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 APT_HINT = (
@@ -89,18 +89,15 @@ def server_env(marker: str, home: Path) -> dict[str, str]:
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, what: str) -> None:
-    """Until PORT accepts a connection (the server is up), or PROC died, or START_TIMEOUT."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            text = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            raise AssertionError(f"{what} did not start (exit {proc.poll()}):\n{text}")
-        time.sleep(0.02)
+    """Until PORT listens (the server is up), or PROC died, or START_TIMEOUT."""
+
+    def died() -> str | None:
+        if proc.poll() is None:
+            return None
+        text = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        return f"{what} did not start (exit {proc.poll()}):\n{text}"
+
+    wait_listening(port, START_TIMEOUT, what, gone=died)
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:

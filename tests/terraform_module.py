@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spacetail.config import settings
+
 REPO = Path(__file__).resolve().parent.parent
 MODULE = REPO / "terraform"
 LEAST_PRIVILEGE = MODULE / "least-privilege"
@@ -133,3 +135,19 @@ def console(files: Sequence[Path], variables: Mapping[str, str], expression: str
             "", " ".join(text.replace("│", " ").replace("╷", " ").replace("╵", " ").split())
         )
     return Console(text.strip(), "")
+
+
+# The per-scope names of issue 21 that the module and the plugin set; the CLI reads them
+# (falling back to TS_CLIENT_ID / SPACETAIL_TAGS) and
+# spacetail/config/settings.py declares them, which
+# cli_variables() checks.
+PER_SCOPE = ("TS_CLIENT_ID_READ", "TS_CLIENT_ID_WRITE", "SPACETAIL_TAGS_READ",
+             "SPACETAIL_TAGS_WRITE")  # fmt: skip
+# Read by the install hook line (terraform/hooks.json), not by spacetail itself.
+HOOK_VARIABLES = ("SPACETAIL_PIP_SPEC",)
+
+
+def cli_variables() -> set[str]:
+    names = {s.env for s in (*settings.UP, *settings.INSTALL)}
+    names |= {name for name, _ in (*settings.CREDENTIALS, *settings.PASSTHROUGH)}
+    return names | set(HOOK_VARIABLES)

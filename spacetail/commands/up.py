@@ -89,7 +89,7 @@ def up(
     try:
         with _interrupts(interruptible):
             reply = _await_manager(cfg, paths, joined, wait=wait, deadline=deadline,
-                                   progress=progress)  # fmt: skip
+                                   progress=progress, env=env)  # fmt: skip
             if wait and (cfg.peers or cfg.wait_for):
                 from spacetail.tailnet.ready import (
                     wait_beyond_running,  # its imports only when asked
@@ -238,7 +238,14 @@ def _start_manager(
 
 
 def _await_manager(
-    cfg: Config, paths: Paths, joined: Joined, *, wait: bool, deadline: float, progress: Progress
+    cfg: Config,
+    paths: Paths,
+    joined: Joined,
+    *,
+    wait: bool,
+    deadline: float,
+    progress: Progress,
+    env: Mapping[str, str],
 ) -> Status:
     until = "running" if wait else "api"
     # A manager this `up` started fails its login at this very deadline and says so; one it
@@ -251,14 +258,18 @@ def _await_manager(
     else:
         if answer.get("ok") is True:
             return reply
-    reason = reply.login.reason or (
-        f"not Running within {cfg.timeout:g}s (state {reply.backend_state})"
-    )
-    from spacetail.tailnet.failures import advice, excerpt
+    from spacetail.state.kinds import FailureClass, kind_of
+    from spacetail.tailnet.failures import advice_for, excerpt
+
+    reason, kind = reply.login.reason, kind_of(reply.login.kind)
+    if reason is None:
+        reason = f"not Running within {cfg.timeout:g}s (state {reply.backend_state})"
+        kind = FailureClass.TIMEOUT_STARTING
 
     setting = reply.login.setting
     head = f"{setting}: {reason}" if setting else f"could not connect to the tailnet: {reason}"
-    message = f"{head}\n  what to do: {reply.login.advice or advice(reason)}"
+    advice = reply.login.advice or advice_for(kind or FailureClass.UNKNOWN)
+    message = f"{head}\n  what to do: {advice}"
     lines = excerpt(paths.tailscaled_log, reply.tailscaled_log_offset)
     if lines:
         shown = indent("\n".join(lines), 4)
@@ -267,7 +278,11 @@ def _await_manager(
         message += "\n  everything this `up` started has been stopped"
     else:
         message += "\n  the manager that was already running goes on (`spacetail down` stops it)"
-    failed = OperationFailed(message)
+    from spacetail.config.known_secrets import known_secrets
+    from spacetail.log import Redactor
+
+    # tailscaled's lines are read here, not through the manager: the same redaction as its.
+    failed = OperationFailed(Redactor(known_secrets(cfg, env))(message))
     failed.exit_code = reply.login.exit_code or 1  # 2: a setting of the user's
     raise failed
 
@@ -286,6 +301,7 @@ def _last_words(paths: Paths, joined: Joined) -> Status | None:
         return None
     verdict = Problem(
         reason=last.login_reason or last.reason,
+        kind=last.kind,
         advice=last.advice,
         setting=last.setting,
         exit_code=last.exit_code,
@@ -299,7 +315,10 @@ def _no_answer(paths: Paths, exc: Exception) -> Status:
     detail = tail(paths.manager_log, 3)
     if detail:
         reason += f"; its log ends with:\n{indent(detail, 4)}"
-    return Status(state_dir=str(paths.root), login=Problem(reason=reason))
+    from spacetail.state.kinds import FailureClass  # (not on up's path until it fails)
+
+    problem = Problem(reason=reason, kind=FailureClass.MANAGER_GONE.value)
+    return Status(state_dir=str(paths.root), login=problem)
 
 
 def _stop_started(paths: Paths, joined: Joined, out: TextIO, *, stops_itself: bool) -> None:

@@ -13,16 +13,15 @@ from typing import Any
 from spacetail.config import hostport
 from spacetail.config.credentials import Auth, Choice, auth_from_env
 from spacetail.config.scope import Scope
-from spacetail.config.settings import CREDENTIAL_UP_FLAGS, UP_FLAGS, Setting
+from spacetail.config.settings import BY_KEY, CREDENTIAL_UP_FLAGS, UP_FLAGS, Setting
 from spacetail.errors import ConfigError
 from spacetail.forwards.spec import ForwardSpec, parse_forwards
 from spacetail.log import holds_secret, redact
 
-DEFAULT_SOCKS5 = "127.0.0.1:1080"
-DEFAULT_HTTP_PROXY = "127.0.0.1:8080"
-DEFAULT_TIMEOUT = 60.0
-# Spacelift's run timeout is 70 minutes; the manager must be gone well before it.
-DEFAULT_MAX_LIFETIME = 3600.0
+# Each setting's default is written once, in its row of settings.UP (its --help shows it); the
+# Config below has none of its own, so a value the user did not give is always the table's.
+DEFAULT_SOCKS5 = BY_KEY["socks5-server"].default
+DEFAULT_HTTP_PROXY = BY_KEY["http-proxy"].default
 
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _TAG = re.compile(r"^tag:[a-zA-Z][a-zA-Z0-9-]*$")
@@ -31,30 +30,33 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Config:
+    """The checked settings. No field has a default of its own: load() gives each setting's
+    value, or its default from the settings table (settings.UP)."""
+
     auth: Auth | None
     hostname: str
-    tags: tuple[str, ...] = ()
-    accept_routes: bool = True
-    accept_dns: bool = False
-    exit_node: str | None = None
-    login_server: str | None = None
-    ephemeral: bool = True
-    extra_args: tuple[str, ...] = ()
-    tailscaled_extra_args: tuple[str, ...] = ()
-    socks5: str = DEFAULT_SOCKS5
-    http_proxy: str = DEFAULT_HTTP_PROXY
-    log_upload: bool = False
-    persist_node: bool = False
-    timeout: float = DEFAULT_TIMEOUT
-    peers: tuple[str, ...] = ()
-    wait_for: tuple[tuple[str, int], ...] = ()  # (host, port): up is ready once each answers
-    progress: bool = True  # a line on stderr every few seconds while up or wait waits
-    watch_shell: bool = True
-    watch_pid: int | None = None
-    max_lifetime: float = DEFAULT_MAX_LIFETIME
-    forwards: tuple[ForwardSpec, ...] = ()
+    tags: tuple[str, ...]
+    accept_routes: bool
+    accept_dns: bool
+    exit_node: str | None
+    login_server: str | None
+    ephemeral: bool
+    extra_args: tuple[str, ...]
+    tailscaled_extra_args: tuple[str, ...]
+    socks5: str
+    http_proxy: str
+    log_upload: bool
+    persist_node: bool
+    timeout: float
+    peers: tuple[str, ...]
+    wait_for: tuple[tuple[str, int], ...]  # (host, port): up is ready once each answers
+    progress: bool  # a line on stderr every few seconds while up or wait waits
+    watch_shell: bool
+    watch_pid: int | None
+    max_lifetime: float  # Spacelift's run timeout is 70 minutes: the default is well before
+    forwards: tuple[ForwardSpec, ...]
     scope: Scope | None = None  # of the phase's Spacelift token, when it was read
     scope_note: str | None = None  # why the per-scope settings were not used (`up` says it)
 
@@ -285,14 +287,17 @@ class _Values:
             return "TS_EXTRA_ARGS", self.from_extra[extra_name]
         return name, value
 
-    def boolean(self, key: str, default: bool) -> bool:
+    def given(self, key: str) -> tuple[str, str]:
+        """get(), or the setting's default from the table (and its variable's name) when it
+        was not given."""
         name, raw = self.get(key)
-        return parse_bool(name, raw) if raw.strip() else default
+        return (name, raw) if raw.strip() else (BY_KEY[key].env, BY_KEY[key].default)
 
-    def duration(self, key: str, default: float, *, allow_zero: bool = False) -> float:
-        name, raw = self.get(key)
-        if not raw.strip():
-            return default
+    def boolean(self, key: str) -> bool:
+        return parse_bool(*self.given(key))
+
+    def duration(self, key: str, *, allow_zero: bool = False) -> float:
+        name, raw = self.given(key)
         return parse_seconds(name, raw, allow_zero=allow_zero, maximum=MAX_DURATION)
 
 
@@ -364,28 +369,26 @@ def _node_settings(v: _Values, scope: Scope | None) -> dict[str, Any]:
     return {
         "wait_for": parse_targets(name, raw),
         "hostname": hostname,
-        "accept_routes": v.boolean("accept-routes", True),
-        "accept_dns": v.boolean("accept-dns", False),
+        "accept_routes": v.boolean("accept-routes"),
+        "accept_dns": v.boolean("accept-dns"),
         "exit_node": exit_node.strip() or None,
         "login_server": login_server.strip() or None,
-        "ephemeral": v.boolean("ephemeral", True),
-        "timeout": v.duration("timeout", DEFAULT_TIMEOUT),
+        "ephemeral": v.boolean("ephemeral"),
+        "timeout": v.duration("timeout"),
         "peers": peers,
-        "progress": v.boolean("progress", True),
+        "progress": v.boolean("progress"),
     }
 
 
 def _local_settings(v: _Values) -> dict[str, Any]:
     """What runs on this machine: the proxies, the state, the manager's lifetime."""
-    name, raw = v.get("socks5-server")
-    socks5 = parse_address(name, raw) if raw.strip() else DEFAULT_SOCKS5
-    name, raw = v.get("http-proxy")
-    http_proxy = parse_address(name, raw) if raw.strip() else DEFAULT_HTTP_PROXY
-    if not v.boolean("proxy-public", False):
+    socks5 = parse_address(*v.given("socks5-server"))
+    http_proxy = parse_address(*v.given("http-proxy"))
+    if not v.boolean("proxy-public"):
         for key, address in (("socks5-server", socks5), ("http-proxy", http_proxy)):
             check_loopback(v.get(key)[0], address)
-    name, raw = v.get("node-state")
-    mode = raw.strip().lower() or "memory"
+    name, raw = v.given("node-state")
+    mode = raw.strip().lower()
     if mode not in ("memory", "workspace"):
         raise ConfigError(f"{name}: {raw!r} is not memory or workspace; pick one")
     name, raw = v.get("watch-pid")
@@ -395,15 +398,15 @@ def _local_settings(v: _Values) -> dict[str, Any]:
             raise ConfigError(f"{name}: {raw!r} is not a process id")
         watch_pid = int(raw)
     name, raw = v.get("forward")
-    public = v.boolean("forward-public", False)
+    public = v.boolean("forward-public")
     forwards = parse_forwards(name, raw, public=public) if raw.strip() else ()
     return {
         "forwards": forwards,
         "socks5": socks5,
         "http_proxy": http_proxy,
-        "log_upload": v.boolean("log-upload", False),
+        "log_upload": v.boolean("log-upload"),
         "persist_node": mode == "workspace",
-        "watch_shell": v.boolean("watch-shell", True),
+        "watch_shell": v.boolean("watch-shell"),
         "watch_pid": watch_pid,
-        "max_lifetime": v.duration("max-lifetime", DEFAULT_MAX_LIFETIME, allow_zero=True),
+        "max_lifetime": v.duration("max-lifetime", allow_zero=True),
     }

@@ -44,9 +44,10 @@ from spacetail.doctor.findings import (
     version_tuple,
 )
 from spacetail.errors import ConfigError
+from spacetail.state.kinds import kind_of
 from spacetail.state.proxyenv import NAMES as PROXY_CHECKED
 from spacetail.state.status import Status as ManagerStatus
-from spacetail.tailnet.failures import diagnose, meaningful_line
+from spacetail.tailnet.failures import Failure, FailureClass, diagnose, meaningful_line
 from spacetail.tailnet.oneshot import Runner, ping, sh_runner
 
 VERSION_TIMEOUT = 5.0
@@ -167,7 +168,8 @@ class Doctor:
             result = self.run_cli([str(path), flag], VERSION_TIMEOUT)
             first = (result.stdout.strip().splitlines() or [""])[0].strip()
             if result.exit_code != 0 or not version_tuple(first):
-                failure = diagnose(result.output or f"exit {result.exit_code}")
+                exited = Failure(FailureClass.LOCAL, f"exit {result.exit_code}")
+                failure = diagnose(result.output) if result.output else exited
                 check.add(Verdict.FAIL, f"{name} at {path} does not run: {failure.line}",
                           fix_for(failure))  # fmt: skip
                 continue
@@ -221,7 +223,7 @@ class Doctor:
         check.add(Verdict.OK, f"manager pid {status.manager_pid}, phase {phase}, up "
                   f"{status.uptime} s")  # fmt: skip
         if status.failed and status.login.reason:
-            failure = diagnose(status.login.reason)
+            failure = _verdict(status)
             check.add(Verdict.FAIL, f"it gave up: {failure.line}", fix_for(failure))
         if status.restarts:
             check.add(Verdict.WARN, f"tailscaled was restarted {status.restarts} times "
@@ -245,7 +247,7 @@ class Doctor:
             from spacetail.tailnet.failures import login_error
 
             error = login_error(health)
-            failure = diagnose(error or status.login.reason or f"state {state}")
+            failure = diagnose(error) if error else _verdict(status, f"state {state}")
             check.add(Verdict.FAIL, f"state {state}: {failure.line}", fix_for(failure))
         for item in health:
             if "last login error" not in item.lower():
@@ -431,3 +433,11 @@ def main(
     out.write(scrub(text, env))
     out.flush()
     return exit_code(checks)
+
+
+def _verdict(status: ManagerStatus, otherwise: str = "") -> Failure:
+    """The manager's verdict as it told it: its words and its kind (never its words read
+    again as if tailscale had said them)."""
+    login = status.login
+    kind = kind_of(login.kind) or FailureClass.UNKNOWN
+    return Failure(kind, login.reason or otherwise, login.setting)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from spacetail.state.identity import ProcessIdentity
+from spacetail.state.kinds import FailureClass
 
 SHELL_POLL = 0.5
 
@@ -33,6 +34,21 @@ class Ending:
     def failure(self) -> bool:
         """An end the user must hear about: `status` and `wait` report it as a failure."""
         return self.cause in (Cause.LOGIN_FAILED, Cause.INTERNAL_ERROR, Cause.MAX_LIFETIME)
+
+    @property
+    def kind(self) -> FailureClass | None:
+        """Its kind, for the status and last-stop.json; None after a failed login, whose kind
+        is the verdict's."""
+        return _KINDS.get(self.cause)
+
+
+_KINDS = {
+    Cause.SHELL_EXITED: FailureClass.SHELL_EXIT,
+    Cause.MAX_LIFETIME: FailureClass.LIFETIME,
+    Cause.DOWN: FailureClass.DOWN,
+    Cause.SIGNAL: FailureClass.SIGNAL,
+    Cause.INTERNAL_ERROR: FailureClass.INTERNAL,
+}
 
 
 class Lifetime:

@@ -4,9 +4,11 @@ jittered backoff inside one deadline, failed at once on what retrying cannot fix
 It decides; it never waits. The manager feeds it events (tailscaled's LocalAPI answers, a state
 change, what the status reader last saw, an attempt's exit) and the time, and it answers by
 starting or stopping an attempt, by asking for a fresh read, and by calling back `succeeded` or
-`failed`. Its phase changes in one method, `change`, against the table in state/phases.py. The clock
-and the process factory are passed in, so its decisions are tested with scripted events and a
-fake clock, without processes."""
+`failed` (with a Failure: tailscale's words, classified). It keeps its attempts and their
+backoff; the phase lives in the manager's Lifecycle (lifecycle.py), where the login moves only
+its own steps (an attempt runs, a backoff waits): Running, Failed and Stopping are the manager's.
+The clock and the process factory are passed in, so its decisions are tested with scripted
+events and a fake clock, without processes."""
 
 from __future__ import annotations
 
@@ -15,17 +17,18 @@ import os
 import random
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from spacetail.config.loader import Config
 from spacetail.log import redact
 from spacetail.manager.events import ChildProcess
-from spacetail.state import phases, statedir
+from spacetail.manager.lifecycle import Lifecycle
+from spacetail.state import statedir
 from spacetail.state.paths import Paths, remove_file
 from spacetail.state.phases import Phase
-from spacetail.state.status import Node, Problem
+from spacetail.state.status import Node
 from spacetail.tailnet.failures import (
     Failure,
     FailureClass,
@@ -67,7 +70,7 @@ class Attempt:
     proc: ChildProcess
     secret: Path | None
     previous_error: str | None  # tailscale's last login error before this attempt began
-    abort_reason: str | None = None
+    aborted: Failure | None = None  # why it was cut short
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class Login:
         *,
         spawn: SpawnUp,
         outcome: Outcome,
+        life: Lifecycle,
         clock: Callable[[], float],
         refresh: Callable[[], None] = lambda: None,
         jitter: Callable[[float, float], float] = random.uniform,
@@ -103,53 +107,38 @@ class Login:
         self.clock = clock
         self.refresh = refresh  # ask the status reader for a fresh read, now
         self.jitter = jitter
-        self._phase = Phase.STARTING
+        self.life = life  # the manager's: the phase is read there, and the login's steps set
         self.deadline = deadline if deadline is not None else clock() + cfg.timeout
         self.backend_state: str | None = None
         self.last_error: str | None = None  # tailscale's last login error, as last read
         self.problem: Failure | None = None  # what last went wrong
-        self.verdict: Failure | None = None  # why the login gave up, until it runs again
         self.attempts = 0
-        self.running_since: float | None = None
         self.attempt: Attempt | None = None
         self.ended: Ended | None = None
         self.retry_at: float | None = None
-        self.halted = False
 
     @property
     def phase(self) -> Phase:
-        return self._phase
+        return self.life.phase
 
-    def change(self, new: Phase) -> None:
-        """The one way the phase changes; a move the table does not allow raises."""
-        phases.check(self._phase, new)
-        self._phase = new
-
-    def report(self) -> Problem:
-        """What the status says of the login: the last problem and, once it gave up, the
-        verdict's advice (also while the manager stops after it: `up` reads it then)."""
-        v = self.verdict
-        if v is not None:
-            return Problem(reason=v.line, advice=v.advice, setting=v.setting, exit_code=v.exit_code)
-        return Problem(reason=self.problem.line) if self.problem else Problem()
+    @property
+    def halted(self) -> bool:
+        """The manager is stopping: no more decisions (no retry, no verdict on an attempt)."""
+        return self.life.stopping
 
     # --- what the manager tells it ------------------------------------------------------
 
-    def tailscaled_started(self) -> None:
-        self.change(Phase.STARTING)
-
     def restarting(self, delay: float) -> None:
         """tailscaled will be started again in DELAY seconds: log in afresh after that."""
-        self.change(Phase.STARTING)
         self.backend_state = None
         self.retry_at = None
         self.deadline = self.clock() + delay + self.cfg.timeout
 
     def api_ready(self) -> None:
-        if self._phase is Phase.STARTING:
+        if self.phase is Phase.STARTING:
             # LOGIN even when an aborted attempt (against the tailscaled that died) has not
             # exited yet: its exit is then judged, and the next attempt follows.
-            self.change(Phase.LOGIN)
+            self.life.change(Phase.LOGIN)
             self.start_attempt()
 
     def on_state(self, backend: str) -> None:
@@ -163,21 +152,18 @@ class Login:
             self.outcome.note(f"tailscale state: {backend}")
         if self.halted:
             return
-        if backend == "Running" and self._phase.logging_in:
-            self.change(Phase.RUNNING)
-            self.verdict = None
-            self.running_since = self.clock()
+        if backend == "Running" and self.phase.logging_in:
             self.retry_at = None
             self.ended = None
             self.outcome.succeeded()
-        elif backend in ("NeedsLogin", "Stopped") and self._phase is Phase.RUNNING:
+        elif backend in ("NeedsLogin", "Stopped") and self.phase is Phase.RUNNING:
             # Logged out (or taken down) behind our back: the phase still needs the tailnet.
             reason = f"tailscale went to {backend} while Running; logging in again"
-            self.problem = Failure(FailureClass.UNKNOWN, reason)
+            self.problem = Failure(FailureClass.LOGGED_OUT, reason)
             self.outcome.note(reason)
             self.deadline = self.clock() + self.cfg.timeout
             self.start_attempt()
-        elif backend != "Running" and self._phase is Phase.RUNNING:
+        elif backend != "Running" and self.phase is Phase.RUNNING:
             self.outcome.note(f"tailscale left Running: now {backend}")
 
     def on_node(self, node: Node, read_at: float) -> None:
@@ -198,21 +184,21 @@ class Login:
         self.attempt = None
         if attempt.secret:
             remove_file(attempt.secret)
-        if self.halted or self._phase not in (Phase.LOGIN, Phase.BACKOFF):
+        if self.halted or self.phase not in (Phase.LOGIN, Phase.BACKOFF):
             return True
-        if code == 0 and attempt.abort_reason is None:
+        if code == 0 and attempt.aborted is None:
             # `tailscale up` returns once Running; the bus usually told us already.
             if self.backend_state != "Running":
                 self.on_state("Running")
             return True
         output = redact(bytes(proc.output).decode("utf-8", "replace"))
-        if attempt.abort_reason is None:
+        if attempt.aborted is None:
             # A command line tailscale refuses (Go's flag error comes before its usage text):
             # no retry can fix it, so it fails now, naming the setting.
             failure = diagnose_for(output, Program.UP, self.cfg)
             if failure.kind in (FailureClass.USAGE, FailureClass.LOCAL):
                 self.outcome.note(f"login attempt {attempt.number} refused: {failure.line}")
-                self.fail(failure.line, failure)
+                self.fail(failure)
                 return True
         now = self.clock()
         self.ended = Ended(attempt, code, output, now, now + FRESH_READ_WAIT)
@@ -227,12 +213,12 @@ class Login:
             self.start_attempt()
         if self.ended is not None and now >= self.ended.judge_by:
             self._judge(self.ended)  # tailscaled did not answer in time: judge on what is known
-        if self._phase.logging_in and now >= self.deadline:
-            self.fail(self.timeout_reason())
+        if self.phase.logging_in and now >= self.deadline:
+            self.fail(self.timed_out())
 
     def time_left(self) -> float | None:
         """Seconds until the login is given up (never below 0); None when it is not logging in."""
-        if self.halted or not self._phase.logging_in:
+        if self.halted or not self.phase.logging_in:
             return None
         return round(max(0.0, self.deadline - self.clock()), 3)
 
@@ -240,50 +226,44 @@ class Login:
         if self.halted:
             return None
         times = [self.retry_at, self.ended.judge_by if self.ended else None]
-        if self._phase.logging_in:
+        if self.phase.logging_in:
             times.append(self.deadline)
         return min((t for t in times if t is not None), default=None)
 
     def tailscaled_lost(self) -> None:
-        self.abort("tailscaled exited")
+        self.abort(Failure(FailureClass.TAILSCALED_EXITED, "tailscaled exited"))
         self.retry_at = None
         self.ended = None
         self.backend_state = None
 
-    def halt(self) -> None:
-        """The manager is stopping: no more decisions (no retry, no verdict on an attempt)."""
-        self.halted = True
-        self.retry_at = None
-        self.ended = None
-
     def stop(self) -> None:
         """The manager shuts down: end the attempt (a moment at most) and remove its secret."""
-        self.halt()
-        self.change(Phase.STOPPING)
+        self.retry_at = None
+        self.ended = None
         if self.attempt is not None:
-            self.abort("stopping")
+            self.abort(Failure(FailureClass.DOWN, "the manager is stopping"))
             # `tailscale up` ends at once on SIGTERM; one that does not dies with the manager
             # (PR_SET_PDEATHSIG), so the shutdown never waits long for it.
             self.attempt.proc.wait(STOP_WAIT)
             self._clear_secret()
 
-    def fail(self, reason: str, failure: Failure | None = None) -> None:
-        """The verdict: REASON is what the status says; FAILURE its class and setting (read
-        from REASON when not given)."""
-        self.abort(reason)
+    def fail(self, failure: Failure) -> None:
+        """The login gives up on FAILURE: the manager hears it and decides what follows."""
+        self.give_up(failure)
+        self.outcome.failed(failure)
+
+    def give_up(self, failure: Failure) -> None:
+        """No more attempts for now (the manager's own verdict, or the login's)."""
+        self.abort(failure)
         self.retry_at = None
         self.ended = None
-        self.change(Phase.FAILED)
-        verdict = replace(failure, line=reason) if failure else diagnose(reason)
-        self.problem = self.verdict = verdict
-        self.outcome.note(f"gave up: {reason} ({verdict.advice})")
-        self.outcome.failed(verdict)
+        self.problem = failure
 
-    def abort(self, reason: str) -> None:
+    def abort(self, why: Failure) -> None:
         attempt = self.attempt
-        if attempt is None or attempt.abort_reason:
+        if attempt is None or attempt.aborted:
             return
-        attempt.abort_reason = reason
+        attempt.aborted = why
         with contextlib.suppress(Exception):
             attempt.proc.signal(signal.SIGTERM)
 
@@ -292,7 +272,7 @@ class Login:
     def start_attempt(self) -> None:
         if self.attempt is not None:
             return
-        self.change(Phase.LOGIN)
+        self.life.change(Phase.LOGIN)
         self.attempts += 1
         remaining = self.deadline - self.clock()
         secret = self._write_secret()
@@ -316,7 +296,7 @@ class Login:
     def _check_attempt(self, attempt: Attempt) -> None:
         """While `tailscale up` waits, tailscale's own verdict on the login may come first."""
         err = self.last_error
-        if not err or attempt.abort_reason:
+        if not err or attempt.aborted:
             return
         age = self.clock() - attempt.started
         if (
@@ -326,45 +306,53 @@ class Login:
         ):
             # tailscaled would retry by itself on its own schedule; we retry on ours (with
             # backoff and jitter, inside --timeout) so the attempt is visible and bounded.
-            self.abort(err)
+            self.abort(diagnose(err))
 
     def _judge(self, ended: Ended) -> None:
         """A failed attempt: fail for good, or retry after a backoff inside the deadline."""
         self.ended = None
         attempt = ended.attempt
-        last_lines = ended.output.strip().splitlines()
-        text = attempt.abort_reason or (last_lines[-1] if last_lines else f"exit {ended.code}")
-        said = diagnose(text).kind
-        if self.last_error and (
-            attempt.abort_reason is None or said is FailureClass.TIMEOUT_STARTING
-        ):
-            text = self.last_error  # tailscale's words on why, not the CLI's "timeout waiting"
-        failure = diagnose(text)
+        failure = self._why(ended)
         kind = "transient" if failure.retryable else "permanent"
-        self.outcome.note(f"login attempt {attempt.number} failed ({kind}): {text}")
+        self.outcome.note(f"login attempt {attempt.number} failed ({kind}): {failure.line}")
         if not failure.retryable:
-            self.fail(text, failure)
+            self.fail(failure)
             return
         if failure.kind is FailureClass.TIMEOUT_STARTING:
-            text = self.timeout_reason()  # tailscale's CLI only says it timed out
-        self.problem = replace(failure, line=text)
+            failure = self.timed_out()  # tailscale's CLI only says it timed out
+        self.problem = failure
         remaining = self.deadline - self.clock()
         if remaining < 1.0:
-            self.fail(text, failure)
+            self.fail(failure)
             return
         backoff = min(10.0, 2.0 ** (attempt.number - 1))
         delay = self.jitter(0.5 * backoff, backoff)  # runs started together spread out
         delay = min(delay, remaining - 1.0)  # leave the last attempt at least a second
-        self.change(Phase.BACKOFF)
+        self.life.change(Phase.BACKOFF)
         self.retry_at = self.clock() + delay
         self.outcome.note(f"retrying login in {delay:.1f}s")
 
-    def timeout_reason(self) -> str:
-        err = self.last_error  # at the deadline: no time left to ask tailscaled again
+    def _why(self, ended: Ended) -> Failure:
+        """Why an attempt failed: tailscale's words on it (its health's last login error rather
+        than the CLI's "timeout waiting"), else why it was cut short, else how it exited."""
+        said = ended.attempt.aborted
+        if said is None:
+            last_lines = ended.output.strip().splitlines()
+            said = diagnose(last_lines[-1]) if last_lines else None
+        timed_out = said is not None and said.kind is FailureClass.TIMEOUT_STARTING
+        if self.last_error and (ended.attempt.aborted is None or timed_out):
+            return diagnose(self.last_error)
+        return said or Failure(FailureClass.UNKNOWN, f"exit {ended.code}")
+
+    def timed_out(self) -> Failure:
+        """The verdict at the deadline, with the last thing known of why (no time is left to
+        ask tailscaled again)."""
+        err = self.last_error
         state = self.backend_state or "no state"
         base = f"not Running after {self.cfg.timeout:g}s (state {state})"
         if err:
-            return f"{base}; the last login error was: {err}"
-        if self.problem and self.problem.kind is not FailureClass.TIMEOUT_STARTING:
-            return f"{base}; {self.problem.line}"
-        return base
+            return Failure(diagnose(err).kind, f"{base}; the last login error was: {err}")
+        problem = self.problem
+        if problem and problem.kind not in (FailureClass.TIMEOUT_STARTING, FailureClass.LOGGED_OUT):
+            return Failure(problem.kind, f"{base}; {problem.line}")
+        return Failure(FailureClass.TIMEOUT_STARTING, base)

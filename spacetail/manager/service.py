@@ -6,9 +6,12 @@ Other threads only report: the reapers of the children, the IPN bus watcher and 
 reader (manager/watch.py) put typed events on a queue and write a byte to a wake-up pipe. Signal
 handlers only record the signal (uvicorn's supervisors do the same). What tailscale last said
 of the node is a snapshot the loop owns, so every request is answered from what is known at
-once. The login has its own state machine (login.py), tailscaled's runs and restarts their
-supervisor (supervisor.py) and the control socket its own server (state/control.py); what is left
-here is the loop's decisions, the answers to requests, and the shutdown.
+once. Where the manager stands (the phase, the verdict, the ending) is its Lifecycle
+(lifecycle.py); the login has its own attempts and backoff (login.py), tailscaled's runs and
+restarts their supervisor (supervisor.py) and the control socket its own server
+(state/control.py); what is left here is the loop's decisions, the answers to requests, and the
+shutdown. Every verdict is a Failure with its kind: tailscale's words as failures.py reads them,
+or the manager's own kind for what it saw (a frozen LocalAPI, a tailscaled that would not stay).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from spacetail.manager.children import Child, die_with_parent
 from spacetail.manager.daemon import signal_ready
 from spacetail.manager.events import ChildProcess, Event
 from spacetail.manager.launch import Launch
+from spacetail.manager.lifecycle import Lifecycle
 from spacetail.manager.lifetime import Cause, Ending, Lifetime
 from spacetail.manager.login import Login
 from spacetail.manager.loop import Loop
@@ -40,7 +44,7 @@ from spacetail.state.identity import ProcessIdentity
 from spacetail.state.phases import Phase
 from spacetail.state.proxyenv import clean_saved_envs
 from spacetail.state.report import last_stop
-from spacetail.state.status import Node, Proxies, Status, reply
+from spacetail.state.status import Node, Problem, Proxies, Status, reply
 from spacetail.tailnet.failures import Failure, FailureClass
 from spacetail.tailnet.tailscale import LocalAPI, clean_env, logout_argv
 
@@ -86,18 +90,18 @@ class Manager(Loop):
         self.server.on("status", lambda r: r.reply(reply(self.status(), ok=True)))
         self.server.on("wait", self._on_wait)
         self.server.on("down", self._on_down)
+        self.life = Lifecycle()
         self.login = Login(
             cfg, self.paths, launch.binaries, spawn=lambda argv: self.spawn(argv, None),
-            outcome=self, clock=clock, refresh=self.reader.refresh, deadline=launch.login_deadline,
+            outcome=self, life=self.life, clock=clock, refresh=self.reader.refresh,
+            deadline=launch.login_deadline,
         )  # fmt: skip
         self.node = Node()  # what tailscale last said of the node: the loop's own snapshot
         self.sup = Supervisor(launch.binaries, cfg, self.paths, self.spawn, clock)
         self.waiters = Waiters()
         self.down_requests: list[Request] = []
-        self.ending: Ending | None = None
         self.stop_at: float | None = None
         self.logout_on_stop = not cfg.persist_node
-        self.shutdown_on_failure = True  # a login that never succeeded leaves nothing running
         self._ready_fd = launch.ready_fd
         self._socket_ino = statedir.inode(self.paths.control_socket)
         self._preexec = die_with_parent(os.getpid())
@@ -126,9 +130,8 @@ class Manager(Loop):
 
     @property
     def exit_code(self) -> int:
-        failed = self.ending is not None and self.ending.cause in (
-            Cause.LOGIN_FAILED, Cause.INTERNAL_ERROR,
-        )  # fmt: skip
+        ending = self.life.ending
+        failed = ending is not None and ending.cause in (Cause.LOGIN_FAILED, Cause.INTERNAL_ERROR)
         return 1 if failed else 0
 
     def run(self) -> int:
@@ -149,12 +152,11 @@ class Manager(Loop):
             if self.forwarder is not None:
                 self.forwarder.start()
             self.start_tailscaled()
-            while self.ending is None:
+            while not self.life.stopping:
                 self.tick()
         except Exception as exc:  # the manager must never die without cleaning up
             self.log.error(f"internal error: {exc!r}")
-            self.ending = Ending(Cause.INTERNAL_ERROR, f"internal error: {exc}")
-            self.stop_at = self.clock()
+            self.stop(Ending(Cause.INTERNAL_ERROR, f"internal error: {exc}"))
         self.shutdown()
         return self.exit_code
 
@@ -179,7 +181,7 @@ class Manager(Loop):
 
         self.turn(self._next_timeout(), on_signal, self.handle)
         self.timers(self.clock())
-        self.reader.pace(fast=self.login.phase.logging_in)
+        self.reader.pace(fast=self.life.phase.logging_in)
 
     def timers(self, now: float) -> None:
         ending = self.lifetime.check(now)
@@ -190,7 +192,8 @@ class Manager(Loop):
             try:
                 self.start_tailscaled()
             except OSError as exc:  # a full disk, no descriptors left: a failed restart
-                self._tailscaled_failed(f"cannot start tailscaled ({exc.strerror or exc})")
+                why = f"cannot start tailscaled ({exc.strerror or exc})"
+                self._tailscaled_failed(Failure(FailureClass.TAILSCALED_EXITED, why))
         self.login.tick(now)
         self.waiters.expire(now, lambda: self._wait_reply(timed_out=True))
         self.server.expire(now)
@@ -213,7 +216,8 @@ class Manager(Loop):
             self.login.on_node(event.node, event.read_at)
         elif isinstance(event, ev.ApiTimeout) and event.child.exit_code is None:
             # (When tailscaled has exited, its exit event says why, in its own words.)
-            self._tailscaled_failed(f"tailscaled's LocalAPI did not answer ({event.error})")
+            why = f"tailscaled's LocalAPI did not answer ({event.error})"
+            self._tailscaled_failed(Failure(FailureClass.TAILSCALED_UNRESPONSIVE, why))
         elif isinstance(event, ev.StateChanged):
             self.login.on_state(event.state)
         elif isinstance(event, ev.BusClosed):
@@ -223,21 +227,29 @@ class Manager(Loop):
         elif isinstance(event, ev.ErrMessage):
             self.note(f"tailscaled: {event.text}")
 
-    # --- what the login reports -----------------------------------------------------------
+    # --- the verdict: what the login reports, and the manager's own -------------------------
 
     def succeeded(self) -> None:
         # From now on a failure is reported by status and wait, not by stopping: the phase may
         # still be using connections, and `up` replaces a failed manager.
-        self.shutdown_on_failure = False
+        self.life.running()
         self.note(f"tailscale is Running as {self.cfg.hostname}")
         self._answer_waiters()
 
     def failed(self, failure: Failure) -> None:
-        del failure  # the login noted it; status shows it
+        """The verdict, the login's or the manager's (`fail`): FAILURE says what and its kind
+        chooses the advice. Before the node ever ran, the manager ends with it."""
+        self.life.fail(failure)
+        self.note(f"gave up: {failure.line} ({failure.advice})")
         self.sup.restart_at = None
         self._answer_waiters()
-        if self.shutdown_on_failure:
+        if not self.life.ran:  # a login that never succeeded leaves nothing running
             self.stop(Ending(Cause.LOGIN_FAILED, "the login failed"))
+
+    def fail(self, failure: Failure) -> None:
+        """A verdict of the manager's own (tailscaled's trouble): the login stops trying."""
+        self.login.give_up(failure)
+        self.failed(failure)
 
     # --- tailscaled -----------------------------------------------------------------------
 
@@ -246,7 +258,7 @@ class Manager(Loop):
         assert self.sup.current is not None
         proc = self.sup.current.proc
         self.node = Node()
-        self.login.tailscaled_started()
+        self.life.change(Phase.STARTING)
         self.note(f"started tailscaled (pid {proc.pid}): {' '.join(argv[1:])}")
         self._guarded("writing manager.json", self.write_record)
         self.reader.follow(proc)
@@ -257,32 +269,34 @@ class Manager(Loop):
         if run is None:
             return
         how = exit_text(code)
-        self.login.abort("tailscaled exited")
-        if self.ending is not None:
+        self.login.tailscaled_lost()
+        if self.life.stopping:
             return
         self.sup.retire()  # (gone already: nothing to signal)
         self.reader.follow(None)
         self.note(f"tailscaled {how} unexpectedly; its last lines:\n{run.lines(self.paths)}")
-        self.login.tailscaled_lost()
-        if self.login.phase.logging_in and self.shutdown_on_failure:
-            self.login.fail(*run.why(self.paths.tailscaled_log, self.cfg, how))
+        if self.life.phase.logging_in and not self.life.ran:
+            self.fail(run.why(self.paths.tailscaled_log, self.cfg, how))
             return
-        self._tailscaled_failed(f"tailscaled {how}")
+        self._tailscaled_failed(Failure(FailureClass.TAILSCALED_EXITED, f"tailscaled {how}"))
 
-    def _tailscaled_failed(self, why: str) -> None:
+    def _tailscaled_failed(self, why: Failure) -> None:
         """Supervision: restart tailscaled with backoff, a bounded number of times. A run that
         still lives is retired (SIGTERM now, SIGKILL later): the loop never waits for it."""
         self.sup.retire()
         self.reader.follow(None)
-        if self.login.phase.logging_in and self.shutdown_on_failure:
-            self.login.fail(why)
+        if self.life.phase.logging_in and not self.life.ran:
+            self.fail(why)
             return
         delay = self.sup.schedule_restart()
         if delay is None:
-            reason = f"tailscaled could not be kept running ({MAX_RESTARTS} restarts); last: {why}"
-            self.login.fail(reason, Failure(FailureClass.TAILSCALED_LOST, reason))
+            reason = (
+                f"tailscaled could not be kept running ({MAX_RESTARTS} restarts); last: {why.line}"
+            )
+            self.fail(Failure(FailureClass.TAILSCALED_CRASH_LOOP, reason))
             return
         self.login.restarting(delay)
+        self.life.change(Phase.STARTING)
         self.note(
             f"restarting tailscaled in {delay:.1f}s (restart {self.sup.restarts}/{MAX_RESTARTS})"
         )
@@ -292,9 +306,11 @@ class Manager(Loop):
     def status(self) -> Status:
         """What this manager says about itself, from what the loop knows now: never a question
         to tailscaled (which may be frozen) while a client waits."""
-        td, phase = self.sup.current, self.login.phase
+        td, phase = self.sup.current, self.life.phase
         node = self.node.replace(
-            backend_state=self.login.backend_state, hostname=self.node.hostname or self.cfg.hostname
+            backend_state=self.login.backend_state,
+            hostname=self.node.hostname or self.cfg.hostname,
+            health=tuple(map(self.log.redact, self.node.health)),  # tailscale may quote a key
         )
         return Status(
             running=True,
@@ -303,7 +319,7 @@ class Manager(Loop):
             phase=phase,
             connected=node.backend_state == "Running" and phase is Phase.RUNNING,
             node=node,
-            login=self.login.report(),
+            login=self._problem(),
             proxies=Proxies(http=self.cfg.proxies["http"], socks5=self.cfg.proxies["socks5"]),
             manager_pid=os.getpid(),
             manager=self.identity,
@@ -313,7 +329,7 @@ class Manager(Loop):
             login_attempts=self.login.attempts,
             login_deadline_left=self.login.time_left(),
             restarts=self.sup.restarts,
-            last_exit=self.sup.last_exit,
+            last_exit=self.log.redact.optional(self.sup.last_exit),
             tailscaled_log_offset=self.sup.log_offset,
             watch_pid=self.launch.watch_pid,
             uptime=round(self.clock() - self.started, 3),
@@ -322,6 +338,13 @@ class Manager(Loop):
             scope=self.cfg.scope,
             tags=self.cfg.tags,
         )
+
+    def _problem(self) -> Problem:
+        """The login's last problem or verdict, redacted as the log is: tailscale's words may
+        quote the key, the login server's URL with its password, a proxy's."""
+        said = self.life.report(self.login.problem)
+        r = self.log.redact
+        return said.replace(reason=r.optional(said.reason), advice=r.optional(said.advice))
 
     def _on_wait(self, request: Request) -> None:
         timeout = request.message.get("timeout", 60)
@@ -340,23 +363,24 @@ class Manager(Loop):
         self.stop(Ending(Cause.DOWN, "asked to stop (spacetail down)"))
 
     def _wait_reply(self, timed_out: bool = False) -> dict[str, object]:
-        ok = self.login.phase is Phase.RUNNING
+        ok = self.life.phase is Phase.RUNNING
         return reply(self.status(), ok=ok, timed_out=timed_out)
 
     def _verdict(self, until: Until) -> dict[str, object] | None:
         """The answer to a wait, or None while there is nothing to say yet."""
-        phase = self.login.phase
+        phase = self.life.phase
         api = self.sup.current is not None and self.sup.current.api_ready
-        stopping = phase is Phase.STOPPING or self.ending is not None
+        stopping = self.life.stopping
         api_wait = until is Until.API
         if not (phase in (Phase.RUNNING, Phase.FAILED) or (api_wait and api) or stopping):
             return None
         status = self.status()
-        if stopping and not status.login.reason:
-            why = self.ending.text if self.ending else "stopping"
-            status = status.replace(
-                login=status.login.replace(reason=f"the manager is stopping: {why}")
-            )
+        ending = self.life.ending
+        if ending is not None and not status.login.reason:
+            why = self.log.redact(f"the manager is stopping: {ending.text}")
+            kind = ending.kind.value if ending.kind else None
+            problem = status.login.replace(reason=why, kind=kind)
+            status = status.replace(login=problem)
         ok = phase is Phase.RUNNING or (api_wait and api and phase is not Phase.FAILED)
         return reply(status, ok=ok, timed_out=False)
 
@@ -366,10 +390,8 @@ class Manager(Loop):
     # --- shutting down --------------------------------------------------------------------
 
     def stop(self, ending: Ending) -> None:
-        if self.ending is None:
-            self.ending = ending
+        if self.life.stop(ending):
             self.stop_at = self.clock()
-            self.login.halt()
             self.note(f"stopping: {ending.text}")
 
     def _logout(self, timeout: float) -> None:
@@ -389,7 +411,7 @@ class Manager(Loop):
 
         # A node that never logged in has nothing to log out (and the control server may be
         # the very thing that is unreachable).
-        never_ran = self.login.phase is Phase.FAILED and self.login.running_since is None
+        never_ran = self.life.never_ran
         self.reader.stop()
         if self.forwarder is not None:
             self.forwarder.stop()
@@ -408,9 +430,11 @@ class Manager(Loop):
         # Spacelift's saved environment ourselves, so the next phase does not inherit them.
         for path in clean_saved_envs(self.launch.env, self.cfg.proxies):
             self.note(f"removed our proxy lines from {path}")
-        ending = self.ending or Ending(Cause.INTERNAL_ERROR, "stopped")
+        ending = self.life.ending or Ending(Cause.INTERNAL_ERROR, "stopped")
         if not self.down_requests:  # stopped on its own: say why, after it is gone
-            words = last_stop(ending, self.login.report(), never_ran, self.sup.log_offset)
+            r = self.log.redact
+            words = last_stop(ending, self._problem(), never_ran, self.sup.log_offset)
+            words = words.replace(reason=r(words.reason), advice=r.optional(words.advice))
             write = functools.partial(
                 statedir.write_private_json, self.paths.last_stop, words.to_json()
             )
@@ -436,7 +460,10 @@ def serve(launch: Launch) -> int:
     """Run a manager in this process until it stops; holds the manager lock all along."""
     from filelock import Timeout
 
-    log = Log(launch.paths.manager_log)
+    from spacetail.config.known_secrets import known_secrets
+    from spacetail.log import Redactor
+
+    log = Log(launch.paths.manager_log, Redactor(known_secrets(launch.cfg, launch.env)))
     try:
         lock = statedir.take_lock(launch.paths.manager_lock, timeout=5)
     except (Timeout, OSError) as exc:

@@ -10,7 +10,7 @@ import contextlib
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
@@ -54,14 +54,15 @@ class TailscaledRun:
             text = ""
         return diagnose_for(redact(text), Program.TAILSCALED, cfg)
 
-    def why(self, log_path: Path, cfg: Settings, how: str) -> tuple[str, Failure]:
-        """The reason a run that ended before Running gives, and its verdict: a command line or
-        a local problem (a port in use) in tailscaled's own words, else how it ended."""
+    def why(self, log_path: Path, cfg: Settings, how: str) -> Failure:
+        """The verdict on a run that ended before Running: a command line or a local problem
+        (a port in use) in tailscaled's own words, else how it ended (its last word beside)."""
         failure = self.failure(log_path, cfg)
         if failure.kind in (FailureClass.USAGE, FailureClass.LOCAL):
-            return f"{failure.line} (tailscaled {how})", failure
+            return replace(failure, line=f"{failure.line} (tailscaled {how})")
         line = f": {failure.line}" if failure.line != "(no output)" else ""
-        return f"tailscaled {how} before the node was Running{line}", failure
+        reason = f"tailscaled {how} before the node was Running{line}"
+        return Failure(FailureClass.TAILSCALED_EXITED, reason)
 
     def lines(self, paths: Paths) -> str:
         """This run's meaningful lines of tailscaled.log, for the manager's log."""

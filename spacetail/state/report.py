@@ -19,16 +19,22 @@ def last_stop(ending: Ending, login: Problem, never_ran: bool, log_offset: int) 
     when the manager failed before `up` could ask it: a refused flag fails in milliseconds)."""
     import time
 
-    from spacetail.tailnet.failures import advice
+    from spacetail.state.kinds import kind_of
+    from spacetail.tailnet.failures import advice_for
 
     failure = ending.failure or never_ran
     reason = ending.text
     if never_ran and login.reason:
         reason = f"{reason}: {login.reason}"
+    # The kind of the stop: the ending's own (the lifetime, the shell, a signal), else the
+    # login's verdict that ended it. The advice follows the kind, never a reading of the words.
+    kind = ending.kind or kind_of(login.kind)
+    advice = (login.advice if ending.kind is None else None) or (kind and advice_for(kind))
     return LastStop(
         at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         reason=reason,
-        advice=(login.advice or advice(login.reason or reason)) if failure else None,
+        kind=kind.value if kind else None,
+        advice=advice if failure else None,
         failure=failure,
         manager_pid=os.getpid(),
         login_reason=login.reason,

@@ -38,6 +38,9 @@ class Problem(Record):
     a transient error while retrying, or (with advice, setting and exit code) the verdict."""
 
     reason: str | None = None
+    # What went wrong, named: a FailureClass value (state/kinds.py, read with kind_of); the
+    # advice is chosen by it. A string, so that a kind a newer manager names is still read.
+    kind: str | None = None
     advice: str | None = None
     setting: str | None = None  # the user's setting it is about
     exit_code: int | None = None  # what `up` exits with: 2 for a setting of the user's
@@ -74,6 +77,7 @@ class LastStop(Record):
 
     at: str
     reason: str
+    kind: str | None = None  # why it stopped, named as Problem.kind (the verdict's after a failure)
     advice: str | None = None
     failure: bool = False
     manager_pid: int | None = None

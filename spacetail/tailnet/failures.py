@@ -16,20 +16,13 @@ from pathlib import Path
 from typing import Protocol
 
 from spacetail.config.settings import CREDENTIAL_UP_FLAGS, UP_FLAGS
+from spacetail.state.kinds import FailureClass  # (its home: the status carries it)
 
-
-class FailureClass(enum.Enum):
-    USAGE = "usage"  # a command line tailscale refuses
-    LOCAL = "local"  # this machine: a port in use, a socket path, a binary that cannot run
-    KEY_REJECTED = "key-rejected"
-    TAGS_NOT_PERMITTED = "tags-not-permitted"
-    CONTROL_UNREACHABLE = "control-unreachable"
-    DNS_FAILURE = "dns-failure"
-    TIMEOUT_STARTING = "timeout-starting"  # not Running in time, with no reason given
-    WIF_REJECTED = "wif-rejected"
-    EXPIRED = "expired"
-    TAILSCALED_LOST = "tailscaled-lost"  # it kept exiting: restarted as often as allowed
-    UNKNOWN = "unknown"
+__all__ = [
+    "FAIL_FAST_SECONDS", "RETRYABLE", "Failure", "FailureClass", "Program", "Settings",
+    "advice_for", "classify_line", "diagnose", "diagnose_for", "excerpt", "is_chatter",
+    "login_error", "meaningful_line", "strip_timestamp",
+]  # fmt: skip
 
 
 class Program(enum.Enum):
@@ -45,6 +38,9 @@ RETRYABLE = frozenset(
         FailureClass.DNS_FAILURE,
         FailureClass.TIMEOUT_STARTING,
         FailureClass.UNKNOWN,
+        FailureClass.LOGGED_OUT,
+        # an attempt cut short because its tailscaled exited: the next one asks the new one
+        FailureClass.TAILSCALED_EXITED,
     }
 )
 # Whatever the deadline, a failure of these classes must be reported within this many seconds
@@ -166,11 +162,39 @@ _ADVICE = {
         "identity's issuer and subject (`spacetail doctor` prints the token's)"
     ),
     FailureClass.EXPIRED: "the auth key has expired: create a new one and update TS_AUTHKEY",
-    FailureClass.TAILSCALED_LOST: (
+    FailureClass.UNKNOWN: "see tailscaled's lines below, or run `spacetail doctor`",
+    # What the manager saw itself: never the network's advice for a local daemon's trouble.
+    FailureClass.TAILSCALED_UNRESPONSIVE: (
+        "tailscaled on this machine stopped answering its LocalAPI (frozen, starved of CPU or "
+        "memory, or stopped with SIGSTOP): `spacetail logs --tailscaled` shows its last lines; "
+        "check the runner's load and memory"
+    ),
+    FailureClass.TAILSCALED_EXITED: (
+        "tailscaled on this machine ended before the node was Running: `spacetail logs "
+        "--tailscaled` shows why; `spacetail doctor` checks the binaries, the ports and the folder"
+    ),
+    FailureClass.TAILSCALED_CRASH_LOOP: (
         "tailscaled kept exiting: `spacetail logs --tailscaled` shows why; `spacetail doctor` "
         "checks the binaries and the ports"
     ),
-    FailureClass.UNKNOWN: "see tailscaled's lines below, or run `spacetail doctor`",
+    FailureClass.LOGGED_OUT: (
+        "something logged the node out (`tailscale logout`, or the node was removed from the "
+        "tailnet); the manager logs in again"
+    ),
+    FailureClass.LIFETIME: (
+        "the manager reached its maximum lifetime: raise SPACETAIL_MAX_LIFETIME if the phase "
+        "needs the tailnet longer"
+    ),
+    FailureClass.SHELL_EXIT: (
+        "the phase's shell exited, so the manager stopped with it: run `spacetail up` in the "
+        "shell that needs the tailnet"
+    ),
+    FailureClass.SIGNAL: "the manager was stopped by a signal: `spacetail logs` says which",
+    FailureClass.DOWN: "`spacetail down` stopped it: run `spacetail up` to connect again",
+    FailureClass.MANAGER_GONE: (
+        "the manager ended before it gave a verdict: `spacetail logs` shows its last lines"
+    ),
+    FailureClass.INTERNAL: "a bug in spacetail: `spacetail logs` shows it; please report it",
 }
 
 
@@ -424,6 +448,9 @@ def login_error(health: list[str]) -> str | None:
     return None
 
 
-def advice(text: str) -> str:
-    """What a person should do about a login error (one line of text)."""
-    return diagnose(text).advice
+def advice_for(kind: FailureClass) -> str:
+    """What a person should do about a failure of KIND, when nothing more is known of it (a
+    verdict carries its own advice, which may name the very setting)."""
+    return _ADVICE[kind].format(
+        setting="the command line", local="see `spacetail logs --tailscaled`"
+    )

@@ -22,6 +22,7 @@ from typing import Any
 
 from spacetail.tailnet.socks5 import Dialer
 from tests import helpers
+from tests.waiting import wait_listening
 
 HOST = Path(__file__).resolve().parent / "forward_host.py"
 THROUGHPUT_RATIO = 0.8  # forward >= 80% of direct SOCKS5
@@ -82,15 +83,10 @@ def rig(env: Mapping[str, str], real: Path, home: Path, total: int) -> Iterator[
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[Any]) -> None:
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("tailscaled's SOCKS5 proxy did not come up") from None
-            time.sleep(0.01)
+    def died() -> str | None:
+        return None if proc.poll() is None else f"tailscaled exited {proc.poll()}"
+
+    wait_listening(port, 15, "tailscaled's SOCKS5 proxy", gone=died)
 
 
 def _drain(sock: socket.socket, total: int) -> None:

@@ -31,8 +31,8 @@ import pytest
 from spacetail.install import installer, package, pins
 from tests import helpers, install_docs, pyz, terraform_module
 from tests.e2e.conftest import Service
+from tests.e2e.phases import assert_finished_cleanly, fetch
 from tests.e2e.spacelift import WORKSPACE, PhaseResult, SpaceliftRun
-from tests.e2e.test_spacelift_runs import assert_finished_cleanly, fetch
 from tests.mirror import Mirror
 
 pytestmark = pytest.mark.userns

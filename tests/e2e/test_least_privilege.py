@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from tests import spacelift_oidc
+from tests.e2e.phases import DOWN, UP, assert_finished_cleanly
 from tests.e2e.spacelift import WORKSPACE, PhaseResult, SpaceliftRun
-from tests.e2e.test_spacelift_runs import DOWN, UP, assert_finished_cleanly
 
 pytestmark = pytest.mark.userns
 

@@ -13,19 +13,12 @@ import pytest
 
 from tests import install_docs
 from tests.e2e.spacelift import USERLAND, SpaceliftRun
+from tests.install_docs import readme_hooks
 
 pytestmark = pytest.mark.userns
 
 BARE_UP = 'eval "$(spacetail up --env)"'
 BARE_DOWN = 'eval "$(spacetail down --env)"'
-
-
-def readme_hooks() -> dict[str, str]:
-    """The runner-image hooks ("3. The hooks" of docs/other-install-paths.md): phase hook -> its
-    one line."""
-    hooks = install_docs.section_hooks("3. The hooks", "docs/other-install-paths.md")
-    assert all(len(lines) == 1 for lines in hooks.values()), hooks
-    return {name: lines[0] for name, lines in hooks.items()}
 
 
 def test_every_hook_line_of_the_readme_is_guarded() -> None:

@@ -12,21 +12,16 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import Service
-from tests.e2e.spacelift import PhaseResult, SpaceliftRun
-from tests.e2e.test_readme_hooks import readme_hooks
+from tests.e2e.phases import DOWN, UP, assert_finished_cleanly, fetch
+from tests.e2e.spacelift import SpaceliftRun
 
 pytestmark = pytest.mark.userns
 
-UP = readme_hooks()["before_plan"]
-DOWN = readme_hooks()["after_plan"]
-QUIET_WITHIN = 2.0  # README: the manager stops within 2 s of the shell's exit, logout included
-EOF_WITHIN = 1.0  # seconds from the phase shell's exit until its output pipe is closed
 PROXY_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")
 
 # Start `sleep`s until one gets PID $1 (PIDs of a fresh namespace count up from 1, one by one),
@@ -44,30 +39,6 @@ def claim(manager_pid: int, tailscaled_pid: int) -> str:
 
 # Whether both strangers are still alive; then they are stopped (or the phase would never end).
 STRANGERS = "kill -0 $m && kill -0 $t && echo STRANGERS-ALIVE; kill $m $t; wait; true"
-
-
-def fetch(service: Service) -> str:
-    """A phase command that needs the tailnet: the service's name resolves only in the proxy."""
-    url = shlex.quote(service.url)
-    if shutil.which("curl"):
-        get = f"curl -fsS --max-time 10 {url}"
-    else:
-        code = (
-            "import sys, urllib.request as u; "
-            "print(u.urlopen(sys.argv[1], timeout=10).read().decode())"
-        )
-        get = f"python3 -c {shlex.quote(code)} {url}"
-    return f'body=$({get}) && [ "$body" = {shlex.quote(service.body)} ] && echo FETCHED-OK'
-
-
-def assert_finished_cleanly(result: PhaseResult) -> None:
-    """The container emptied itself soon after the shell exited: nothing for the worker to kill."""
-    assert result.leftovers == [], result.describe()
-    assert result.quiet_after is not None, result.describe()
-    assert result.quiet_after <= QUIET_WITHIN, result.describe()
-    # Nothing spacetail started kept the phase's output pipe open (a CI log would hang on it).
-    assert result.log_eof_after is not None, result.describe()
-    assert result.log_eof_after <= EOF_WITHIN, result.describe()
 
 
 def proxy_lines(saved_env: str, env: dict[str, str]) -> list[str]:

@@ -7,30 +7,20 @@ spacetail runs as the Spacelift user (uid 1983); the attacker is another real ui
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import stat
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests import helpers, spacelift_oidc
-from tests.faultkit import as_attacker, ask, marked, poll, stopped_after, up_ok
+from tests.faultkit import as_attacker, ask, marked, stopped_after, up_ok
 from tests.helpers import MARKER, SPACELIFT_UID, Userland, st, status, wait_gone
+from tests.waiting import poll
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def shared_tmp(shared_base: Path, test_id: str) -> Iterator[Path]:
-    """A folder like /tmp (root's, mode 1777): anyone may create entries, each its owner's."""
-    path = shared_base / f"tmp-{test_id[-8:]}"
-    path.mkdir()
-    path.chmod(0o1777)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def refused(userland: Userland, env: dict[str, str], setting: str, *needles: str) -> str:
@@ -324,3 +314,58 @@ def test_no_credential_in_the_foreground_manager_environment(
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_secrets_tailscale_quotes_are_redacted_at_every_exit(
+    userland: Userland, fake_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A tailscale whose transient error quotes the key, an ID token and a proxy's password,
+    against a login server whose URL holds a password (quoted by its errors and its Prefs log
+    line): none of them reaches `up`'s progress lines or its error with tailscaled's excerpt,
+    `status`, `status --json`, `wait`, `logs` (tailscaled's too) or last-stop.json."""
+    from tests.faultkit import state_dir
+
+    key = fake_env["TS_AUTHKEY"]
+    login_pw, proxy_pw = "LoginPw-" + os.urandom(4).hex(), "ProxyPw-" + os.urandom(4).hex()
+    jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJyZWRhY3Rpb24ifQ.c2lnbmF0dXJlMTIz"
+    proxy = f"http://proxyuser:{proxy_pw}@127.0.0.1:3128"
+    env = {**fake_env, "SPACETAIL_TIMEOUT": "8", "HTTPS_PROXY": proxy,
+           "TS_LOGIN_SERVER": f"http://spacetail:{login_pw}@127.0.0.1:{helpers.free_port()}",
+           "FAKE_TAILSCALE_ERROR_QUOTES": f"(sent {{key}}, token {jwt}, via {proxy})"}  # fmt: skip
+    secrets = (key, login_pw, proxy_pw, jwt)
+    said: dict[str, str] = {}
+    err_path = tmp_path / "up.err"
+    with open(err_path, "w") as err:
+        up = subprocess.Popen(
+            [str(userland.spacetail), "up", "--no-watch"], env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=err, cwd="/", user=SPACELIFT_UID,
+            group=SPACELIFT_UID, extra_groups=[],
+        )  # fmt: skip
+    try:
+
+        def quoted() -> dict[str, Any] | None:
+            now = status(userland, env)
+            return now if now["health"] and now["reason"] else None
+
+        live = poll(quoted, 8, "tailscale's login error in the status")
+        said["status --json (logging in)"] = str(live)
+        said["status (logging in)"] = st(userland, env, "status").stdout
+        said["wait (logging in)"] = st(userland, env, "wait", "--timeout", "1").stderr
+        assert up.wait(30) == 1
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+    said["up"] = err_path.read_text()
+    said["status --json (stopped)"] = str(status(userland, env))
+    said["status (stopped)"] = st(userland, env, "status").stdout
+    said["wait (stopped)"] = st(userland, env, "wait", "--timeout", "1").stderr
+    said["logs"] = st(userland, env, "logs", "-n", "400").stdout
+    said["logs --tailscaled"] = st(userland, env, "logs", "--tailscaled", "-n", "400").stdout
+    assert "Prefs: ControlURL=http://spacetail:[redacted]@" in said["logs --tailscaled"]
+    said["last-stop.json"] = (state_dir(env) / "last-stop.json").read_text()
+    assert "[redacted]" in said["up"] and "waiting for the tailnet" in said["up"], said["up"]
+    assert "[redacted]" in said["status --json (logging in)"]
+    for where, text in said.items():
+        for secret in secrets:
+            assert secret not in text, f"{where} shows {secret}:\n{text}"

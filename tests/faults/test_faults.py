@@ -36,7 +36,6 @@ from tests.faultkit import (
     logs,
     managers,
     marked,
-    poll,
     popen,
     record_path,
     remount,
@@ -47,6 +46,7 @@ from tests.faultkit import (
     up_ok,
 )
 from tests.helpers import SPACELIFT_UID, Userland, st, status, wait_gone
+from tests.waiting import poll
 
 # --- 1. supervision -----------------------------------------------------------------------
 

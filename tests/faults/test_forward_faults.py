@@ -11,9 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from tests.faultkit import OTHER_UID, figure, logs, poll, stopped_after, up_ok
+from tests.faultkit import OTHER_UID, figure, logs, stopped_after, up_ok
 from tests.helpers import SPACELIFT_UID, Userland, st, status
 from tests.loopback import Target, blackhole, echo, free_port
+from tests.waiting import poll
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.faultkit import ask, daemons, figure, host_pid, marked, poll, record_path, sock_path
+from tests.faultkit import ask, daemons, figure, host_pid, marked, record_path, sock_path
 from tests.helpers import Userland, wait_gone
+from tests.waiting import poll
 
 pytestmark = pytest.mark.userns
 

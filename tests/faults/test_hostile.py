@@ -25,7 +25,6 @@ from tests.faultkit import (
     down_ok,
     figure,
     logs,
-    poll,
     sock_path,
     state_dir,
     stopped_after,
@@ -33,6 +32,7 @@ from tests.faultkit import (
 )
 from tests.helpers import Userland, status
 from tests.helpers import st as run_st
+from tests.waiting import poll
 
 CLIENT_SNIPPET = """
 import json, socket, sys

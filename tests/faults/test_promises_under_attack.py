@@ -30,7 +30,6 @@ from tests.faultkit import (
     in_phase,
     logs,
     marked,
-    poll,
     popen,
     sleeper,
     sock_path,
@@ -40,6 +39,7 @@ from tests.faultkit import (
 )
 from tests.helpers import SPACELIFT_UID, Userland, st, status, wait_gone
 from tests.status_contract import validate
+from tests.waiting import poll
 
 pytestmark = pytest.mark.userns
 

@@ -23,7 +23,6 @@ import pytest
 from spacetail.state.identity import ProcessIdentity
 from spacetail.state.paths import Paths
 from tests.faultkit import OTHER_UID, as_attacker, ask, chown_user, stopped_after, up_ok
-from tests.faults import test_attacks
 from tests.helpers import SPACELIFT_UID, Userland, st
 
 # A control socket that is not a manager's: it answers `status` and `wait` with REPLY (a live
@@ -62,7 +61,6 @@ IMPOSTOR = textwrap.dedent(
 )
 
 ATTACKER_PROXY = "127.0.0.1:6666"
-sticky_tmp = test_attacks.shared_tmp  # the fixture: a folder like /tmp (root's, mode 1777)
 
 
 def impostor_reply(victim: int) -> dict[str, Any]:

@@ -12,9 +12,10 @@ import threading
 import time
 from collections.abc import Iterator
 
-from tests.faultkit import OTHER_UID, figure, poll
+from tests.faultkit import OTHER_UID, figure
 from tests.helpers import SPACELIFT_UID, Userland, status
 from tests.loopback import blackhole
+from tests.waiting import poll
 
 
 class Stamped:

@@ -1,7 +1,8 @@
 """Fidelity of the fake tailscale/tailscaled (tests/fakes/bin) against the real 1.96.4 binaries.
 
 Tests marked ``real`` run the real binaries side by side with the fakes, as uid 1983 when the
-tests run as root (the way Spacelift runs them). The others exercise the fakes alone.
+tests run as root (the way Spacelift runs them). The others exercise the fakes alone. What they
+drive the daemons with is tests/fidelity.py's.
 """
 
 from __future__ import annotations
@@ -15,228 +16,46 @@ import shutil
 import signal
 import socket
 import stat
-import struct
 import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.realbin import Unavailable, real_tailscale_dir
-
-HERE = Path(__file__).resolve().parent
-FAKES_SRC = HERE.parent / "fakes" / "bin"
-REFERENCE = HERE.parent / "fakes" / "reference"
-SPACELIFT_UID = 1983
-TIMEOUT_MSG = (
-    'timeout waiting for Tailscale service to enter a Running state; check health with "tailscale'
-    ' status"\n'
+from tests.fidelity import (
+    FAKES_SRC,
+    LOGGED_OUT,
+    REFERENCE,
+    SPACELIFT_UID,
+    TIMEOUT_MSG,
+    Daemon,
+    Handler,
+    Kit,
+    Watch,
+    as_spacelift,
+    base_env,
+    free_port,
+    http_get_over,
+    http_proxy,
+    key_file,
+    localapi,
+    shape,
+    socks5_connect,
+    status,
+    up,
+    world_dir,
 )
-LOGGED_OUT = "You are logged out. The last login error was: "
-
+from tests.realbin import Unavailable, real_tailscale_dir
+from tests.waiting import poll
 
 # --------------------------------------------------------------------------------------------
 # Helpers
 
 
-def shape(value: Any) -> Any:
-    """Keys and value types of a JSON value, recursively."""
-    if isinstance(value, dict):
-        return {k: shape(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return ["list", sorted({json.dumps(shape(v)) for v in value})]
-    return type(value).__name__
-
-
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
-
-
-def listens(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def as_spacelift() -> list[str]:
-    if os.geteuid() == 0:
-        return [
-            "setpriv",
-            "--reuid",
-            str(SPACELIFT_UID),
-            "--regid",
-            str(SPACELIFT_UID),
-            "--clear-groups",
-        ]
-    return []
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float = 10.0) -> None:
-        super().__init__("local-tailscaled.sock", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self) -> None:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self.unix_path)
-        self.sock = s
-
-
-def localapi(
-    sock: Path, method: str, path: str, body: bytes | None = None
-) -> tuple[int, dict[str, str], bytes]:
-    conn = UnixHTTPConnection(str(sock))
-    try:
-        conn.request(method, path, body=body)
-        resp = conn.getresponse()
-        return resp.status, dict(resp.getheaders()), resp.read()
-    finally:
-        conn.close()
-
-
-def status(sock: Path) -> dict[str, Any]:
-    code, _, body = localapi(sock, "GET", "/localapi/v0/status")
-    assert code == 200
-    result: dict[str, Any] = json.loads(body)
-    return result
-
-
-class Watch:
-    """A watch-ipn-bus stream."""
-
-    def __init__(self, sock: Path, mask: int) -> None:
-        self.conn = UnixHTTPConnection(str(sock), timeout=10.0)
-        self.conn.request("GET", f"/localapi/v0/watch-ipn-bus?mask={mask}")
-        self.resp = self.conn.getresponse()
-        assert self.resp.status == 200
-
-    def next(self) -> dict[str, Any]:
-        while True:
-            line = self.resp.readline()
-            if not line:
-                raise EOFError("watch stream ended")
-            if line.strip():
-                msg: dict[str, Any] = json.loads(line)
-                return msg
-
-    def close(self) -> None:
-        self.conn.close()
-
-
 # --------------------------------------------------------------------------------------------
 # Processes
-
-
-@dataclass
-class Daemon:
-    proc: subprocess.Popen[bytes]
-    sock: Path
-    log: Path
-    socks_port: int
-    http_port: int
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-@dataclass
-class Kit:
-    """One flavour of the pair (fake or real), with its work folder."""
-
-    name: str
-    bindir: Path
-    work: Path
-    env: dict[str, str]
-    daemons: list[Daemon] = field(default_factory=list)
-
-    def tailscaled_argv(self, sock: Path, socks: str, http_addr: str) -> list[str]:
-        return [
-            *as_spacelift(),
-            str(self.bindir / "tailscaled"),
-            "--tun=userspace-networking",
-            "--state=mem:",
-            f"--statedir={self.work / 'state'}",
-            f"--socket={sock}",
-            f"--socks5-server={socks}",
-            f"--outbound-http-proxy-listen={http_addr}",
-            "--no-logs-no-support",
-            "--port=0",
-        ]
-
-    def start(
-        self, env: dict[str, str] | None = None, same_port: bool = True, wait: bool = True
-    ) -> Daemon:
-        n = len(self.daemons)
-        sock = self.work / f"ts{n}.sock"
-        log = self.work / f"tailscaled{n}.log"
-        socks_port = free_port()
-        http_port = socks_port if same_port else free_port()
-        argv = self.tailscaled_argv(sock, f"127.0.0.1:{socks_port}", f"127.0.0.1:{http_port}")
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**self.env, **(env or {})},
-                cwd=self.work,
-                start_new_session=True,
-            )
-        daemon = Daemon(proc, sock, log, socks_port, http_port)
-        self.daemons.append(daemon)
-        if wait:
-            wait_for(lambda: sock.exists() or proc.poll() is not None, 10, f"{self.name} socket")
-            assert proc.poll() is None, daemon.log_text()
-        return daemon
-
-    def cli(
-        self, *args: str, env: dict[str, str] | None = None, timeout: float = 30
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*as_spacelift(), str(self.bindir / "tailscale"), *args],
-            capture_output=True,
-            text=True,
-            env={**self.env, **(env or {})},
-            cwd=self.work,
-            timeout=timeout,
-            check=False,
-        )
-
-    def stop_all(self) -> None:
-        for d in self.daemons:
-            if d.proc.poll() is None:
-                try:
-                    os.killpg(d.proc.pid, signal.SIGTERM)
-                    d.proc.wait(timeout=5)
-                except (ProcessLookupError, subprocess.TimeoutExpired):
-                    pass
-            if d.proc.poll() is None:
-                try:
-                    os.killpg(d.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                d.proc.wait(timeout=5)
-
-
-def world_dir(prefix: str) -> Path:
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    path.chmod(0o777)
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -252,12 +71,6 @@ def fake_bindir() -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def base_env(bindir: Path, work: Path) -> dict[str, str]:
-    # /usr/bin/python3 is what `python3` must be for uid 1983 (another Python may live in a
-    # folder uid 1983 cannot read).
-    return {"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(work), "LANG": "C.UTF-8"}
 
 
 @pytest.fixture
@@ -284,26 +97,6 @@ def real() -> Iterator[Kit]:
     finally:
         kit.stop_all()
         shutil.rmtree(work, ignore_errors=True)
-
-
-def key_file(kit: Kit, value: str) -> Path:
-    path = kit.work / f"key-{abs(hash(value))}"
-    path.write_text(value + "\n")
-    path.chmod(0o644)
-    return path
-
-
-def up(kit: Kit, d: Daemon, key: str, *extra: str, env: dict[str, str] | None = None) -> Any:
-    return kit.cli(
-        f"--socket={d.sock}",
-        "up",
-        f"--auth-key=file:{key_file(kit, key)}",
-        "--hostname=ci-runner",
-        "--accept-dns=false",
-        "--accept-routes",
-        *extra,
-        env=env,
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -545,7 +338,7 @@ def test_real_and_fake_exit_cleanly_on_signal(real: Kit, fake: Kit, sig: signal.
         d = kit.start()
         # The socket file exists a moment before the daemon has taken over its signals: wait
         # until it answers, or a fast signal finds the default action (-15) instead.
-        wait_for(lambda d=d: _answers(d.sock), 10, f"{kit.name} LocalAPI")  # type: ignore[misc]
+        poll(lambda d=d: _answers(d.sock), 10, f"{kit.name} LocalAPI")  # type: ignore[misc]
         d.proc.send_signal(sig)
         assert d.proc.wait(timeout=10) == 0
         assert not d.sock.exists()
@@ -779,21 +572,9 @@ def test_fake_ping(fake: Kit) -> None:
 # Fake alone: proxies
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = f"hello {self.path}".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def web() -> Iterator[int]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -802,43 +583,6 @@ def web() -> Iterator[int]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
-
-
-def socks5_connect(proxy_port: int, atyp: int, host: str, port: int) -> tuple[int, socket.socket]:
-    s = socket.create_connection(("127.0.0.1", proxy_port), timeout=10)
-    s.sendall(b"\x05\x01\x00")
-    assert s.recv(2) == b"\x05\x00"
-    if atyp == 3:
-        addr = bytes([len(host)]) + host.encode()
-    else:
-        addr = socket.inet_pton(socket.AF_INET if atyp == 1 else socket.AF_INET6, host)
-    s.sendall(b"\x05\x01\x00" + bytes([atyp]) + addr + struct.pack(">H", port))
-    head = s.recv(4)
-    rest = {1: 6, 4: 18}.get(head[3], 0)
-    if rest:
-        s.recv(rest)
-    return head[1], s
-
-
-def http_get_over(s: socket.socket, host: str, path: str) -> bytes:
-    s.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
-    out = b""
-    while chunk := s.recv(65536):
-        out += chunk
-    s.close()
-    return out
-
-
-def http_proxy(proxy_port: int, raw: str) -> tuple[socket.socket, bytes]:
-    s = socket.create_connection(("127.0.0.1", proxy_port), timeout=10)
-    s.sendall(raw.encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = s.recv(1)
-        if not chunk:
-            break
-        head += chunk
-    return s, head
 
 
 @pytest.mark.parametrize("same_port", [True, False])
@@ -949,8 +693,6 @@ def late_reply_after_half_close(d: Daemon) -> tuple[bytes, bytes]:
     """Through D's SOCKS5 proxy: (what a server answering 0.2 s after the request delivers to
     a client that sent the request and half-closed, and to one that did not)."""
     got: list[bytes] = []
-    # The LocalAPI socket comes first; the proxy listens a moment later.
-    wait_for(lambda: listens(d.socks_port), 10, "the SOCKS5 proxy to listen")
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
         for half_close in (True, False):

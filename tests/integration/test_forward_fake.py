@@ -24,7 +24,8 @@ from spacetail.tailnet.socks5 import Dialer, DialError
 from spacetail.tailnet.tailscale import LocalAPI, LocalAPIError
 from tests import realservers
 from tests.helpers import MARKER, Userland
-from tests.loopback import Target, echo, free_port, recv_all, wait_until
+from tests.loopback import Target, echo, free_port, recv_all
+from tests.waiting import poll
 
 SPLIT = "db.internal.example.com"
 REFERENCE = Path(__file__).resolve().parent.parent / "fakes" / "reference"
@@ -68,7 +69,7 @@ def test_psql_to_a_split_dns_name_through_a_forward(
             )  # fmt: skip
             assert result.returncode == 0, result.stderr
             assert result.stdout.strip() == f"reached {pg.port}"
-            wait_until(lambda: fwd.snapshot()[0].open == 0, "psql's connection to close")
+            poll(lambda: fwd.snapshot()[0].open == 0, 20, "psql's connection to close")
             assert fwd.snapshot()[0].last_error is None
         finally:
             fwd.stop()
@@ -209,7 +210,7 @@ def eof_ends_both_ways(proxy_port: int) -> tuple[bytes, bytes]:
         sock.shutdown(socket.SHUT_WR)
         sock.settimeout(10)
         got = recv_all(sock)
-    wait_until(lambda: bool(seen), "the server to read")
+    poll(lambda: bool(seen), 20, "the server to read")
     target.close()
     return seen[0], got
 

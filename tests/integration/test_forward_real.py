@@ -28,8 +28,8 @@ from tests.loopback import (
     echo,
     free_port,
     recv_all,
-    wait_until,
 )
+from tests.waiting import poll
 
 pytestmark = pytest.mark.real
 
@@ -110,7 +110,7 @@ def test_psql_through_a_forward(tsd: realservers.Tailscaled, test_id: str, home:
             )  # fmt: skip
             assert result.returncode == 0, result.stderr
             assert result.stdout.strip() == "200000|20000100000"
-            wait_until(lambda: fwd.snapshot()[0].open == 0, "psql's connection to close")
+            poll(lambda: fwd.snapshot()[0].open == 0, 20, "psql's connection to close")
             snap = fwd.snapshot()[0]
             assert snap.total == 1 and snap.last_error is None
             assert isinstance(snap.bytes_received, int) and snap.bytes_received > 0
@@ -128,7 +128,7 @@ def test_mariadb_through_a_forward(tsd: realservers.Tailscaled, test_id: str, ho
             )  # fmt: skip
             assert result.returncode == 0, result.stderr
             assert result.stdout.split() == ["1", "x" * 100_000]
-            wait_until(lambda: fwd.snapshot()[0].open == 0, "mariadb's connection to close")
+            poll(lambda: fwd.snapshot()[0].open == 0, 20, "mariadb's connection to close")
 
 
 @pytest.mark.parametrize("first", ["client", "target"])
@@ -166,8 +166,8 @@ def test_eof_passes_through_the_forward_and_the_real_proxy(
                 assert seen == [b"c" * 300_000]
             else:
                 assert recv_all(c) == b"t" * 300_000
-                wait_until(lambda: bool(seen), "the target's side to end")
-        wait_until(lambda: fwd.snapshot()[0].open == 0, "the connection to close")
+                poll(lambda: bool(seen), 20, "the target's side to end")
+        poll(lambda: fwd.snapshot()[0].open == 0, 20, "the connection to close")
     target.close()
 
 
@@ -208,7 +208,7 @@ def test_blackholed_dials_through_the_real_proxy_do_not_delay_another_forward(
         with forwarder(specs, tsd.socks_port, Timing(dial_timeout=3)) as fwd:
             stuck = [socket.create_connection(("127.0.0.1", specs[0].listen_port))
                      for _ in range(12)]  # fmt: skip
-            wait_until(lambda: fwd.snapshot()[0].total == 12, "12 dials under way")
+            poll(lambda: fwd.snapshot()[0].total == 12, 20, "12 dials under way")
             started = time.monotonic()
             with socket.create_connection(("127.0.0.1", specs[1].listen_port)) as c:
                 c.sendall(b"ok")
@@ -239,7 +239,7 @@ def test_unreachable_target_closes_at_once_with_last_error(tsd: realservers.Tail
         with socket.create_connection(("127.0.0.1", specs[0].listen_port)) as c:
             c.settimeout(10)
             assert c.recv(1) == b""
-        wait_until(lambda: fwd.snapshot()[0].last_error is not None, "last_error")
+        poll(lambda: fwd.snapshot()[0].last_error is not None, 20, "last_error")
         error = str(fwd.snapshot()[0].last_error)
         assert f"127.0.0.1:{specs[0].target_port}" in error
         assert "tailscale could not connect" in error
@@ -357,7 +357,7 @@ def test_forward_to_sshd_keeps_an_idle_session_open(
                 **realservers.as_user(),
             )  # fmt: skip
             try:
-                wait_until(lambda: fwd.snapshot()[0].bytes_received != 0, "ssh's handshake")
+                poll(lambda: fwd.snapshot()[0].bytes_received != 0, 20, "ssh's handshake")
                 out, _ = proc.communicate("later\n", timeout=60)
             finally:
                 if proc.poll() is None:

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from tests import helpers
-from tests.faultkit import poll
 from tests.helpers import Userland, st, status, wait_gone
+from tests.waiting import poll
 
 # Every variable that could send tailscaled's own control connection through a proxy.
 PROXY_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "FTP_PROXY")

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests import realservers
-from tests.faultkit import assert_clean, marked, poll
+from tests.faultkit import assert_clean, marked
 from tests.helpers import Userland, free_port, st, status
 from tests.loopback import REPLY, REQUEST, Target, answer_later, recv_all
+from tests.waiting import poll
 
 pytestmark = pytest.mark.real_client
 TAILNET = "tail-fake.ts.net"

@@ -6,7 +6,6 @@ spacetail passes, the process tree, the proxies, the real login error, and clean
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 
 from tests import helpers, spacelift_oidc
 from tests.helpers import Userland, free_port
+from tests.waiting import wait_listening
 
 pytestmark = pytest.mark.real
 PROXY_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "FTP_PROXY")
@@ -57,8 +57,7 @@ def test_flags_accepted_runs_as_spacelift_user_and_down_stops_it(
         assert sorted(names & set(proxies)) == []
         # The real tailscaled accepted every flag: its proxies listen on the requested ports.
         for key in ("TS_SOCKS5_SERVER", "TS_OUTBOUND_HTTP_PROXY_LISTEN"):
-            host, port = env[key].rsplit(":", 1)
-            socket.create_connection((host, int(port)), timeout=5).close()
+            wait_listening(int(env[key].rsplit(":", 1)[1]), 5, key)
     finally:
         down = helpers.run(userland, ["down"], env)
     assert down.returncode == 0, down.stderr

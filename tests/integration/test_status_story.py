@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.faultkit import assert_clean, marked, poll
+from tests.faultkit import assert_clean, marked
 from tests.helpers import Userland, st, status
+from tests.waiting import poll
 
 
 def test_a_manager_that_gave_up_says_why_after_it_is_gone(

@@ -26,7 +26,6 @@ PROMISES_FAULTS = "tests/faults/test_promises_under_attack.py"
 FORWARD_FAULTS = "tests/faults/test_forward_faults.py"
 TRUST = "tests/faults/test_trust.py"
 ATTACKS_THREE = "tests/faults/test_attacks_three.py"
-SHELL_EXIT = 'self.stop(f"the phase\'s shell (pid {self.watch_pid}) exited")'
 
 MUTANTS: tuple[Mutant, ...] = (
     Mutant(
@@ -35,7 +34,10 @@ MUTANTS: tuple[Mutant, ...] = (
         "spacetail/manager/service.py",
         "Manager.shutdown",
         "if self.logout_on_stop and not never_ran:",
-        'if self.logout_on_stop and not never_ran and "shell" not in str(self.stop_reason):',
+        # (the ending the shell's exit gives is the one thing told apart: every other still
+        # logs out)
+        "if self.logout_on_stop and not never_ran"
+        " and self.life.ending != self.lifetime.shell_gone():",
         (f"{PROMISES}::test_watched_shell_exit_logs_out_within_2s",),
     ),
     Mutant(
@@ -229,7 +231,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "spacetail/manager/service.py",
         "Manager.shutdown",
         "for path in clean_saved_envs(self.launch.env, self.cfg.proxies):",
-        "for path in []:",
+        "for path in clean_saved_envs({}, self.cfg.proxies):  # no saved environment found",
         (
             "tests/e2e/test_spacelift_runs.py::"
             "test_failed_command_skips_down_and_the_manager_stops_with_the_shell",
@@ -250,11 +252,14 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "foreign-pid-trusted",
         "a PID from another PID namespace (a reply over the socket) is never signalled",
-        "spacetail/commands/down.py",
+        "spacetail/state/stopping.py",
         "stop_manager",
         "handle = ProvenProcess.open(ident) if ident is not None else None",
-        'local = __import__("spacetail.state.identity").identity.ProcessIdentity.of('
-        "int(p.status.manager_pid)); handle = ProvenProcess.open(local) if local else None",
+        # the PID the reply gives, taken as one of this namespace's
+        "from spacetail.state.identity import ProcessIdentity\n"
+        "    pid = p.status.manager_pid if p.status else None\n"
+        "    local = ProcessIdentity.of(pid) if pid else None\n"
+        "    handle = ProvenProcess.open(local) if local else None",
         (f"{PROMISES_FAULTS}::test_down_in_another_pid_namespace_never_signals_a_stranger",),
     ),
     Mutant(
@@ -280,7 +285,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "a frozen tailscaled does not stretch up past its --timeout + 1 s",
         "spacetail/manager/login.py",
         "Login.tick",
-        "if self._phase.logging_in and now >= self.deadline:",
+        "if self.phase.logging_in and now >= self.deadline:",
         "if False:  # the deadline waits for tailscaled's word",
         (f"{PROMISES_FAULTS}::test_up_with_a_frozen_tailscaled_keeps_its_timeout",),
     ),
@@ -291,7 +296,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "Manager.status",
         "node = self.node.replace(",
         # What asking the LocalAPI costs while tailscaled is frozen: its 0.5 s timeout.
-        '__import__("time").sleep(0.5 if self.tailscaled else 0); node = self.node.replace(',
+        '__import__("time").sleep(0.5 if self.sup.current else 0); node = self.node.replace(',
         (f"{PROMISES_FAULTS}::test_a_frozen_tailscaled_never_stalls_an_answer",),
     ),
     Mutant(
@@ -299,7 +304,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "a logout behind the manager's back while Running logs in again",
         "spacetail/manager/login.py",
         "Login.on_state",
-        'elif backend in ("NeedsLogin", "Stopped") and self._phase is Phase.RUNNING:',
+        'elif backend in ("NeedsLogin", "Stopped") and self.phase is Phase.RUNNING:',
         "elif False:",
         (f"{PROMISES_FAULTS}::test_logout_behind_the_managers_back_logs_in_again",),
     ),
@@ -454,7 +459,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "reply-identity-trusted",
         "a status reply makes a process eligible for a signal only if manager.json names it",
-        "spacetail/commands/down.py",
+        "spacetail/state/stopping.py",
         "stop_manager",
         "    ident = p.proven_ident\n",
         "    ident = p.answering_ident if not p.foreign else None\n",
@@ -548,7 +553,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "while up waits, its progress lines go to stderr; stdout is the export lines only",
         "spacetail/progress.py",
         "Progress.say",
-        'print(f"spacetail: {text}", file=self.out, flush=True)',
+        "say(self.out, text)",
         'print(f"spacetail: {text}", flush=True)',
         (
             "tests/integration/test_progress.py::"
@@ -558,7 +563,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "progress-silent-wait",
         "while up waits, a line every 5 s says where the login stands",
-        "spacetail/commands/wait.py",
+        "spacetail/state/verdict.py",
         "await_verdict",
         "timeout = progress.slice(left)",
         "timeout = left",
@@ -633,5 +638,14 @@ MUTANTS: tuple[Mutant, ...] = (
             f"{ATTACKS_THREE}::test_a_read_phase_never_presents_the_write_identity_by_value",
             "tests/unit/test_credentials.py::test_a_read_phase_compares_what_it_presents_by_value",
         ),
+    ),
+    Mutant(
+        "status-unredacted",
+        "no secret in spacetail's output: tailscale's words quoting one are redacted in the status",
+        "spacetail/manager/service.py",
+        "Manager._problem",
+        "return said.replace(reason=r.optional(said.reason), advice=r.optional(said.advice))",
+        "return said",
+        ("tests/faults/test_attacks.py::test_secrets_tailscale_quotes_are_redacted_at_every_exit",),
     ),
 )

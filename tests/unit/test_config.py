@@ -221,3 +221,23 @@ def test_progress_lines_are_on_unless_turned_off() -> None:
     assert load({**KEY, "SPACETAIL_PROGRESS": "off"}, progress="true").progress is True
     with pytest.raises(ConfigError, match=r"^SPACETAIL_PROGRESS: 'sometimes' is not a boolean"):
         load({**KEY, "SPACETAIL_PROGRESS": "sometimes"})
+
+
+def test_every_default_is_written_once_in_the_settings_table() -> None:
+    """Config has no default of its own: what the user did not set is the table's (the one its
+    --help shows)."""
+    import dataclasses
+
+    from spacetail.config.loader import Config
+    from spacetail.config.settings import BY_KEY
+
+    derived = ("scope", "scope_note")  # what the token says, not a setting
+    fields = [f for f in dataclasses.fields(Config) if f.name not in derived]
+    assert [f.name for f in fields if f.default is not dataclasses.MISSING] == []
+    cfg = loader.load({"TS_AUTHKEY": "tskey-auth-x"})
+    assert (cfg.socks5, cfg.http_proxy) == (BY_KEY["socks5-server"].default,
+                                            BY_KEY["http-proxy"].default)  # fmt: skip
+    assert (cfg.timeout, cfg.max_lifetime) == (60.0, 3600.0)  # "60" and "1h" in the table
+    assert (cfg.accept_routes, cfg.accept_dns) == (True, False)
+    assert (cfg.ephemeral, cfg.progress) == (True, True)
+    assert (cfg.watch_shell, cfg.log_upload, cfg.persist_node) == (True, False, False)

@@ -6,12 +6,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from spacetail.install import pins
+from tests.helpers import find_tool
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "container" / "Dockerfile"
@@ -44,14 +44,6 @@ def final_stage(path: Path) -> list[tuple[str, str]]:
     parsed = instructions(path)
     last_from = max(i for i, (keyword, _) in enumerate(parsed) if keyword == "FROM")
     return parsed[last_from:]
-
-
-def find_tool(name: str) -> str | None:
-    # A venv's bin folder is not on PATH when its python is run directly.
-    beside = Path(sys.executable).parent / name
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    return shutil.which(name)
 
 
 # --- Dockerfile -----------------------------------------------------------------------------

@@ -368,7 +368,8 @@ def test_a_binary_that_cannot_run(tmp_path: Path) -> None:
 def test_failed_manager_and_needs_login(tmp_path: Path) -> None:
     error = json.loads((REFERENCE / "status-login-server-refused.json").read_text())["Health"]
     status = running_status(phase="failed", backend_state="NeedsLogin", health=error,
-                            reason="invalid key: API key does not exist")  # fmt: skip
+                            reason="invalid key: API key does not exist",
+                            kind="key-rejected")  # fmt: skip
     d, _, _ = make(tmp_path, status)
     manager, state = d.manager(), d.tailscale_state()
     assert "it gave up: invalid key: API key does not exist" in texts(manager, Verdict.FAIL)
@@ -376,6 +377,16 @@ def test_failed_manager_and_needs_login(tmp_path: Path) -> None:
     assert "state NeedsLogin: fetch control key" in texts(state, Verdict.FAIL)
     assert "TS_LOGIN_SERVER" in (state.findings[0].fix or "")
     assert "Tailscale is starting" in texts(state, Verdict.WARN)
+
+
+def test_a_verdict_of_the_managers_own_is_advised_by_its_kind(tmp_path: Path) -> None:
+    """The manager's own sentence is never read as tailscale's: a frozen local tailscaled is
+    not a control server to check."""
+    reason = "tailscaled's LocalAPI did not answer (timed out)"
+    status = running_status(phase="failed", reason=reason, kind="tailscaled-unresponsive")
+    d, _, _ = make(tmp_path, status)
+    fix = d.manager().findings[-1].fix or ""
+    assert "LocalAPI" in fix and "TS_LOGIN_SERVER" not in fix
 
 
 # --- workload identity ------------------------------------------------------------------------

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from spacetail.manager.lifecycle import Lifecycle
+from spacetail.manager.lifetime import Cause, Ending
 from spacetail.manager.login import FRESH_READ_WAIT, Login
 from spacetail.state.phases import IllegalTransition, Phase
-from spacetail.tailnet.failures import Failure
+from spacetail.tailnet.failures import Failure, FailureClass
 from tests.unit.fakes import KEY, Clock, FakeAPI, FakeChild, Spawner, phase, settings
 
 UNREACHABLE = (
@@ -24,20 +26,30 @@ TIMEOUT = (
 )
 
 
+STOP = Ending(Cause.DOWN, "asked to stop (spacetail down)")
+
+
 class Outcome:
-    def __init__(self) -> None:
+    """The manager's side, as far as the login sees it: the lifecycle moves as it would."""
+
+    def __init__(self, life: Lifecycle) -> None:
+        self.life = life
         self.notes: list[str] = []
         self.succeeded_count = 0
         self.failures: list[str] = []
+        self.kinds: list[FailureClass] = []
 
     def note(self, message: str) -> None:
         self.notes.append(message)
 
     def succeeded(self) -> None:
         self.succeeded_count += 1
+        self.life.running()
 
     def failed(self, failure: Failure) -> None:
         self.failures.append(failure.line)
+        self.kinds.append(failure.kind)
+        self.life.fail(failure)
 
 
 class Bed:
@@ -45,13 +57,17 @@ class Bed:
         self.clock = Clock()
         self.api = FakeAPI()
         self.spawn = Spawner()
-        self.outcome = Outcome()
+        self.life = Lifecycle()
+        self.outcome = Outcome(self.life)
         cfg, self.paths, binaries = settings(tmp_path, **env)
         self.refreshes = 0
         self.login = Login(
-            cfg, self.paths, binaries, spawn=self.spawn, outcome=self.outcome, clock=self.clock,
-            refresh=self.asked, jitter=lambda low, high: high,
+            cfg, self.paths, binaries, spawn=self.spawn, outcome=self.outcome, life=self.life,
+            clock=self.clock, refresh=self.asked, jitter=lambda low, high: high,
         )  # fmt: skip
+
+    def report(self) -> str | None:
+        return self.life.report(self.login.problem).reason
 
     def asked(self) -> None:
         self.refreshes += 1
@@ -165,10 +181,10 @@ def test_key_file_is_private_and_gone_once_tailscale_starts(bed: Bed) -> None:
 
 def test_halted_login_takes_no_more_decisions(bed: Bed) -> None:
     bed.login.api_ready()
-    bed.login.halt()
+    bed.life.stop(STOP)
     bed.api.login_error(UNREACHABLE)
     bed.end_attempt(1, TIMEOUT)
-    assert phase(bed.login) is Phase.LOGIN and bed.login.retry_at is None
+    assert phase(bed.login) is Phase.STOPPING and bed.login.retry_at is None
     assert bed.outcome.failures == []
     bed.login.tick(bed.clock.advance(120))
     assert bed.outcome.failures == [] and len(bed.spawn.named("up")) == 1
@@ -178,6 +194,7 @@ def test_stop_ends_the_attempt_and_removes_its_key(bed: Bed) -> None:
     bed.login.api_ready()
     assert bed.login.attempt is not None and bed.login.attempt.secret is not None
     secret = bed.login.attempt.secret
+    bed.life.stop(STOP)
     bed.login.stop()
     assert phase(bed.login) is Phase.STOPPING
     assert signal.SIGTERM in bed.attempt.signals
@@ -191,6 +208,7 @@ def test_tailscaled_lost_during_backoff_cancels_the_retry(bed: Bed) -> None:
     assert bed.login.retry_at is not None
     bed.login.tailscaled_lost()
     bed.login.restarting(0.5)
+    bed.life.change(Phase.STARTING)  # (the manager's move)
     assert phase(bed.login) is Phase.STARTING and bed.login.retry_at is None
     bed.login.tick(bed.clock.advance(5))
     assert len(bed.spawn.named("up")) == 1  # no attempt against a tailscaled not yet back
@@ -215,7 +233,7 @@ def test_a_failed_attempt_waits_for_a_fresh_read_then_judges_without(bed: Bed) -
     bed.login.tick(bed.clock.advance(0.01))  # tailscaled never answered: judged without
     assert phase(bed.login) is Phase.BACKOFF
     # Only the CLI's "timeout waiting" was known: the reason says so, not a guess.
-    assert bed.login.report().reason == "not Running after 60s (state no state)"
+    assert bed.report() == "not Running after 60s (state no state)"
 
 
 def test_a_read_begun_before_the_attempt_ended_does_not_judge_it(bed: Bed) -> None:
@@ -234,12 +252,12 @@ def test_a_read_begun_before_the_attempt_ended_does_not_judge_it(bed: Bed) -> No
 
 def test_the_phase_changes_only_as_the_table_allows(bed: Bed) -> None:
     bed.login.api_ready()
-    bed.login.stop()
+    bed.life.stop(STOP)
     assert phase(bed.login) is Phase.STOPPING
     with pytest.raises(IllegalTransition, match="stopping cannot change to login"):
-        bed.login.change(Phase.LOGIN)
+        bed.life.change(Phase.LOGIN)
     with pytest.raises(IllegalTransition):
-        bed.login.change(Phase.RUNNING)
+        bed.life.running()
 
 
 def test_the_verdict_outlives_the_stop_that_follows_it(tmp_path: Path) -> None:
@@ -249,7 +267,8 @@ def test_the_verdict_outlives_the_stop_that_follows_it(tmp_path: Path) -> None:
     bed.login.api_ready()
     bed.end_attempt(2, "flag provided but not defined: -bogus\nUSAGE of tailscale up")
     assert phase(bed.login) is Phase.FAILED
+    bed.life.stop(STOP)
     bed.login.stop()
-    report = bed.login.report()
+    report = bed.life.report(bed.login.problem)
     assert report.setting == "TS_EXTRA_ARGS" and report.exit_code == 2 and report.advice
     assert (report.reason or "").startswith("flag provided but not defined: -bogus")

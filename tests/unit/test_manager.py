@@ -20,6 +20,7 @@ from spacetail.manager.service import Manager
 from spacetail.manager.supervisor import MAX_RESTARTS
 from spacetail.state.control import bind_listener
 from spacetail.state.phases import Phase
+from spacetail.tailnet.failures import FailureClass, diagnose
 from tests.unit.fakes import Clock, FakeAPI, FakeChild, Reads, Spawner, phase, settings
 
 
@@ -60,7 +61,7 @@ class Bed:
         self.m.handle(ev.NodeRead(self.tailscaled, self.api.node(), self.clock()))
 
     def reason(self) -> str:
-        return self.m.login.report().reason or ""
+        return self.m.status().login.reason or ""
 
     def kill_tailscaled(self) -> FakeChild:
         td = self.tailscaled
@@ -90,8 +91,10 @@ def bed(tmp_path: Path) -> Iterator[Bed]:
 def test_tailscaled_dying_while_starting_fails_and_stops(bed: Bed) -> None:
     assert phase(bed.m.login) is Phase.STARTING
     bed.kill_tailscaled()
-    assert phase(bed.m.login) is Phase.FAILED
-    assert bed.m.ending == Ending(Cause.LOGIN_FAILED, "the login failed")
+    assert phase(bed.m.login) is Phase.STOPPING  # failed, and stopping at once
+    assert bed.m.life.verdict is not None
+    assert bed.m.life.verdict.kind is FailureClass.TAILSCALED_EXITED
+    assert bed.m.life.ending == Ending(Cause.LOGIN_FAILED, "the login failed")
     assert bed.m.exit_code == 1
     assert "killed by SIGKILL before the node was Running" in bed.reason()
     assert bed.m.sup.restart_at is None  # a first start that fails is not retried
@@ -102,7 +105,7 @@ def test_tailscaled_dying_during_login_fails_and_stops(bed: Bed) -> None:
     attempt = bed.spawn.named("up")[0]
     bed.kill_tailscaled()
     assert signal.SIGTERM in attempt.signals  # the attempt against it is ended
-    assert phase(bed.m.login) is Phase.FAILED and bed.m.exit_code == 1
+    assert bed.m.life.never_ran and bed.m.exit_code == 1
 
 
 def test_tailscaled_dying_while_running_is_restarted_with_backoff(bed: Bed) -> None:
@@ -112,7 +115,7 @@ def test_tailscaled_dying_while_running_is_restarted_with_backoff(bed: Bed) -> N
         bed.kill_tailscaled()
         assert bed.m.sup.restart_at is not None
         delays.append(bed.m.sup.restart_at - bed.clock())
-        assert phase(bed.m.login) is Phase.STARTING and bed.m.ending is None
+        assert phase(bed.m.login) is Phase.STARTING and bed.m.life.ending is None
         bed.m.timers(bed.clock.advance(delays[-1] - 0.01))
         assert len(bed.spawn.named("--tun=userspace-networking")) == restart  # not yet
         bed.m.timers(bed.clock.advance(0.01))
@@ -124,7 +127,7 @@ def test_tailscaled_dying_while_running_is_restarted_with_backoff(bed: Bed) -> N
     bed.kill_tailscaled()
     assert phase(bed.m.login) is Phase.FAILED
     assert "could not be kept running (5 restarts)" in bed.reason()
-    assert bed.m.ending is None  # reported by status; `up` replaces a failed manager
+    assert bed.m.life.ending is None  # reported by status; `up` replaces a failed manager
     assert bed.m.status().restarts == MAX_RESTARTS
     assert bed.m.status().login.advice is not None  # the verdict says what to do
 
@@ -154,7 +157,7 @@ def test_sigterm_in_each_phase_stops_cleanly(bed: Bed, where: str) -> None:
     if where == "running":
         bed.m.handle(ev.StateChanged(bed.tailscaled, "Running"))
     bed.signal(signal.SIGTERM)
-    assert bed.m.ending == Ending(Cause.SIGNAL, "received SIGTERM")
+    assert bed.m.life.ending == Ending(Cause.SIGNAL, "received SIGTERM")
     td = bed.tailscaled
     bed.m.shutdown()
     assert bed.m.exit_code == 0
@@ -171,8 +174,8 @@ def test_sigterm_in_each_phase_stops_cleanly(bed: Bed, where: str) -> None:
 
 def test_no_logout_after_a_login_that_never_succeeded(bed: Bed) -> None:
     bed.m.handle(ev.ApiReady(bed.tailscaled))
-    bed.m.login.fail("invalid key: API key does not exist")
-    assert bed.m.ending is not None and bed.m.ending.cause is Cause.LOGIN_FAILED
+    bed.m.login.fail(diagnose("invalid key: API key does not exist"))
+    assert bed.m.life.ending is not None and bed.m.life.ending.cause is Cause.LOGIN_FAILED
     bed.m.shutdown()
     assert bed.spawn.named("logout") == []
 
@@ -258,3 +261,42 @@ def test_the_status_says_how_long_the_login_has_left(bed: Bed) -> None:
     assert bed.m.status().to_json()["login_deadline_left"] == timeout - 12.5
     bed.running()
     assert bed.m.status().login_deadline_left is None
+
+
+def test_a_frozen_localapi_is_tailscaleds_trouble_not_the_control_servers(bed: Bed) -> None:
+    """The manager's own words are never read again as tailscale's: "did not answer (timed
+    out)" is a local daemon that froze, with advice about it, not about TS_LOGIN_SERVER."""
+    bed.m.handle(ev.ApiTimeout(bed.tailscaled, "timed out"))
+    login = bed.m.status().login
+    assert login.kind == FailureClass.TAILSCALED_UNRESPONSIVE.value
+    assert login.reason == "tailscaled's LocalAPI did not answer (timed out)"
+    assert "TS_LOGIN_SERVER" not in (login.advice or "") and "LocalAPI" in (login.advice or "")
+    assert bed.m.status().to_json()["kind"] == "tailscaled-unresponsive"
+
+
+def test_a_tailscaled_that_cannot_be_kept_running_says_so_by_its_kind(bed: Bed) -> None:
+    bed.running()
+    for _ in range(MAX_RESTARTS):
+        bed.kill_tailscaled()
+        bed.m.timers(bed.clock.advance(10))
+        bed.m.handle(ev.ApiReady(bed.tailscaled))
+        bed.m.handle(ev.StateChanged(bed.tailscaled, "Running"))
+    bed.kill_tailscaled()
+    assert bed.m.status().login.kind == FailureClass.TAILSCALED_CRASH_LOOP.value
+
+
+def test_last_stop_names_its_kind(bed: Bed) -> None:
+    """What last-stop.json says is named: the ending's kind, or the verdict's that ended it."""
+    from spacetail.state.report import last_stop
+    from spacetail.state.status import Problem
+
+    lifetime = Ending(Cause.MAX_LIFETIME, "reached its max lifetime (60s)")
+    words = last_stop(lifetime, Problem(), never_ran=False, log_offset=0)
+    assert words.kind == "lifetime" and "SPACETAIL_MAX_LIFETIME" in (words.advice or "")
+    shell = Ending(Cause.SHELL_EXITED, "the phase's shell (pid 7) exited")
+    shell_stop = last_stop(shell, Problem(), never_ran=False, log_offset=0)
+    assert shell_stop.kind == FailureClass.SHELL_EXIT.value
+    refused = Problem(reason="invalid key", kind="key-rejected", advice="new key")
+    failed = last_stop(Ending(Cause.LOGIN_FAILED, "the login failed"), refused, True, 0)
+    assert (failed.kind, failed.advice) == ("key-rejected", "new key")
+    assert failed.to_json()["kind"] == "key-rejected"

@@ -19,7 +19,7 @@ import pytest
 
 from tests import pyz
 from tests import terraform_module as tf
-from tests.unit.test_terraform_module import PER_SCOPE, cli_variables
+from tests.terraform_module import PER_SCOPE, cli_variables
 
 pytest.importorskip("spaceforge")
 

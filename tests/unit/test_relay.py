@@ -15,7 +15,8 @@ import pytest
 from spacetail.forwards.relay import CHUNK, MAX_OPEN, Forwarder, Timing
 from spacetail.forwards.spec import bind_listeners, parse_forwards
 from spacetail.tailnet.socks5 import DialError
-from tests.loopback import Target, blackhole, echo, free_port, recv_all, wait_until
+from tests.loopback import Target, blackhole, echo, free_port, recv_all
+from tests.waiting import poll
 
 # The echo targets wait for their client's EOF, which the forwarder keeps for EOF_GRACE: short.
 QUICK = Timing(eof_grace=0.3)
@@ -78,7 +79,7 @@ def test_round_trip_and_counters() -> None:
             sender.start()
             assert recv_all(c) == payload
             sender.join()
-        wait_until(lambda: fwd.snapshot()[0].open == 0, "the connection to be closed")
+        poll(lambda: fwd.snapshot()[0].open == 0, 20, "the connection to be closed")
         [snap] = fwd.snapshot()
         assert snap.to_json() == {
             "listen": f"127.0.0.1:{port}", "target": f"127.0.0.1:{target.port}",
@@ -118,7 +119,7 @@ def test_half_close_from_the_client_is_kept_and_the_reply_flows() -> None:
         assert recv_all(c) == b"read 100000 bytes"
         c.close()
         assert eof_seen == [False]
-        wait_until(lambda: fwd.snapshot()[0].open == 0, "the connection to be closed")
+        poll(lambda: fwd.snapshot()[0].open == 0, 20, "the connection to be closed")
     target.close()
 
 
@@ -138,10 +139,10 @@ def test_half_close_from_the_target() -> None:
             assert recv_all(c) == b"hello"  # EOF reached the client...
             c.sendall(b"still talking")  # ...and its direction is still open
             c.shutdown(socket.SHUT_WR)
-            wait_until(lambda: bool(received), "the target to read to EOF")
+            poll(lambda: bool(received), 20, "the target to read to EOF")
             assert received == [b"still talking"]
             assert c.recv(10) == b""
-        wait_until(lambda: fwd.snapshot()[0].open == 0, "the connection to be closed")
+        poll(lambda: fwd.snapshot()[0].open == 0, 20, "the connection to be closed")
     target.close()
 
 
@@ -152,16 +153,16 @@ def test_the_257th_connection_is_closed_at_once_and_counted() -> None:
         try:
             for _ in range(MAX_OPEN):
                 clients.append(socket.create_connection(("127.0.0.1", port)))
-            wait_until(lambda: fwd.snapshot()[0].open == MAX_OPEN, "256 open connections")
+            poll(lambda: fwd.snapshot()[0].open == MAX_OPEN, 20, "256 open connections")
             with socket.create_connection(("127.0.0.1", port)) as extra:
                 extra.settimeout(10)
                 assert extra.recv(1) == b""  # closed by us, not left hanging
-            wait_until(lambda: fwd.snapshot()[0].refused == 1, "the refusal to be counted")
+            poll(lambda: fwd.snapshot()[0].refused == 1, 20, "the refusal to be counted")
             # The 256 keep working, and closing one makes room for a new one.
             clients[0].sendall(b"ping")
             assert clients[0].recv(4) == b"ping"
             clients.pop().close()
-            wait_until(lambda: fwd.snapshot()[0].open == MAX_OPEN - 1, "one to close")
+            poll(lambda: fwd.snapshot()[0].open == MAX_OPEN - 1, 20, "one to close")
             with socket.create_connection(("127.0.0.1", port)) as again:
                 again.sendall(b"pong")
                 assert again.recv(4) == b"pong"
@@ -197,7 +198,7 @@ def test_a_client_that_never_reads_holds_at_most_one_chunk(block: int) -> None:
         rss_before = rss_kib()
         with socket.create_connection(("127.0.0.1", port)) as c:
             c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-            wait_until(lambda: bool(pushed), "the target to stall", timeout=60)
+            poll(lambda: bool(pushed), 60, "the target to stall")
             buffered = fwd.snapshot()[0].buffered
             assert (
                 isinstance(buffered, int) and 0 < buffered <= CHUNK
@@ -218,7 +219,7 @@ def test_a_client_that_never_reads_holds_at_most_one_chunk(block: int) -> None:
             c.shutdown(socket.SHUT_WR)
             c.settimeout(30)
             assert len(recv_all(c)) == pushed[0]  # and nothing was lost
-        wait_until(lambda: fwd.snapshot()[0].open == 0, "the connection to close")
+        poll(lambda: fwd.snapshot()[0].open == 0, 20, "the connection to close")
         assert fwd.snapshot()[0].buffered == 0
     target.close()
 
@@ -238,7 +239,7 @@ def test_an_unreachable_target_closes_the_client_and_the_forward_keeps_serving()
         with socket.create_connection(("127.0.0.1", bad_port)) as c:
             c.settimeout(10)
             assert c.recv(1) == b""
-        wait_until(lambda: fwd.snapshot()[0].last_error is not None, "last_error")
+        poll(lambda: fwd.snapshot()[0].last_error is not None, 20, "last_error")
         bad = fwd.snapshot()[0]
         assert "Connection refused" in str(bad.last_error)
         assert bad.open == 0 and bad.total == 1
@@ -250,7 +251,7 @@ def test_an_unreachable_target_closes_the_client_and_the_forward_keeps_serving()
         with socket.create_connection(("127.0.0.1", bad_port)) as c:  # and this one still accepts
             c.settimeout(10)
             assert c.recv(1) == b""
-        wait_until(lambda: fwd.snapshot()[0].total == 2, "the second attempt to count")
+        poll(lambda: fwd.snapshot()[0].total == 2, 20, "the second attempt to count")
     good.close()
 
 
@@ -301,7 +302,7 @@ def test_blackholed_dials_do_not_delay_another_forward_and_end_in_time() -> None
         timing = Timing(dial_timeout=1.5, eof_grace=0.3)
         with forwarding(text, timing=timing) as (fwd, [bad_port, good_port]):
             stuck = [socket.create_connection(("127.0.0.1", bad_port)) for _ in range(12)]
-            wait_until(lambda: fwd.snapshot()[0].total == 12, "12 dials under way")
+            poll(lambda: fwd.snapshot()[0].total == 12, 20, "12 dials under way")
             started = time.monotonic()
             with socket.create_connection(("127.0.0.1", good_port)) as c:
                 c.sendall(b"hi")
@@ -314,7 +315,7 @@ def test_blackholed_dials_do_not_delay_another_forward_and_end_in_time() -> None
                 assert s.recv(1) == b""  # closed by the forwarder, not left hanging
                 s.close()
             # (the count drops just after the client is closed: wait for it, not race it)
-            wait_until(lambda: fwd.snapshot()[0].open == 0, "the twelve to be counted closed")
+            poll(lambda: fwd.snapshot()[0].open == 0, 20, "the twelve to be counted closed")
             bad = fwd.snapshot()[0]
             assert f"127.0.0.1:{dead}: no connection within 1.5 s" in str(bad.last_error)
     target.close()
@@ -333,8 +334,8 @@ def test_a_client_gone_for_good_reaches_the_target_after_the_grace() -> None:
     with forwarding(f"{free_port()}=127.0.0.1:{target.port}") as (fwd, [port]):
         with socket.create_connection(("127.0.0.1", port)) as c:
             c.sendall(b"bye")
-        wait_until(lambda: seen == [b"bye"], "the target to see EOF")
-        wait_until(lambda: fwd.snapshot()[0].open == 0, "the connection to close")
+        poll(lambda: seen == [b"bye"], 20, "the target to see EOF")
+        poll(lambda: fwd.snapshot()[0].open == 0, 20, "the connection to close")
     target.close()
 
 
@@ -352,7 +353,7 @@ def test_a_full_forward_gives_the_oldest_held_eof_way_to_a_new_client() -> None:
                 clients.append(c)
             clients[0].shutdown(socket.SHUT_WR)  # the one that only holds an EOF now
             clients[1].shutdown(socket.SHUT_WR)
-            wait_until(lambda: len(fwd._loop.holding) == 2, "two held EOFs")
+            poll(lambda: len(fwd._loop.holding) == 2, 20, "two held EOFs")
             with socket.create_connection(("127.0.0.1", port)) as new:
                 new.sendall(b"y")
                 new.settimeout(10)

@@ -9,6 +9,7 @@ import pytest
 
 from spacetail.config.scope import Scope
 from spacetail.state.identity import ProcessIdentity
+from spacetail.state.kinds import FailureClass
 from spacetail.state.phases import Phase
 from spacetail.state.status import SCHEMA, Forward, LastStop, Node, Problem, Proxies, Status
 from tests.status_contract import SCHEMA as SCHEMA_FILE
@@ -42,6 +43,8 @@ def test_every_key_is_in_the_schema_and_the_schema_has_no_other() -> None:
     assert forward_keys == set(Forward(listen="a", target="b").to_json())
     last = schema["$defs"]["last_stop"]["oneOf"][1]["properties"]
     assert set(last) == set(LastStop(at="t", reason="r").to_json())
+    kinds = set(schema["$defs"]["kind"]["enum"]) - {None}
+    assert kinds == {k.value for k in FailureClass}
 
 
 @pytest.mark.parametrize(
@@ -128,3 +131,12 @@ def test_records_are_keyword_only_immutable_and_compare_by_value() -> None:
         node.backend_state = "Stopped"  # type: ignore[misc]
     assert node == Node(backend_state="Running") and hash(node) == hash(node.replace())
     assert node != Node(backend_state="Stopped") and node != Problem()
+
+
+def test_a_kind_this_spacetail_does_not_know_is_still_read() -> None:
+    """A newer manager may name a kind of its own: the status is read, the kind unknown here."""
+    from spacetail.state.kinds import FailureClass, kind_of
+
+    status = Status.from_json({**Status().to_json(), "reason": "r", "kind": "from-the-future"})
+    assert status.login.kind == "from-the-future" and kind_of(status.login.kind) is None
+    assert kind_of("key-rejected") is FailureClass.KEY_REJECTED and kind_of(None) is None

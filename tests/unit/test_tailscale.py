@@ -59,7 +59,7 @@ def test_permanent(text: str) -> None:
     ],
 )
 def test_advice_names_the_setting(text: str, names: str) -> None:
-    assert names in failures.advice(text)
+    assert names in failures.diagnose(text).advice
 
 
 def test_login_error_from_health() -> None:

@@ -14,33 +14,19 @@ from typing import Any
 
 import pytest
 
-from spacetail.config import settings
 from tests import pyz
 from tests import terraform_module as tf
+from tests.terraform_module import PER_SCOPE, cli_variables
 
 pytest.importorskip("hcl2")
 
 SECRETS = {"auth_key": "TS_AUTHKEY", "oauth_client_secret": "TS_CLIENT_SECRET"}
-# The per-scope names of issue 21 that the module and the plugin set; the CLI reads them
-# (falling back to TS_CLIENT_ID / SPACETAIL_TAGS) and
-# spacetail/config/settings.py declares them, which
-# cli_variables() checks.
-PER_SCOPE = ("TS_CLIENT_ID_READ", "TS_CLIENT_ID_WRITE", "SPACETAIL_TAGS_READ",
-             "SPACETAIL_TAGS_WRITE")  # fmt: skip
-# Read by the install hook line (terraform/hooks.json), not by spacetail itself.
-HOOK_VARIABLES = ("SPACETAIL_PIP_SPEC",)
 needs_terraform = pytest.mark.skipif(
     shutil.which("terraform") is None, reason="terraform is not installed"
 )
 AUTH_KEY = {"credential": "auth_key", "auth_key": "tskey-auth-k"}
 EXAMPLES = tf.MODULE / "examples"
 PYZ_IN_RUN = "/mnt/workspace/spacetail/spacetail.pyz"
-
-
-def cli_variables() -> set[str]:
-    names = {s.env for s in (*settings.UP, *settings.INSTALL)}
-    names |= {name for name, _ in (*settings.CREDENTIALS, *settings.PASSTHROUGH)}
-    return names | set(HOOK_VARIABLES)
 
 
 def resources(kind: str, module: Path = tf.MODULE) -> dict[str, dict[str, Any]]:

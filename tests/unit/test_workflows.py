@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_container_files import find_tool
+from tests.helpers import find_tool
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / ".github" / "workflows"
