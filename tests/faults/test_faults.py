@@ -197,13 +197,18 @@ def test_sigkill_of_up_leaves_the_manager_complete_or_absent(
         record_before_kill = grandchild = False
         try:
             if point == "forked":
-                # No sleep between looks here: the window is a few milliseconds wide.
+                # No sleep between looks here: the window is a few milliseconds wide, and on a
+                # loaded machine this loop may not run at all while it is open. Then up is
+                # killed at the first look after it (the record is there): the promise, complete
+                # or absent, is checked all the same.
                 deadline = time.monotonic() + 15
                 while not (kids := children_of(proc.pid)):
-                    assert time.monotonic() < deadline, "up did not fork"
+                    if record_path(env).exists():
+                        break
+                    assert time.monotonic() < deadline, "up neither forked nor wrote its record"
                 os.kill(proc.pid, signal.SIGKILL)
                 record_before_kill = record_path(env).exists()
-                grandchild = bool(children_of(kids[0]))
+                grandchild = bool(kids) and bool(children_of(kids[0]))
             elif point == "record":
                 poll(record_path(env).exists, 15, "manager.json written")
             else:
