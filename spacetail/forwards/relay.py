@@ -266,7 +266,13 @@ class _Loop:
                     self._pause(fwd, exc)
                     return
                 continue  # ECONNABORTED and friends: that client is gone, not the listener
-            if self._stranger(client, _addr):
+            try:
+                stranger = self._stranger(client, _addr)
+            except OSError as exc:  # no descriptor left to ask whose it is: as accept's own
+                client.close()
+                self._pause(fwd, exc)
+                return
+            if stranger:
                 client.close()
                 with self.o._lock:
                     fwd.stats.refused_other_uid += 1
@@ -279,13 +285,18 @@ class _Loop:
             self.o._start_dial(conn)
 
     def _stranger(self, client: socket.socket, peer: tuple[str, int]) -> bool:
-        """Whether CLIENT is another local user's (not this uid, not root): the uid of its socket
-        in /proc/net/tcp*, read once per accept. A loopback client whose socket is not there
-        (gone already) is refused too; a client of another host has no row and is let in (its
-        forward listens beyond loopback on purpose)."""
+        """Whether CLIENT is another local user's (not this uid, not root): the uid of its socket,
+        asked of the kernel once per accept (state/sockets.py). A loopback client whose socket is
+        not there (gone already) is refused too; a client of another host has none and is let
+        in (its forward listens beyond loopback on purpose). OSError when no descriptor is left
+        to ask with: the caller pauses as for accept's own."""
         try:
             uid = sockets.peer_uid(peer[:2], client.getsockname()[:2])
-        except (OSError, ValueError):
+        except OSError as exc:
+            if exc.errno in _OUT_OF_DESCRIPTORS:
+                raise
+            return True
+        except ValueError:
             return True
         if uid is None:
             ip = ipaddress.ip_address(peer[0].split("%", 1)[0])

@@ -6,6 +6,7 @@ local user's to connect to: these answers say whose it is."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
@@ -135,17 +136,19 @@ def peer_uid(peer: tuple[str, int], here: tuple[str, int]) -> int | None:
     this kernel or sandbox), the table is searched."""
     try:
         return _diag_uid(peer, here)
-    except OSError:
+    except OSError as exc:
+        if exc.errno in OUT_OF_DESCRIPTORS:
+            raise  # no descriptor for the question: the caller is out of them
         return _table_uid(peer, here)
 
 
+OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
 _NETLINK_SOCK_DIAG = 4  # NETLINK_INET_DIAG
 _SOCK_DIAG_BY_FAMILY = 20
 _NLMSG_ERROR = 2
 _NLM_F_REQUEST = 1
 _REQUEST = struct.Struct("=IHHII BBBBI HH16s16sI8s")  # nlmsghdr, inet_diag_req_v2
 _UID_AT = 16 + 4 + 48 + 12  # nlmsghdr, then inet_diag_msg's family..retrans, id, 3 counters
-_ENOENT = 2
 
 
 def _diag_uid(peer: tuple[str, int], here: tuple[str, int]) -> int | None:
@@ -174,10 +177,10 @@ def _diag_uid(peer: tuple[str, int], here: tuple[str, int]) -> int | None:
         raise OSError("short sock_diag reply")
     kind = struct.unpack_from("=H", reply, 4)[0]
     if kind == _NLMSG_ERROR:
-        errno = -struct.unpack_from("=i", reply, 16)[0]
-        if errno == _ENOENT:
+        code = -struct.unpack_from("=i", reply, 16)[0]
+        if code == errno.ENOENT:
             return None
-        raise OSError(errno, "sock_diag refused the question")
+        raise OSError(code, "sock_diag refused the question")
     if kind != _SOCK_DIAG_BY_FAMILY or len(reply) < _UID_AT + 4:
         raise OSError("unexpected sock_diag reply")
     return int(struct.unpack_from("=I", reply, _UID_AT)[0])
@@ -191,7 +194,9 @@ def _table_uid(peer: tuple[str, int], here: tuple[str, int]) -> int | None:
     try:
         with open(TABLES[family], "rb") as table:
             data = table.read()
-    except OSError:
+    except OSError as exc:
+        if exc.errno in OUT_OF_DESCRIPTORS:
+            raise
         return None
     at = data.find(f" {local} {remote} ".encode())
     if at < 0:
