@@ -3,8 +3,11 @@
 // server (headscale) that listens on loopback.
 //
 //   - the service node: an HTTP service (:80), TCP relays to a local PostgreSQL (:5432) and a
-//     local sshd (:22), a service the read tags may not reach (:7000), and the DNS server of a
-//     split-DNS zone (:53, UDP and TCP) that the control server hands to every node;
+//     local sshd (:22), a service the read tags may not reach (:7000);
+//   - the DNS server of a split-DNS zone that the control server hands to every node, on a
+//     loopback address (port 53, UDP and TCP): tailscaled's forwarder sends UDP queries through
+//     the host's own stack, never through the tailnet, so a nameserver at a tailnet address
+//     would send packets off loopback;
 //   - the offline peer: a node that joins, then goes away without logging out;
 //   - a control endpoint on 127.0.0.1 for what a test asks of the service node (an SSH client
 //     into another node over Tailscale SSH, a dial from the service node).
@@ -49,6 +52,7 @@ type options struct {
 	service   string
 	offline   string
 	listen    string
+	dnsListen string
 	upTimeout time.Duration
 }
 
@@ -72,7 +76,8 @@ func main() {
 	flag.StringVar(&o.dir, "dir", "", "a folder for the nodes' state (fresh)")
 	flag.StringVar(&o.postgres, "postgres", "", "HOST:PORT of the PostgreSQL to relay to")
 	flag.StringVar(&o.sshd, "sshd", "", "HOST:PORT of the sshd to relay to")
-	flag.StringVar(&o.zone, "zone", "corp.internal", "the split-DNS zone served on :53")
+	flag.StringVar(&o.zone, "zone", "corp.internal", "the split-DNS zone")
+	flag.StringVar(&o.dnsListen, "dns-listen", "", "LOOPBACK-IP:53 for the split-DNS zone's server")
 	flag.StringVar(&o.service, "service-name", "realnet-svc", "the service node's hostname")
 	flag.StringVar(&o.offline, "offline-name", "realnet-gone", "the offline peer's hostname")
 	flag.StringVar(&o.listen, "listen", "127.0.0.1:0", "the control endpoint's address")
@@ -85,10 +90,10 @@ func main() {
 }
 
 func run(o options) error {
-	if o.control == "" || o.dir == "" || o.postgres == "" || o.sshd == "" {
-		return errors.New("-control-url, -dir, -postgres and -sshd are required")
+	if o.control == "" || o.dir == "" || o.postgres == "" || o.sshd == "" || o.dnsListen == "" {
+		return errors.New("-control-url, -dir, -postgres, -sshd and -dns-listen are required")
 	}
-	for _, addr := range []string{o.postgres, o.sshd, o.listen} {
+	for _, addr := range []string{o.postgres, o.sshd, o.listen, o.dnsListen} {
 		if err := loopbackOnly(addr); err != nil {
 			return err
 		}
@@ -110,8 +115,17 @@ func run(o options) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	// The service node registers first: the control server gives it the first address of its
-	// range, where the split-DNS zone's nameserver is configured.
+	// The split-DNS zone's server listens before any node joins: the control server already
+	// names it as the zone's nameserver.
+	dnsConn, err := net.ListenPacket("udp", o.dnsListen)
+	if err != nil {
+		return fmt.Errorf("split-DNS server: %w", err)
+	}
+	dnsListener, err := net.Listen("tcp", o.dnsListen)
+	if err != nil {
+		return fmt.Errorf("split-DNS server: %w", err)
+	}
+
 	svc, err := join(ctx, o, o.service, serviceKey, logf)
 	if err != nil {
 		return fmt.Errorf("service node: %w", err)
@@ -129,7 +143,7 @@ func run(o options) error {
 
 	ip4 := svc.ip4
 	records := map[string]string{"db." + o.zone + ".": ip4.String()}
-	ports := map[string]int{"http": 80, "postgres": 5432, "ssh": 22, "write_only": 7000, "dns": 53}
+	ports := map[string]int{"http": 80, "postgres": 5432, "ssh": 22, "write_only": 7000}
 
 	var serveErr = make(chan error, 8)
 	listen := func(port int) net.Listener {
@@ -152,14 +166,8 @@ func run(o options) error {
 	if ln := listen(22); ln != nil {
 		go relay(ln, o.sshd, logf)
 	}
-	if ln := listen(53); ln != nil {
-		go serveDNSTCP(ln, records, logf)
-	}
-	pc, err := svc.srv.ListenPacket("udp", netip.AddrPortFrom(ip4, 53).String())
-	if err != nil {
-		return fmt.Errorf("listen on the service node's udp :53: %w", err)
-	}
-	go serveDNSUDP(pc, records, logf)
+	go serveDNSTCP(dnsListener, records, logf)
+	go serveDNSUDP(dnsConn, records, logf)
 
 	control, err := net.Listen("tcp", o.listen)
 	if err != nil {
@@ -347,6 +355,15 @@ func answer(query []byte, records map[string]string) ([]byte, error) {
 	return b.Finish()
 }
 
+// describe says what a query asked and what its reply answered, for the log.
+func describe(query, reply []byte) string {
+	var q, r dnsmessage.Message
+	if q.Unpack(query) != nil || r.Unpack(reply) != nil || len(q.Questions) == 0 {
+		return "(unparsable)"
+	}
+	return fmt.Sprintf("%s %s -> %s, %d answers", q.Questions[0].Name, q.Questions[0].Type, r.RCode, len(r.Answers))
+}
+
 func serveDNSUDP(pc net.PacketConn, records map[string]string, logf func(string, ...any)) {
 	buf := make([]byte, 1500)
 	for {
@@ -359,6 +376,7 @@ func serveDNSUDP(pc net.PacketConn, records map[string]string, logf func(string,
 			logf("dns: %v", err)
 			continue
 		}
+		logf("dns: udp query from %v: %s", from, describe(buf[:n], reply))
 		pc.WriteTo(reply, from)
 	}
 }

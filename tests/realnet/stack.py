@@ -37,10 +37,7 @@ BASE_DOMAIN = "realnet.internal"
 SPLIT_ZONE = "corp.internal"
 SERVICE_NAME = "realnet-svc"
 OFFLINE_NAME = "realnet-gone"
-# headscale's sequential allocation gives the first node to register the first address of the
-# range; the service node registers first, and serves the split-DNS zone on that address.
-SERVICE_IP = "100.64.0.1"
-READ_PORTS = ["tcp:80", "tcp:5432", "tcp:22", "tcp:53", "udp:53"]
+READ_PORTS = ["tcp:80", "tcp:5432", "tcp:22"]
 START_TIMEOUT = 120.0
 STOP_TIMEOUT = 30.0
 # What every tailscale client of this tailnet needs in its environment (tsnet and tailscaled):
@@ -85,13 +82,34 @@ def policy() -> dict[str, Any]:
     }
 
 
+def dns_address() -> str:
+    """A loopback address whose port 53 is free for UDP and TCP (a nameserver of the control
+    server's DNS settings is an address; its port is always 53). 127.0.0.0/8 is all loopback, so
+    two stacks on one machine take two addresses."""
+    for _ in range(50):
+        address = f"127.53.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
+        try:
+            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                with socket.socket(socket.AF_INET, kind) as s:
+                    s.bind((address, 53))
+        except PermissionError:
+            raise StackError(
+                "the split-DNS zone's server needs port 53 on a loopback address: run as root "
+                "(or give the Go program CAP_NET_BIND_SERVICE)"
+            ) from None
+        except OSError:
+            continue
+        return address
+    raise StackError("no loopback address with a free port 53 for the split-DNS zone's server")
+
+
 def udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def headscale_config(work: Path, ports: Mapping[str, int]) -> str:
+def headscale_config(work: Path, ports: Mapping[str, int], dns: str) -> str:
     """headscale's configuration (YAML is a superset of JSON: written as JSON)."""
     config = {
         "server_url": f"http://127.0.0.1:{ports['http']}",
@@ -132,7 +150,7 @@ def headscale_config(work: Path, ports: Mapping[str, int]) -> str:
             "magic_dns": True,
             "base_domain": BASE_DOMAIN,
             "override_local_dns": False,
-            "nameservers": {"global": [], "split": {SPLIT_ZONE: [SERVICE_IP]}},
+            "nameservers": {"global": [], "split": {SPLIT_ZONE: [dns]}},
             "search_domains": [],
             "extra_records": [],
         },
@@ -295,7 +313,8 @@ def serve(folder: Path, marker: str) -> dict[str, Any]:
             "grpc": free_port(),
             "stun": udp_port(),
         }
-        (work / "config.yaml").write_text(headscale_config(work, ports))
+        dns = dns_address()
+        (work / "config.yaml").write_text(headscale_config(work, ports, dns))
         (work / "policy.json").write_text(json.dumps(policy(), indent=2))
         hs_bin = binaries["headscale"] / "headscale"
         hs_proc = stack.enter_context(
@@ -344,6 +363,7 @@ def serve(folder: Path, marker: str) -> dict[str, Any]:
             f"-postgres=127.0.0.1:{pg.port}",
             f"-sshd=127.0.0.1:{sshd.port}",
             f"-zone={SPLIT_ZONE}",
+            f"-dns-listen={dns}:53",
             f"-service-name={SERVICE_NAME}",
             f"-offline-name={OFFLINE_NAME}",
         ]
@@ -352,11 +372,6 @@ def serve(folder: Path, marker: str) -> dict[str, Any]:
         )
         go_ready = _read_ready_line(go_proc, deadline, folder / "realnet.log")
         service = go_ready["service"]
-        if SERVICE_IP not in service["ips"]:
-            raise StackError(
-                f"the service node got {service['ips']}, not {SERVICE_IP}, the "
-                "address the split-DNS zone's nameserver is configured at"
-            )
 
         def offline_seen() -> bool:
             by_name = {n["name"]: n for n in hs.nodes()}
@@ -378,6 +393,7 @@ def serve(folder: Path, marker: str) -> dict[str, Any]:
             },
             "service_node": service,
             "split_dns": go_ready["split_dns"],
+            "split_dns_server": f"{dns}:53",
             "offline_peer": go_ready["offline"],
             "magic_dns_suffix": BASE_DOMAIN,
             "policy": policy(),
