@@ -34,6 +34,14 @@ PERMANENT = [
     "failed to exchange JWT for access token: token exchange failed with status 401: {}",
     'invalid value "x" for --exit-node; must be IP or unique node name',
     "flag provided but not defined: -bogus",
+    # Headscale v0.29.2's words, as tailscale 1.102.3 reports them (tests/realnet)
+    "invalid pre auth key",
+    "handling register with auth key: invalid auth key: crypto/bcrypt: hashedPassword is not "
+    "the hash of the given password",
+    "handling register with auth key: failed to parse auth-key: hash length mismatch, expected "
+    "64 chars, got 65",
+    "authkey already used",
+    "authkey expired",
 ]
 
 
