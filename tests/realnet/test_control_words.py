@@ -51,7 +51,7 @@ AT_ONCE = failures.FAIL_FAST_SECONDS + 2.0  # the bound, and the client's start 
 
 
 def refused_key(userland: Userland, env: dict[str, str], realnet: dict[str, Any], case: str) -> str:
-    plain = realnet["authkey"]
+    plain = str(realnet["authkey"])
     if case == "unknown":  # well formed, a prefix headscale never issued
         return plain[: len("hskey-auth-")] + "Z" * 12 + plain[len("hskey-auth-") + 12 :]
     if case == "wrong secret":  # a prefix it issued, another secret
