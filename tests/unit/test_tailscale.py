@@ -100,3 +100,17 @@ def test_oauth_secret_gets_ephemeral_and_preauthorized() -> None:
     cfg = config.load({"TS_CLIENT_SECRET": "tskey-client-x?ephemeral=false",
                        "SPACETAIL_TAGS": "tag:ci"})  # fmt: skip
     assert tailscale.secret_payload(cfg) == "tskey-client-x?ephemeral=false"  # the user's say
+
+
+@pytest.mark.parametrize(
+    ("peer", "argument"),
+    [
+        ("db.example.ts.net", "db.example.ts.net."),  # tailscale ping matches DNSName exactly
+        ("db.example.ts.net.", "db.example.ts.net."),
+        ("db", "db"),  # a short name matches as it is
+        ("100.64.0.8", "100.64.0.8"),
+        ("fd7a:115c:a1e0::8", "fd7a:115c:a1e0::8"),
+    ],
+)
+def test_ping_gets_a_full_name_with_its_final_dot(peer: str, argument: str) -> None:
+    assert tailscale.ping_target(peer) == argument
