@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -179,8 +180,11 @@ class Headscale:
             cwd=self.work,
         )
         if result.returncode != 0:
-            text = (result.stderr or result.stdout).strip().splitlines()
-            raise StackError(f"headscale {' '.join(args)}: {text[-1] if text else 'failed'}")
+            text = (result.stderr or result.stdout).strip()
+            with contextlib.suppress(ValueError, AttributeError):
+                text = str(json.loads(text)["error"])  # -o json: {"error": "..."}
+            lines = text.splitlines()
+            raise StackError(f"headscale {' '.join(args)}: {lines[-1] if lines else 'failed'}")
         return json.loads(result.stdout)
 
     def key(
@@ -305,8 +309,12 @@ def serve(folder: Path, marker: str) -> dict[str, Any]:
         pg = stack.enter_context(realservers.postgres(marker))
         sshd = stack.enter_context(realservers.sshd(marker))
 
+        # Every start is a fresh tailnet: a database, keys and nodes of an earlier one would
+        # answer for it.
         work = folder / "headscale"
-        work.mkdir(mode=0o700, exist_ok=True)
+        for old in (work, folder / "nodes"):
+            shutil.rmtree(old, ignore_errors=True)
+        work.mkdir(mode=0o700)
         ports = {
             "http": free_port(),
             "metrics": free_port(),
@@ -349,7 +357,7 @@ def serve(folder: Path, marker: str) -> dict[str, Any]:
         }
 
         nodes_dir = folder / "nodes"
-        nodes_dir.mkdir(mode=0o700, exist_ok=True)
+        nodes_dir.mkdir(mode=0o700)
         go_env = {
             **env,
             **CLIENT_ENV,
