@@ -97,7 +97,12 @@ def _publish(folder: Path, build: Path) -> None:
 
 
 def _build(
-    folder: Path, names: tuple[str, ...], what: str, build_in: Path, pkgs: list[str]
+    folder: Path,
+    names: tuple[str, ...],
+    what: str,
+    build_in: Path,
+    pkgs: list[str],
+    ldflags: str = "",
 ) -> Path:
     if all((folder / n).is_file() for n in names):
         return folder
@@ -105,7 +110,8 @@ def _build(
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         out = str(staging) + "/" if len(pkgs) > 1 else str(staging / names[0])
-        _run_go(["build", "-trimpath", "-o", out, *pkgs], build_in, what)
+        flags = ["-trimpath", *([f"-ldflags={ldflags}"] if ldflags else [])]
+        _run_go(["build", *flags, "-o", out, *pkgs], build_in, what)
         missing = [n for n in names if not (staging / n).is_file()]
         if missing:
             raise BuildError(f"{what}: go build made no {', '.join(missing)}")
@@ -115,15 +121,34 @@ def _build(
     return folder
 
 
+def _reports(folder: Path, version: str) -> bool:
+    """Whether FOLDER's tailscale says it is VERSION, as a released build does."""
+    try:
+        out = subprocess.run(
+            [str(folder / "tailscale"), "version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout
+    except OSError:
+        return False
+    return out.split("\n", 1)[0].strip() == version
+
+
 def tailscale(version: str = DEFAULT_VERSION) -> Path:
     folder = cache_root() / f"tailscale-{version}"
-    if all((folder / n).is_file() for n in ("tailscale", "tailscaled")):
+    if (folder / "tailscaled").is_file() and _reports(folder, version):
         return folder
-    what = f"tailscale {version}"
+    shutil.rmtree(folder, ignore_errors=True)
     src = _module_dir(TAILSCALE_MODULE, f"v{version}")
-    return _build(
-        folder, ("tailscale", "tailscaled"), what, src, ["./cmd/tailscale", "./cmd/tailscaled"]
+    # A module build has no VCS stamp: without these, `tailscale version` says
+    # "<version>-ERR-BuildInfo"; a released build says the version, as build_dist.sh stamps it.
+    stamps = " ".join(
+        f"-X tailscale.com/version.{v}={version}" for v in ("longStamp", "shortStamp")
     )
+    pkgs = ["./cmd/tailscale", "./cmd/tailscaled"]
+    return _build(folder, ("tailscale", "tailscaled"), f"tailscale {version}", src, pkgs, stamps)
 
 
 def headscale(version: str = HEADSCALE_VERSION) -> Path:
