@@ -75,13 +75,30 @@ def _socks5_connect(proxy: tuple[str, int], host: str, port: int) -> socket.sock
 
 
 def _get(connect: Callable[[], socket.socket], host: str, path: str) -> int:
-    """One HTTP/1.0 GET on a fresh connection; the reply's length (read until EOF)."""
+    """One GET on a fresh connection; the body's length. The reply is read up to its
+    Content-Length, not to EOF: ncat as a forwarder keeps the client's side open after the
+    server closed its own."""
     with connect() as s:
-        s.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
-        total = 0
-        while chunk := s.recv(1 << 20):
-            total += len(chunk)
-    return total
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise OSError(f"the connection closed before the reply's headers: {head[:200]!r}")
+            head += chunk
+        headers, body = head.split(b"\r\n\r\n", 1)
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in headers.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        got = len(body)
+        while got < length:
+            chunk = s.recv(min(1 << 20, length - got))
+            if not chunk:
+                break
+            got += len(chunk)
+    return got
 
 
 def rows(bench: Any, trials: int, mb: int, row: Callable[..., Any]) -> list[Any]:
@@ -189,7 +206,7 @@ def _forward_rows(
                     started = time.perf_counter()
                     got = _get(connects[name], host, f"/blob?bytes={total}")
                     samples[name].append(time.perf_counter() - started)
-                    if got < total:
+                    if got != total:
                         raise OSError(f"{name}: {got} bytes of {total}")
                     for _ in range(SMALL_REQUESTS):
                         started = time.perf_counter()
