@@ -32,9 +32,11 @@ def wait_node_gone(realnet: dict[str, Any], name: str, within: float) -> float:
 def test_up_reaches_running_with_real_addresses_and_down_removes_the_node(
     userland: Userland, rn_env: dict[str, str], realnet: dict[str, Any]
 ) -> None:
+    started = time.monotonic()
     up = st(userland, rn_env, "up")
     try:
         assert up.returncode == 0, up.stderr
+        print(f"FIGURE realnet_up_until_running {time.monotonic() - started:.2f}")
         now = status(userland, rn_env)
         assert now["connected"] is True and now["backend_state"] == "Running", now
         ips = now["tailscale_ips"]
@@ -47,7 +49,8 @@ def test_up_reaches_running_with_real_addresses_and_down_removes_the_node(
     finally:
         down = st(userland, rn_env, "down")
     assert down.returncode == 0, down.stderr
-    wait_node_gone(realnet, rn_env["TS_HOSTNAME"], GONE_WITHIN)
+    took = wait_node_gone(realnet, rn_env["TS_HOSTNAME"], GONE_WITHIN)
+    print(f"FIGURE realnet_node_gone_after_down {took:.2f}")
 
 
 def test_the_shells_exit_without_down_removes_the_node(
@@ -66,6 +69,7 @@ def test_the_shells_exit_without_down_removes_the_node(
         assert wait_gone(manager, GONE_WITHIN)
         remaining = GONE_WITHIN - (time.monotonic() - exited)
         wait_node_gone(realnet, rn_env["TS_HOSTNAME"], remaining)
+        print(f"FIGURE realnet_node_gone_after_shell_exit {time.monotonic() - exited:.2f}")
     finally:
         shell.kill()
         shell.wait()
