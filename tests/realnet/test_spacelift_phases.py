@@ -83,3 +83,34 @@ def test_plan_then_apply_then_a_failed_apply(run: SpaceliftRun, realnet: dict[st
         node_gone(realnet, run, result)
     assert "stopped manager" not in failed.log, failed.describe()  # no after hook ran
     assert {n["name"] for n in nodes(realnet)} == before
+
+
+def test_a_run_awaiting_approval_plans_read_and_applies_write(
+    run: SpaceliftRun, realnet: dict[str, Any]
+) -> None:
+    """Both per-scope keys in the stack's environment, as the module's context carries them;
+    Spacelift's token says the scope: the plan (read) cannot reach the write-only service,
+    the approved apply (write) can. The tailnet refuses, not spacetail."""
+    for name in ("TS_AUTHKEY", "TS_AUTH_KEY"):
+        run.env.pop(name, None)
+    run.env["TS_AUTHKEY_READ"] = realnet["authkey_read"]
+    run.env["TS_AUTHKEY_WRITE"] = realnet["authkey_write"]
+    run.run_type, run.oidc, run.autodeploy = "TRACKED", True, False
+    write_only = shlex.quote(realnet["services"]["write_only"])
+    probe = (
+        f"; if spacetail wait --timeout 3 --target {write_only}; then echo WRITE-REACHED; "
+        "else echo WRITE-DENIED; fi"
+    )
+    plan = run.phase("planning", command(realnet, "planning", probe), before=[UP], after=[DOWN])
+    run.confirm()
+    apply = run.phase("applying", command(realnet, "applying", probe), before=[UP], after=[DOWN])
+    for result, scope, verdict in (
+        (plan, "read", "WRITE-DENIED"),
+        (apply, "write", "WRITE-REACHED"),
+    ):
+        assert result.status == 0, result.describe()
+        assert "FETCHED-OK" in result.log and verdict in result.log, result.describe()
+        status = json.loads((run.workspace / f"status-{result.name}.json").read_text())
+        assert status["scope"] == scope, status
+        assert_finished_cleanly(result)
+        node_gone(realnet, run, result)
