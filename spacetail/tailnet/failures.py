@@ -102,6 +102,9 @@ _PATTERNS: tuple[tuple[FailureClass, re.Pattern[str]], ...] = (
         FailureClass.KEY_REJECTED,
         re.compile(
             r"invalid key|not valid|revoked|has been deleted|unauthorized|not authorized|"
+            # Headscale's words (v0.29): an unknown key, a wrong secret, a malformed key, a
+            # single-use key already used.
+            r"invalid (?:pre )?auth ?key|failed to parse auth-?key|authkey already used|"
             r"forbidden|status 4\d\d|\(4\d\d\)|\b4\d\d (?:unauthorized|forbidden|bad request)|"
             r"unknown attribute|invalid argument|invalid value",
             _I,

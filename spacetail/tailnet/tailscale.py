@@ -115,12 +115,22 @@ def logout_argv(binaries: Binaries, paths: Paths) -> list[str]:
     return [str(binaries.tailscale), f"--socket={paths.tailscaled_socket}", "logout"]
 
 
+def ping_target(peer: str) -> str:
+    """PEER as `tailscale ping` finds it among its peers: it matches a peer's short name, or its
+    DNSName exactly, which ends with a dot; a full name without the dot is not matched and goes
+    to the system's resolver, which in a container knows no tailnet name."""
+    is_address = ":" in peer or all(part.isdigit() for part in peer.split("."))
+    if "." in peer and not peer.endswith(".") and not is_address:
+        return peer + "."
+    return peer
+
+
 def ping_argv(binaries: Binaries, socket_path: Path, peer: str, timeout: float) -> list[str]:
     return [
         # --until-direct=false: a relayed (DERP) answer proves the peer is reachable; with the
         # default, one DERP pong makes `tailscale ping --c=1` exit 1.
         str(binaries.tailscale), f"--socket={socket_path}", "ping", "--c=1",
-        "--until-direct=false", f"--timeout={max(1, int(timeout))}s", peer,
+        "--until-direct=false", f"--timeout={max(1, int(timeout))}s", ping_target(peer),
     ]  # fmt: skip
 
 

@@ -728,6 +728,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="run only the forwarder rows (they need the real tailscaled)")  # fmt: skip
     p.add_argument("--only-delivery", action="store_true",
                    help="run only the first-hook row: pyz against venv + pip")  # fmt: skip
+    p.add_argument("--realnet", action="store_true",
+                   help="add the rows on the real tailnet (tests/realnet; needs Go)")  # fmt: skip
+    p.add_argument("--only-realnet", action="store_true", help="run only the real tailnet's rows")
+    p.add_argument("--realnet-trials", type=int, default=5,
+                   help="trials per real-tailnet row (5)")  # fmt: skip
     args = p.parse_args(argv)
     if args.trials < 1:
         p.error("--trials must be at least 1")
@@ -788,14 +793,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         def section(name: str) -> None:
             print(f"... {name} ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
 
-        if not args.only_forward and not args.only_delivery:
+        only_one = args.only_forward or args.only_realnet or args.only_delivery
+        if not only_one:
             rows += everyday_rows(bench, args, real, section)
-        if not args.only_forward:
+        if not (args.only_forward or args.only_realnet):
             section("first hook to spacetail --version: pyz against venv + pip")
             rows.append(first_hook(base, args.trials))
-        if real is not None and not args.only_delivery:
+        if real is not None and not (args.only_realnet or args.only_delivery):
             section("forwarders through the real tailscaled")
             rows += forwards(bench, args.trials, real, args.idle, args.forward_mb)
+        if args.realnet or args.only_realnet:
+            from tests.bench import realnet_rows
+
+            section("the real tailnet (headscale, tsnet, tailscale at DEFAULT_VERSION)")
+            rows += realnet_rows.rows(bench, args.realnet_trials, args.forward_mb, Row)
         print()
         print(table(rows))
         for row in rows:

@@ -550,8 +550,12 @@ def test_fake_ping(fake: Kit) -> None:
     res = fake.cli(f"--socket={d.sock}", "ping", "--c=1", "--timeout=5s", "db.tail-fake.ts.net")
     assert (res.returncode, res.stdout) == (1, "Logged out.\n")
     assert up(fake, d, "tskey-auth-ok-x").returncode == 0
-    res = fake.cli(f"--socket={d.sock}", "ping", "--c=1", "--timeout=5s", "db.tail-fake.ts.net")
+    # A full name matches a peer only with its final dot, as in the real CLI (tests/realnet);
+    # without it, the real CLI asks the system's resolver.
+    res = fake.cli(f"--socket={d.sock}", "ping", "--c=1", "--timeout=5s", "db.tail-fake.ts.net.")
     assert (res.returncode, res.stdout) == (0, "pong from db (100.64.0.8) via DERP(fake) in 3ms\n")
+    res = fake.cli(f"--socket={d.sock}", "ping", "--c=1", "--timeout=5s", "FAKE-PEER")
+    assert res.returncode == 0 and res.stdout.startswith("pong from fake-peer (100.64.0.8)")
     res = fake.cli(f"--socket={d.sock}", "ping", "--c=1", "--timeout=1s", "100.64.0.8")
     assert res.returncode == 0
     assert res.stdout.startswith("pong from fake-peer (100.64.0.8)")

@@ -238,6 +238,18 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "peer-full-name-without-dot",
+        "a peer's full MagicDNS name reaches tailscale ping with its final dot",
+        "spacetail/tailscale.py",
+        "ping_target",
+        'return peer + "."',
+        "return peer",
+        (
+            "tests/unit/test_tailscale.py::test_ping_gets_a_full_name_with_its_final_dot",
+            "tests/integration/test_auth.py::test_peers",
+        ),
+    ),
+    Mutant(
         "permanent-error-retried",
         "an invalid key fails at once with tailscale's words",
         "spacetail/tailnet/failures.py",

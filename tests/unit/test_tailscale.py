@@ -35,6 +35,14 @@ PERMANENT = [
     "failed to exchange JWT for access token: token exchange failed with status 401: {}",
     'invalid value "x" for --exit-node; must be IP or unique node name',
     "flag provided but not defined: -bogus",
+    # Headscale v0.29.2's words, as tailscale 1.102.3 reports them (tests/realnet)
+    "invalid pre auth key",
+    "handling register with auth key: invalid auth key: crypto/bcrypt: hashedPassword is not "
+    "the hash of the given password",
+    "handling register with auth key: failed to parse auth-key: hash length mismatch, expected "
+    "64 chars, got 65",
+    "authkey already used",
+    "authkey expired",
 ]
 
 
@@ -93,3 +101,17 @@ def test_oauth_secret_gets_ephemeral_and_preauthorized() -> None:
     cfg = loader.load({"TS_CLIENT_SECRET": "tskey-client-x?ephemeral=false",
                        "SPACETAIL_TAGS": "tag:ci"})  # fmt: skip
     assert tailscale.secret_payload(cfg) == "tskey-client-x?ephemeral=false"  # the user's say
+
+
+@pytest.mark.parametrize(
+    ("peer", "argument"),
+    [
+        ("db.example.ts.net", "db.example.ts.net."),  # tailscale ping matches DNSName exactly
+        ("db.example.ts.net.", "db.example.ts.net."),
+        ("db", "db"),  # a short name matches as it is
+        ("100.64.0.8", "100.64.0.8"),
+        ("fd7a:115c:a1e0::8", "fd7a:115c:a1e0::8"),
+    ],
+)
+def test_ping_gets_a_full_name_with_its_final_dot(peer: str, argument: str) -> None:
+    assert tailscale.ping_target(peer) == argument
