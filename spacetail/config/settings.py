@@ -54,7 +54,10 @@ UP: tuple[Setting, ...] = (
     Setting("tags-write", "SPACETAIL_TAGS_WRITE", "the tags of a phase whose Spacelift token has "
             "scope write (an approved apply, a task), instead of --tags"),
     Setting("accept-routes", "TS_ACCEPT_ROUTES", "use subnet routes", "on", Kind.SWITCH),
-    Setting("accept-dns", "TS_ACCEPT_DNS", "use the tailnet's DNS settings", "off", Kind.SWITCH),
+    # On by default: in userspace mode tailscaled never touches the system's DNS (its OS
+    # configurator is a no-op there), and without the tailnet's DNS settings its own resolver
+    # knows no split-DNS route, so `resolve`, `nc` and the forwards could not reach those names.
+    Setting("accept-dns", "TS_ACCEPT_DNS", "use the tailnet's DNS settings", "on", Kind.SWITCH),
     Setting("exit-node", "TS_EXIT_NODE", "route internet traffic through this exit node"),
     Setting("login-server", "TS_LOGIN_SERVER", "control server URL (Headscale...)", metavar="URL"),
     Setting("ephemeral", "SPACETAIL_EPHEMERAL", "nodes minted from an OAuth secret are ephemeral",

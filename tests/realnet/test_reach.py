@@ -117,10 +117,9 @@ def test_curl_through_the_proxy_variables_by_magicdns_name(
 def test_resolve_and_nc_to_a_split_dns_name(
     userland: Userland, rn_env: dict[str, str], realnet: dict[str, Any]
 ) -> None:
-    """With TS_ACCEPT_DNS=on: with spacetail's default (off) tailscaled takes none of the
-    tailnet's DNS settings, and its resolver answers SERVFAIL for a split-DNS name."""
+    """With spacetail's defaults (TS_ACCEPT_DNS on: tailscaled takes the tailnet's DNS settings,
+    without which its resolver answers SERVFAIL for a split-DNS name)."""
     (name, address), *_ = realnet["split_dns"].items()
-    rn_env = {**rn_env, "TS_ACCEPT_DNS": "on"}
     with joined(userland, rn_env):
         resolved = st(userland, rn_env, "resolve", name)
         assert resolved.returncode == 0, resolved.stderr

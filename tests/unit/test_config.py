@@ -21,7 +21,7 @@ def load(env: dict[str, str], **flags: str) -> loader.Config:
 def test_defaults() -> None:
     cfg = load(KEY)
     assert cfg.accept_routes is True
-    assert cfg.accept_dns is False
+    assert cfg.accept_dns is True
     assert cfg.socks5 == "127.0.0.1:1080"
     assert cfg.http_proxy == "127.0.0.1:8080"
     assert cfg.timeout == 60
@@ -238,6 +238,6 @@ def test_every_default_is_written_once_in_the_settings_table() -> None:
     assert (cfg.socks5, cfg.http_proxy) == (BY_KEY["socks5-server"].default,
                                             BY_KEY["http-proxy"].default)  # fmt: skip
     assert (cfg.timeout, cfg.max_lifetime) == (60.0, 3600.0)  # "60" and "1h" in the table
-    assert (cfg.accept_routes, cfg.accept_dns) == (True, False)
+    assert (cfg.accept_routes, cfg.accept_dns) == (True, True)
     assert (cfg.ephemeral, cfg.progress) == (True, True)
     assert (cfg.watch_shell, cfg.log_upload, cfg.persist_node) == (True, False, False)
