@@ -258,7 +258,7 @@ class _Loop:
     def _accept(self, fwd: _Forward) -> None:
         for _ in range(64):  # a burst of connects; the rest on the next round
             try:
-                client, _addr = fwd.listener.accept()
+                client, stranger = self._take(fwd)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -266,12 +266,6 @@ class _Loop:
                     self._pause(fwd, exc)
                     return
                 continue  # ECONNABORTED and friends: that client is gone, not the listener
-            try:
-                stranger = self._stranger(client, _addr)
-            except OSError as exc:  # no descriptor left to ask whose it is: as accept's own
-                client.close()
-                self._pause(fwd, exc)
-                return
             if stranger:
                 client.close()
                 with self.o._lock:
@@ -283,6 +277,16 @@ class _Loop:
             conn = Connection(fwd.spec, fwd.stats, client)
             self.dialing[conn] = self.o.clock() + self.o.timing.dial_timeout
             self.o._start_dial(conn)
+
+    def _take(self, fwd: _Forward) -> tuple[socket.socket, bool]:
+        """The next client, and whether it is a stranger. Out of descriptors, for the accept or
+        for the question whose the client is, raises as accept does (the client closed)."""
+        client, peer = fwd.listener.accept()
+        try:
+            return client, self._stranger(client, peer)
+        except OSError:
+            client.close()
+            raise
 
     def _stranger(self, client: socket.socket, peer: tuple[str, int]) -> bool:
         """Whether CLIENT is another local user's (not this uid, not root): the uid of its socket,
