@@ -240,7 +240,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "peer-full-name-without-dot",
         "a peer's full MagicDNS name reaches tailscale ping with its final dot",
-        "spacetail/tailscale.py",
+        "spacetail/tailnet/tailscale.py",
         "ping_target",
         'return peer + "."',
         "return peer",

@@ -190,7 +190,10 @@ def _one(
 ) -> Outcome:
     """One bug: patched in, checked, its tests run, the file restored whatever happens."""
     target = copy / mutant.file
-    original = target.read_text()
+    try:
+        original = target.read_text()
+    except FileNotFoundError:  # the code moved away from the bug: stale, not a crash of the run
+        return Outcome(mutant, "stale", 0.0, f"{mutant.file}: no such file")
     started = time.monotonic()
     try:
         text = patched(original, mutant)
