@@ -22,28 +22,19 @@ from pathlib import Path
 from typing import Any
 
 from tests import helpers
+from tests.bench.bench import BARE_START
 from tests.realnet import stack
 
-BARE_UP_LOGIN = """set -eu
-D=$SPACETAIL_DIR
-mkdir -p "$D/tailscaled"
-tailscaled --tun=userspace-networking --socket="$D/tailscaled.sock" \\
-  --statedir="$D/tailscaled" --socks5-server="$TS_SOCKS5_SERVER" \\
-  --outbound-http-proxy-listen="$TS_OUTBOUND_HTTP_PROXY_LISTEN" \\
-  --state=mem: --no-logs-no-support </dev/null >>"$D/tailscaled.log" 2>&1 &
-echo $! >"$D/tailscaled.pid"
-n=0
-until [ -S "$D/tailscaled.sock" ]; do
-  n=$((n + 1)); [ "$n" -le 1500 ] || { echo "no socket after 15s" >&2; exit 1; }
-  sleep 0.01
-done
-umask 077
+BARE_UP_LOGIN = (
+    BARE_START
+    + """umask 077
 printf '%s' "$TS_AUTHKEY" >"$D/authkey"
 tailscale --socket="$D/tailscaled.sock" up --hostname="$TS_HOSTNAME" --accept-routes=true \\
   --accept-dns=false --timeout=30s --reset --auth-key="file:$D/authkey" \\
   --login-server="$TS_LOGIN_SERVER"
 rm -f "$D/authkey"
 """
+)
 SMALL_REQUESTS = 20
 
 
