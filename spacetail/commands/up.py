@@ -259,7 +259,8 @@ def _await_manager(
         if answer.get("ok") is True:
             return reply
     from spacetail.state.kinds import FailureClass, kind_of
-    from spacetail.tailnet.failures import advice_for, excerpt
+    from spacetail.tailnet.advice import advice_for
+    from spacetail.tailnet.failures import excerpt
 
     reason, kind = reply.login.reason, kind_of(reply.login.kind)
     if reason is None:

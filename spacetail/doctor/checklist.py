@@ -64,7 +64,7 @@ class Doctor:
     of the calling shell, the manager's status (what `spacetail status` reads, or None when
     the state folder cannot be read), a runner for the tailscale CLI, a wall clock, the DNS
     query and the SOCKS5 connect. Token files are read as `up` reads them
-    (credentials.read_secret_file)."""
+    (secrets.read_secret_file)."""
 
     def __init__(
         self,

@@ -20,7 +20,7 @@ def last_stop(ending: Ending, login: Problem, never_ran: bool, log_offset: int) 
     import time
 
     from spacetail.state.kinds import kind_of
-    from spacetail.tailnet.failures import advice_for
+    from spacetail.tailnet.advice import advice_for
 
     failure = ending.failure or never_ran
     reason = ending.text

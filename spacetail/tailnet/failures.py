@@ -3,7 +3,7 @@
 tailscale says why it failed, but among other lines: Go's flag error comes before the usage
 text, tailscaled's reason comes before (or among) its shutdown chatter, and the log files hold
 every earlier run as well. This module picks the line that explains, names its class, the
-setting it is about, whether another attempt can help, and one line of advice.
+setting it is about and whether another attempt can help; advice.py says what to do.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from typing import Protocol
 
 from spacetail.config.settings import CREDENTIAL_UP_FLAGS, UP_FLAGS
 from spacetail.state.kinds import FailureClass  # (its home: the status carries it)
+from spacetail.tailnet.advice import advice_of
 
 __all__ = [
     "FAIL_FAST_SECONDS", "RETRYABLE", "Failure", "FailureClass", "Program", "Settings",
-    "advice_for", "classify_line", "diagnose", "diagnose_for", "excerpt", "is_chatter",
+    "classify_line", "diagnose", "diagnose_for", "excerpt", "is_chatter",
     "login_error", "meaningful_line", "strip_timestamp",
 ]  # fmt: skip
 
@@ -137,70 +138,6 @@ _FLAG = re.compile(r"(?<![\w-])--?([a-z][\w-]*)", _I)
 _ADDRESS = re.compile(r"listen tcp (\S+): bind:")
 
 
-_ADVICE = {
-    FailureClass.USAGE: "tailscale refused a flag from {setting}: fix it there; a retry can't help",
-    FailureClass.LOCAL: "this machine refused: {local}; a retry can't help",
-    FailureClass.KEY_REJECTED: (
-        "the control server refused the auth key (wrong, expired, revoked, or a single-use key "
-        "already used): create a new one and update TS_AUTHKEY (or TS_CLIENT_SECRET)"
-    ),
-    FailureClass.TAGS_NOT_PERMITTED: (
-        "the key or OAuth client may not assign these tags: fix SPACETAIL_TAGS, or allow them "
-        "in the tailnet policy's tagOwners"
-    ),
-    FailureClass.CONTROL_UNREACHABLE: (
-        "the control server could not be reached: check TS_LOGIN_SERVER and the network "
-        "(`spacetail doctor` tells more), or raise --timeout"
-    ),
-    FailureClass.DNS_FAILURE: (
-        "the control server's name does not resolve: check TS_LOGIN_SERVER for a typo, and "
-        "this machine's DNS (`spacetail doctor`)"
-    ),
-    FailureClass.TIMEOUT_STARTING: (
-        "tailscale was not Running in time and gave no reason: raise --timeout "
-        "(SPACETAIL_TIMEOUT), or run `spacetail doctor`"
-    ),
-    FailureClass.WIF_REJECTED: (
-        "the tailnet refused the ID token: check TS_CLIENT_ID, TS_AUDIENCE and the federated "
-        "identity's issuer and subject (`spacetail doctor` prints the token's)"
-    ),
-    FailureClass.EXPIRED: "the auth key has expired: create a new one and update TS_AUTHKEY",
-    FailureClass.UNKNOWN: "see tailscaled's lines below, or run `spacetail doctor`",
-    # What the manager saw itself: never the network's advice for a local daemon's trouble.
-    FailureClass.TAILSCALED_UNRESPONSIVE: (
-        "tailscaled on this machine stopped answering its LocalAPI (frozen, starved of CPU or "
-        "memory, or stopped with SIGSTOP): `spacetail logs --tailscaled` shows its last lines; "
-        "check the runner's load and memory"
-    ),
-    FailureClass.TAILSCALED_EXITED: (
-        "tailscaled on this machine ended before the node was Running: `spacetail logs "
-        "--tailscaled` shows why; `spacetail doctor` checks the binaries, the ports and the folder"
-    ),
-    FailureClass.TAILSCALED_CRASH_LOOP: (
-        "tailscaled kept exiting: `spacetail logs --tailscaled` shows why; `spacetail doctor` "
-        "checks the binaries and the ports"
-    ),
-    FailureClass.LOGGED_OUT: (
-        "something logged the node out (`tailscale logout`, or the node was removed from the "
-        "tailnet); the manager logs in again"
-    ),
-    FailureClass.LIFETIME: (
-        "the manager reached its maximum lifetime: raise SPACETAIL_MAX_LIFETIME if the phase "
-        "needs the tailnet longer"
-    ),
-    FailureClass.SHELL_EXIT: (
-        "the phase's shell exited, so the manager stopped with it: run `spacetail up` in the "
-        "shell that needs the tailnet"
-    ),
-    FailureClass.SIGNAL: "the manager was stopped by a signal: `spacetail logs` says which",
-    FailureClass.DOWN: "`spacetail down` stopped it: run `spacetail up` to connect again",
-    FailureClass.MANAGER_GONE: (
-        "the manager ended before it gave a verdict: `spacetail logs` shows its last lines"
-    ),
-    FailureClass.INTERNAL: "a bug in spacetail: `spacetail logs` shows it; please report it",
-}
-
-
 @dataclass(frozen=True)
 class Failure:
     """One failure, explained."""
@@ -220,46 +157,12 @@ class Failure:
 
     @property
     def advice(self) -> str:
-        return _advice(self)
+        return advice_of(self.kind, self.line, self.setting)
 
     def message(self) -> str:
         """The two lines a person reads: what happened and what to do."""
         head = f"{self.setting}: {self.line}" if self.setting else self.line
         return f"{head}\n  what to do: {self.advice}"
-
-
-def _advice(failure: Failure) -> str:
-    lower = failure.line.lower()
-    if failure.kind is FailureClass.USAGE:
-        if "exit-node" in lower and "invalid value" in lower:
-            return "TS_EXIT_NODE must be a tailnet IP or the unique name of an exit node"
-        setting = failure.setting or "the command line (tailscale's version may differ)"
-        return _ADVICE[FailureClass.USAGE].format(setting=setting)
-    if failure.kind is FailureClass.LOCAL:
-        return _ADVICE[FailureClass.LOCAL].format(local=_local_fix(failure))
-    if failure.kind is FailureClass.KEY_REJECTED and ("revoked" in lower or "deleted" in lower):
-        return "the auth key was revoked: create a new one and update TS_AUTHKEY"
-    return _ADVICE[failure.kind]
-
-
-def _local_fix(failure: Failure) -> str:
-    lower = failure.line.lower()
-    if "address already in use" in lower or "cannot assign" in lower:
-        setting = failure.setting or "TS_SOCKS5_SERVER or TS_OUTBOUND_HTTP_PROXY_LISTEN"
-        if re.search(r"(?:^|: )proxy listener", lower):
-            setting = "TS_SOCKS5_SERVER and TS_OUTBOUND_HTTP_PROXY_LISTEN (they share it)"
-        return f"another program holds the port; set {setting} to a free 127.0.0.1 port"
-    if "unix" in lower or "safesocket" in lower:
-        return (
-            "tailscaled cannot create its socket; point SPACETAIL_DIR at a short, writable "
-            "folder of your own"
-        )
-    if "tstun" in lower or "createengine" in lower:
-        return "tailscaled cannot create a TUN device; remove --tun from TS_TAILSCALED_EXTRA_ARGS"
-    return (
-        "the tailscale binaries cannot run here (wrong architecture or not executable); "
-        "reinstall with `spacetail install-tailscale` or use the spacetail runner image"
-    )
 
 
 def strip_timestamp(line: str) -> str:
@@ -449,11 +352,3 @@ def login_error(health: list[str]) -> str | None:
         if m:
             return m.group(1).strip()
     return None
-
-
-def advice_for(kind: FailureClass) -> str:
-    """What a person should do about a failure of KIND, when nothing more is known of it (a
-    verdict carries its own advice, which may name the very setting)."""
-    return _ADVICE[kind].format(
-        setting="the command line", local="see `spacetail logs --tailscaled`"
-    )
